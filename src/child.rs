@@ -1,0 +1,182 @@
+//! What a re-executed child runs, and [`init`], which sends it there.
+//!
+//! A child connects back to its parent, proves the key, and serves calls one at a time, in
+//! order, until it is told to shut down or its parent goes away. Calls run on a
+//! single-threaded runtime; replies are queued to the writer task, which sends all replies
+//! finished since its last write in one go, so a stream of small calls costs few system calls.
+//!
+//! A child never outlives its parent: a watchdog thread notices the parent's death (the child
+//! is re-parented) within 100 ms and exits, and the end of the parent's connection ends the
+//! child too. Both work while a worker is busy in a long computation.
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::current::{self, Current};
+use crate::error::RemoteError;
+use crate::protocol::{FromChild, ToChild};
+use crate::registry;
+use crate::spawn::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
+use crate::transport::{self, auth};
+
+/// Diverts a re-executed child to its job; returns at once in the main process.
+///
+/// Call it first in `main`, before anything else runs (or use
+/// [`#[multiproc::main]`](crate::main), which does). In a child process started by this crate,
+/// `init` never returns: it runs the child's calls and exits the process, so the child never
+/// runs the rest of your `main`. In tests, [`test_support!`](crate::test_support) calls it for you.
+///
+/// # Panics
+///
+/// If two registered workers share a name.
+///
+/// # Examples
+///
+/// ```no_run
+/// fn main() {
+///     multiproc::init();
+///     let runtime = tokio::runtime::Runtime::new().unwrap();
+///     runtime.block_on(async { /* use multiproc here */ });
+/// }
+/// ```
+#[allow(clippy::needless_doctest_main)] // the example is about `main` itself
+pub fn init() {
+    INIT_CALLED.store(true, std::sync::atomic::Ordering::SeqCst);
+    registry::check_duplicates();
+    current::register_exit_hook();
+    let Ok(encoded) = std::env::var(BOOTSTRAP_ENV) else {
+        return;
+    };
+    // SAFETY: `init` runs first in `main` (or in the test-support helper, whose thread is the
+    // only one doing anything in a child), before this process starts threads that read the
+    // environment. Removing the variable keeps it from leaking into programs the child runs.
+    unsafe { std::env::remove_var(BOOTSTRAP_ENV) };
+    let Some(bootstrap) = Bootstrap::decode(&encoded) else {
+        eprintln!("multiproc: the {BOOTSTRAP_ENV} variable is malformed; exiting");
+        std::process::exit(2);
+    };
+    let mut key = [0u8; auth::KEY_LEN];
+    if std::io::stdin().read_exact(&mut key).is_err() {
+        eprintln!(
+            "multiproc: {}: the parent did not hand over the key; exiting",
+            bootstrap.name
+        );
+        std::process::exit(2);
+    }
+    auth::inherit_key(key);
+    run(bootstrap)
+}
+
+fn run(bootstrap: Bootstrap) -> ! {
+    current::set_child(Current {
+        name: bootstrap.name.clone(),
+        identity: bootstrap.identity.clone(),
+        daemon: bootstrap.daemon,
+        depth: bootstrap.depth,
+        parent: Some(bootstrap.parent.clone()),
+    });
+    crate::panic::install_hook();
+    crate::logging::inherit(bootstrap.log_level);
+    watch_parent(bootstrap.parent.pid);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the child's runtime");
+    let code = runtime.block_on(serve(&bootstrap));
+    tracing::info!(target: "multiproc", "process exiting with exitcode {code}");
+    std::process::exit(code)
+}
+
+/// Exits when the parent dies, even while a worker computes.
+fn watch_parent(parent_pid: u32) {
+    let parent_is_alive = move || {
+        // SAFETY: getppid has no preconditions and cannot fail.
+        (unsafe { libc::getppid() }) as u32 == parent_pid
+    };
+    if !parent_is_alive() {
+        std::process::exit(1);
+    }
+    std::thread::Builder::new()
+        .name("multiproc-parent-watch".into())
+        .spawn(move || {
+            while parent_is_alive() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::process::exit(1);
+        })
+        .expect("starting the parent watchdog");
+}
+
+/// Serves calls; returns the exit code.
+async fn serve(bootstrap: &Bootstrap) -> i32 {
+    let max_frame_len = bootstrap.max_frame_len as usize;
+    let connection = match transport::connect(&bootstrap.socket, max_frame_len).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            eprintln!("multiproc: {}: {error}", bootstrap.name);
+            return 1;
+        }
+    };
+    let transport::Connection {
+        mut reader,
+        writer,
+        writer_task,
+        ..
+    } = connection;
+    let code = loop {
+        let frame = match reader.read().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break 0,
+            Err(error) => {
+                tracing::warn!(target: "multiproc", "the connection to the parent failed: {error}");
+                break 1;
+            }
+        };
+        let (id, worker, batch, then_exit) = match frame.header::<ToChild>() {
+            Ok(ToChild::Call {
+                id,
+                worker,
+                batch,
+                then_exit,
+            }) => (id, worker, batch, then_exit),
+            Ok(ToChild::Shutdown) => break 0,
+            Err(error) => {
+                tracing::warn!(target: "multiproc", "a malformed request from the parent: {error}");
+                break 1;
+            }
+        };
+        if then_exit {
+            crate::panic::set_printing(true);
+            tracing::info!(target: "multiproc", "child process calling run()");
+        }
+        let outcome = match registry::lookup(&worker) {
+            Some(dispatch) => dispatch(frame.payload(), batch).await,
+            None => Err(RemoteError::UnknownWorker(format!(
+                "`{worker}` is not registered in {}",
+                current::this().name
+            ))),
+        };
+        let panicked = matches!(outcome, Err(RemoteError::Panic(_)));
+        let (outcome, payload) = match outcome {
+            Ok(payload) => (Ok(()), payload),
+            Err(error) => (Err(error), Vec::new()),
+        };
+        if let Err(error) = writer.send(&FromChild::Done { id, outcome }, payload) {
+            let outcome = Err(RemoteError::TooLarge(format!(
+                "the result of `{worker}`: {error}"
+            )));
+            if writer
+                .send(&FromChild::Done { id, outcome }, Vec::new())
+                .is_err()
+            {
+                break 1;
+            }
+        }
+        if then_exit {
+            break i32::from(panicked);
+        }
+    };
+    drop(writer);
+    let _ = writer_task.await;
+    code
+}

@@ -1,0 +1,149 @@
+//! Python's `multiprocessing` for async Rust.
+//!
+//! Mark a function with [`#[worker]`](worker) and run it in child processes, re-executed
+//! copies of your own binary, so CPU-bound work leaves the async runtime without blocking it:
+//!
+//! ```no_run
+//! use multiproc::{worker, Process};
+//!
+//! #[worker]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! #[multiproc::main]
+//! async fn main() -> multiproc::Result<()> {
+//!     let p = Process::new(square, (7,)).start().await?;
+//!     assert_eq!(p.join().await?, 49);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Every call that waits returns a future, every failure is a typed [`Error`], and no failure
+//! of a child (a panic, a `SIGKILL`, an `exit`, a hang at start-up) leaves the caller waiting
+//! forever.
+//!
+//! # How it works
+//!
+//! - **Registration.** `#[worker]` leaves your function untouched and registers it, through
+//!   [`inventory`](https://docs.rs/inventory), under its path (`mycrate::jobs::square`).
+//!   Parent and child are the same binary, so the same name finds the same code; nothing but
+//!   names and serde-encoded values ever crosses between processes.
+//! - **Start-up.** A child is `/proc/self/exe` started again with a command line built from
+//!   scratch. [`init`] (called first by [`#[multiproc::main]`](main)) recognizes it from an
+//!   environment variable and diverts it to serving calls, so the child never runs your `main`.
+//! - **Transport.** Each child connects back over a local socket with a random name (the
+//!   abstract namespace on Linux) bound before the child is spawned. Messages are
+//!   length-prefixed frames with a size limit, encoded with postcard.
+//! - **Security.** The main process draws a random 32-byte key and hands it to each child on
+//!   its standard input, never on a command line. Every connection proves the key, and the
+//!   peer's uid and pid are checked, before anything else is read from it.
+//! - **Faults.** A parent task per child reads its replies and reaps it. If the child dies,
+//!   every call it held fails with an error naming its pid and exit status. A child exits
+//!   when its parent dies, within about 100 ms, even if the parent was `SIGKILL`ed.
+//!
+//! # Testing your own crate
+//!
+//! Integration tests spawn real children under both `cargo test` and `cargo nextest run`.
+//! Add one line to each test file that starts processes:
+//!
+//! ```ignore
+//! multiproc::test_support!();
+//!
+//! #[multiproc::worker]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! #[tokio::test]
+//! async fn squares_in_a_child() {
+//!     let p = multiproc::Process::new(square, (3,)).start().await.unwrap();
+//!     assert_eq!(p.join().await.unwrap(), 9);
+//! }
+//! ```
+//!
+//! The macro adds a test named `__multiproc_child`. In the test binary it passes at once; in
+//! a child, the binary is started as `<test binary> __multiproc_child --exact`, so libtest runs
+//! only that helper, which calls [`init`] and serves the child's calls. No test body runs in a
+//! child. The child's stdout is discarded unless the runner shows output (`--nocapture`, as
+//! nextest always passes); its stderr is inherited.
+//!
+//! # Platform support
+//!
+//! Linux is the tier-one platform: abstract-namespace sockets and `/proc/self/exe`. Other
+//! Unix systems are expected to work, with socket files under the temporary directory, but
+//! are not tested. Windows is not supported.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+#[allow(unused_extern_crates)]
+extern crate self as multiproc;
+
+mod child;
+mod current;
+mod error;
+mod logging;
+mod panic;
+mod process;
+mod protocol;
+mod registry;
+mod spawn;
+mod supervisor;
+mod transport;
+mod worker;
+
+pub use async_trait::async_trait;
+pub use child::init;
+pub use current::{ProcessInfo, active_children, cpu_count, current_process, parent_process};
+pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
+pub use logging::log_to_stderr;
+pub use process::{Process, ProcessBuilder};
+pub use spawn::DEFAULT_START_TIMEOUT;
+pub use transport::DEFAULT_MAX_FRAME_LEN;
+pub use worker::{Run, Value, Worker};
+
+/// Registers a function so that child processes can run it. See the [`worker`](mod@worker) docs.
+pub use multiproc_macros::worker;
+
+/// Registers an `impl Run for T` so that [`Process::from_run`] can start it.
+pub use multiproc_macros::process;
+
+/// Turns `async fn main` into a `main` that calls [`init`] first, then runs the body on a
+/// multi-threaded tokio runtime.
+///
+/// ```no_run
+/// #[multiproc::main]
+/// async fn main() -> multiproc::Result<()> {
+///     Ok(())
+/// }
+/// ```
+pub use multiproc_macros::main;
+
+/// Lets the tests of one test file start child processes. One line, at the top level of the
+/// file; see "Testing your own crate" in the crate docs.
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[test]
+        fn __multiproc_child() {
+            $crate::init()
+        }
+
+        #[cfg(test)]
+        $crate::__private::inventory::submit! {
+            $crate::__private::TestHarness::new(::core::module_path!())
+        }
+    };
+}
+
+/// Used by the macros; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{WorkerEntry, dispatch_run, dispatch_worker};
+    pub use crate::spawn::TestHarness;
+    pub use inventory;
+
+    /// Runs the body of `#[multiproc::main]`.
+    pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("building the tokio runtime")
+            .block_on(future)
+    }
+}

@@ -1,0 +1,107 @@
+//! Lifecycle logging in Python's format, `[INFO/Process-1] child process calling run()`.
+//!
+//! The crate reports through [`tracing`] under the target `multiproc`, and prints nothing
+//! unless asked. [`log_to_stderr`] installs a subscriber that prints every event (the crate's
+//! and the application's) at or above a level, prefixed with the level and the name of the
+//! process that emitted it. Children started afterwards inherit the level, so their events
+//! reach the same stderr in the same format.
+//!
+//! ```text
+//! [INFO/Process-1] child process calling run()
+//! [INFO/Process-1] process exiting with exitcode 0
+//! [INFO/MainProcess] process shutting down
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+
+/// Prints `multiproc`'s lifecycle events and the application's `tracing` events at `level`
+/// and above to stderr, as `[LEVEL/ProcessName] message`. Processes started afterwards do the
+/// same.
+///
+/// Installs a global `tracing` subscriber; if the application already installed one, that one
+/// stays and receives the events instead. Calling it again changes nothing.
+///
+/// # Examples
+///
+/// ```no_run
+/// multiproc::log_to_stderr(tracing::Level::INFO);
+/// tracing::info!("visible as [INFO/MainProcess] ...");
+/// ```
+pub fn log_to_stderr(level: Level) {
+    if LEVEL
+        .compare_exchange(0, level_number(level), Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+    {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .event_format(ProcessFormat)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    }
+}
+
+/// The level children inherit: 0 when logging is off.
+pub(crate) fn inherited_level() -> u8 {
+    LEVEL.load(Ordering::SeqCst)
+}
+
+/// Applies the level a child inherited from its parent.
+pub(crate) fn inherit(level: u8) {
+    if let Some(level) = number_level(level) {
+        log_to_stderr(level);
+    }
+}
+
+fn level_number(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        Level::TRACE => 5,
+    }
+}
+
+fn number_level(number: u8) -> Option<Level> {
+    Some(match number {
+        1 => Level::ERROR,
+        2 => Level::WARN,
+        3 => Level::INFO,
+        4 => Level::DEBUG,
+        5 => Level::TRACE,
+        _ => return None,
+    })
+}
+
+struct ProcessFormat;
+
+impl<S, N> FormatEvent<S, N> for ProcessFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(
+            writer,
+            "[{}/{}] ",
+            event.metadata().level(),
+            crate::current::this().name
+        )?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}

@@ -1,0 +1,148 @@
+//! The registry of `#[worker]` functions and `#[multiproc::process]` types.
+//!
+//! Each registration is an [`inventory`] entry holding the worker's name and a monomorphized
+//! dispatcher that decodes the arguments, runs the function under `catch_unwind`, and encodes
+//! the result. The registry is the same in parent and child because they are the same binary;
+//! lookups go through a map built on first use.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::OnceLock;
+
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
+
+use crate::error::{Error, ErrorKind, RemoteError, Result};
+use crate::protocol::{decode, encode};
+use crate::worker::{Run, Worker};
+
+/// Runs a registered worker on an encoded argument tuple (or, batched, a `Vec` of them).
+#[doc(hidden)]
+pub type Dispatch = fn(&[u8], bool) -> LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>>;
+
+/// One registration. Built by the `#[worker]` and `#[multiproc::process]` macros.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct WorkerEntry {
+    name: fn() -> &'static str,
+    dispatch: Dispatch,
+}
+
+impl WorkerEntry {
+    #[doc(hidden)]
+    pub const fn new(name: fn() -> &'static str, dispatch: Dispatch) -> Self {
+        WorkerEntry { name, dispatch }
+    }
+}
+
+inventory::collect!(WorkerEntry);
+
+struct Registry {
+    by_name: HashMap<&'static str, Dispatch>,
+    duplicates: Vec<&'static str>,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut by_name = HashMap::new();
+        let mut duplicates = Vec::new();
+        for entry in inventory::iter::<WorkerEntry> {
+            let name = (entry.name)();
+            if by_name.insert(name, entry.dispatch).is_some() {
+                duplicates.push(name);
+            }
+        }
+        Registry {
+            by_name,
+            duplicates,
+        }
+    })
+}
+
+/// Panics, naming them, if two registrations share a name. Called by `init()`.
+pub(crate) fn check_duplicates() {
+    let duplicates = &registry().duplicates;
+    assert!(
+        duplicates.is_empty(),
+        "multiproc: these workers are registered more than once: {duplicates:?}; \
+         remove the repeated #[worker] or #[multiproc::process]"
+    );
+}
+
+pub(crate) fn lookup(name: &str) -> Option<Dispatch> {
+    registry().by_name.get(name).copied()
+}
+
+/// Checks at the call site that `name` is registered, so an unregistered function fails
+/// before anything is sent.
+pub(crate) fn ensure_registered(name: &'static str, hint: &str) -> Result<&'static str> {
+    if lookup(name).is_some() {
+        Ok(name)
+    } else if name.contains("{{closure}}") {
+        Err(Error::new(
+            ErrorKind::UnknownWorker,
+            format!(
+                "`{name}` is a closure; only functions marked #[worker] can run in a child process"
+            ),
+        ))
+    } else {
+        Err(Error::new(
+            ErrorKind::UnknownWorker,
+            format!("`{name}` is not registered; {hint}"),
+        ))
+    }
+}
+
+pub(crate) const WORKER_HINT: &str = "mark the function with #[multiproc::worker]";
+pub(crate) const RUN_HINT: &str = "mark its `impl Run` with #[multiproc::process]";
+
+async fn caught<T>(future: impl std::future::Future<Output = T>) -> Result<T, RemoteError> {
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(|payload| RemoteError::Panic(crate::panic::take(payload)))
+}
+
+fn remote(error: Error) -> RemoteError {
+    RemoteError::Serialization(error.to_string())
+}
+
+/// The dispatcher `#[worker]` registers for `worker`.
+#[doc(hidden)]
+pub fn dispatch_worker<W: Worker<M>, M>(
+    worker: W,
+    payload: &[u8],
+    batch: bool,
+) -> LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>> {
+    if batch {
+        let inputs: Result<Vec<W::Args>> = decode(payload, "a batch of worker arguments");
+        Box::pin(async move {
+            let inputs = inputs.map_err(remote)?;
+            let mut outputs = Vec::with_capacity(inputs.len());
+            for args in inputs {
+                outputs.push(caught(worker.invoke(args)).await);
+            }
+            encode(&outputs, "a batch of worker results").map_err(remote)
+        })
+    } else {
+        let args: Result<W::Args> = decode(payload, "the worker's arguments");
+        Box::pin(async move {
+            let output = caught(worker.invoke(args.map_err(remote)?)).await?;
+            encode(&output, "the worker's result").map_err(remote)
+        })
+    }
+}
+
+/// The dispatcher `#[multiproc::process]` registers for `R`.
+#[doc(hidden)]
+pub fn dispatch_run<R: Run>(
+    payload: &[u8],
+    _batch: bool,
+) -> LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>> {
+    let value: Result<R> = decode(payload, "the process value");
+    Box::pin(async move {
+        let output = caught(value.map_err(remote)?.run()).await?;
+        encode(&output, "the process's result").map_err(remote)
+    })
+}

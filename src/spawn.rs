@@ -1,0 +1,245 @@
+//! The one place that starts child processes.
+//!
+//! A child is a fresh execution of this same binary (`/proc/self/exe` on Linux, so a rebuilt
+//! or moved binary still works). Its command line is built from scratch, never forwarded: empty
+//! for an application (whose `main` calls [`init`](crate::init) first), or the arguments that
+//! make libtest run only the `test_support!()` helper in a test binary. It learns who it is
+//! from one environment variable (socket name, process name, depth, log level), and it learns
+//! the secret key from its standard input, so the key appears on no command line and in no
+//! environment.
+//!
+//! The listener is bound before the child is spawned. The child must connect and prove the key
+//! within the start-up timeout; if it exits or hangs first, the caller gets an error, never a
+//! hang.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::current::{self, ProcessInfo};
+use crate::error::{Error, ErrorKind, ExitStatus, Result};
+use crate::transport::{Connection, Listener};
+
+/// The environment variable that tells a re-executed binary it is a child.
+pub(crate) const BOOTSTRAP_ENV: &str = "MULTIPROC_BOOTSTRAP";
+
+/// How deep processes may nest before spawning is refused as runaway recursion.
+pub(crate) const MAX_DEPTH: u32 = 16;
+
+/// The default time a child has to start and connect back.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Set by [`init`](crate::init); spawning without it (or test support) would run the
+/// application's `main` again in the child.
+pub(crate) static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+
+/// What a child needs to know about itself; travels hex-encoded in [`BOOTSTRAP_ENV`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Bootstrap {
+    pub(crate) socket: String,
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent: ProcessInfo,
+    pub(crate) depth: u32,
+    pub(crate) log_level: u8,
+    pub(crate) max_frame_len: u64,
+}
+
+impl Bootstrap {
+    pub(crate) fn encode(&self) -> String {
+        let bytes = postcard::to_stdvec(self).expect("a bootstrap always serializes");
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn decode(hex: &str) -> Option<Self> {
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            })
+            .collect();
+        postcard::from_bytes(&bytes?).ok()
+    }
+}
+
+/// The `test_support!()` helper test of a test binary.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TestHarness {
+    module_path: &'static str,
+}
+
+impl TestHarness {
+    #[doc(hidden)]
+    pub const fn new(module_path: &'static str) -> Self {
+        TestHarness { module_path }
+    }
+
+    /// The helper's test name as libtest knows it: the module path without the crate name.
+    fn test_name(&self) -> String {
+        match self.module_path.split_once("::") {
+            Some((_, rest)) => format!("{rest}::__multiproc_child"),
+            None => "__multiproc_child".to_string(),
+        }
+    }
+}
+
+inventory::collect!(TestHarness);
+
+/// How to start one child.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildSpec {
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    /// Terminated rather than joined when this process exits (daemons, pool workers).
+    pub(crate) stop_at_exit: bool,
+    pub(crate) start_timeout: Duration,
+    pub(crate) max_frame_len: usize,
+}
+
+/// A started, connected, authenticated child.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) pid: u32,
+    pub(crate) connection: Connection,
+}
+
+/// Starts a child and waits until it has connected and proved the key.
+pub(crate) async fn spawn(spec: &ChildSpec) -> Result<Spawned> {
+    let this = current::this();
+    if this.daemon {
+        return Err(Error::invalid_state(format!(
+            "{} is a daemon, and daemonic processes are not allowed to have children",
+            this.name
+        )));
+    }
+    if this.depth >= MAX_DEPTH {
+        return Err(Error::new(
+            ErrorKind::Spawn,
+            format!(
+                "refusing to start {}: processes are already nested {MAX_DEPTH} deep, \
+                 which looks like runaway recursion",
+                spec.name
+            ),
+        ));
+    }
+    let harness = inventory::iter::<TestHarness>.into_iter().next();
+    if !INIT_CALLED.load(Ordering::SeqCst) && harness.is_none() {
+        return Err(Error::invalid_state(
+            "multiproc::init() was not called: start main with #[multiproc::main] or call \
+             multiproc::init() first (in tests: add multiproc::test_support!(); to the test file)",
+        ));
+    }
+
+    let listener = Listener::bind()?;
+    let bootstrap = Bootstrap {
+        socket: listener.name().to_string(),
+        name: spec.name.clone(),
+        identity: spec.identity.clone(),
+        daemon: spec.daemon,
+        parent: current::current_process(),
+        depth: this.depth + 1,
+        log_level: crate::logging::inherited_level(),
+        max_frame_len: spec.max_frame_len as u64,
+    };
+    let mut command = tokio::process::Command::new(executable());
+    command
+        .env(BOOTSTRAP_ENV, bootstrap.encode())
+        .stdin(Stdio::piped())
+        .kill_on_drop(false);
+    if let Some(harness) = harness {
+        command.args([
+            &harness.test_name(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ]);
+        if !output_shown() {
+            command.stdout(Stdio::null());
+        }
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|error| Error::io(&format!("starting {}", spec.name), error))?;
+    let pid = child.id().expect("a child that was just spawned has a pid");
+    current::remember_child(
+        ProcessInfo {
+            name: spec.name.clone(),
+            pid,
+            daemon: spec.daemon,
+        },
+        spec.stop_at_exit,
+    );
+
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let handshake = async {
+        stdin
+            .write_all(crate::transport::auth::process_key())
+            .await
+            .map_err(|error| Error::io(&format!("handing the key to {}", spec.name), error))?;
+        drop(stdin);
+        listener
+            .accept(Some(pid), spec.start_timeout, spec.max_frame_len)
+            .await
+    };
+    let outcome = tokio::select! {
+        accepted = tokio::time::timeout(spec.start_timeout, handshake) => match accepted {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(Error::new(
+                ErrorKind::Spawn,
+                format!(
+                    "{} (pid {pid}) did not connect back within {:?}; it was killed",
+                    spec.name, spec.start_timeout
+                ),
+            )),
+        },
+        status = child.wait() => {
+            let status = status.map(ExitStatus::from_std).ok();
+            Err(Error::new(
+                ErrorKind::Spawn,
+                format!(
+                    "{} (pid {pid}) exited during start-up ({}); does this binary call \
+                     multiproc::init() first in main?",
+                    spec.name,
+                    status.map_or("status unknown".to_string(), |s| s.to_string()),
+                ),
+            ))
+        }
+    };
+    match outcome {
+        Ok(connection) => Ok(Spawned {
+            child,
+            pid,
+            connection,
+        }),
+        Err(error) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            current::forget_child(pid);
+            Err(error.with_pid(pid))
+        }
+    }
+}
+
+fn executable() -> std::path::PathBuf {
+    let proc_self = std::path::Path::new("/proc/self/exe");
+    if proc_self.exists() {
+        proc_self.to_path_buf()
+    } else {
+        std::env::current_exe().expect("the path of the running executable")
+    }
+}
+
+/// Whether the test runner shows the test's output (nextest always runs with `--nocapture`).
+fn output_shown() -> bool {
+    std::env::args().any(|arg| arg == "--nocapture" || arg == "--show-output")
+}

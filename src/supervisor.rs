@@ -1,0 +1,231 @@
+//! A parent's end of one child: calls in flight, replies matched by id, death noticed.
+//!
+//! One task per child reads its replies and waits for its exit. When the child dies, every
+//! call it held fails with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid
+//! and exit status, after the replies it managed to write are drained. The child is reaped
+//! there too, so no zombie is left whatever the user does with the handle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::current;
+use crate::error::{Error, ExitStatus, Result};
+use crate::protocol::{FromChild, ToChild};
+use crate::spawn::Spawned;
+use crate::transport::{FrameReader, FrameWriter, SharedStream};
+
+/// The reply to one call: the encoded result, or why there is none.
+pub(crate) type Reply = Result<Vec<u8>>;
+
+/// A cheap, clonable handle to one supervised child.
+#[derive(Debug, Clone)]
+pub(crate) struct Supervised {
+    shared: Arc<Shared>,
+    exit: watch::Receiver<Option<ExitStatus>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    pid: u32,
+    name: String,
+    writer: Mutex<Option<FrameWriter>>,
+    calls: Mutex<Calls>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Calls {
+    pending: HashMap<u64, (oneshot::Sender<Reply>, String)>,
+    /// Set once the child is gone: later calls fail with it at once.
+    failed: Option<Error>,
+}
+
+impl Supervised {
+    /// Takes over a freshly spawned child and starts its supervising task.
+    pub(crate) fn start(spawned: Spawned, name: String) -> Self {
+        let Spawned {
+            child,
+            pid,
+            connection,
+        } = spawned;
+        let shared = Arc::new(Shared {
+            pid,
+            name,
+            writer: Mutex::new(Some(connection.writer)),
+            calls: Mutex::new(Calls::default()),
+            next_id: AtomicU64::new(0),
+        });
+        let (exit_sender, exit) = watch::channel(None);
+        tokio::spawn(supervise(
+            shared.clone(),
+            child,
+            connection.reader,
+            exit_sender,
+        ));
+        Supervised { shared, exit }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Sends a call; the receiver gets its reply, or the error that prevented one.
+    pub(crate) fn call(
+        &self,
+        worker: &str,
+        payload: Vec<u8>,
+        batch: bool,
+        then_exit: bool,
+    ) -> Result<oneshot::Receiver<Reply>> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut calls = self.shared.calls.lock().expect("calls lock");
+            if let Some(error) = &calls.failed {
+                return Err(error.clone());
+            }
+            calls.pending.insert(id, (sender, worker.to_string()));
+        }
+        let header = ToChild::Call {
+            id,
+            worker: worker.to_string(),
+            batch,
+            then_exit,
+        };
+        let sent = match &*self.shared.writer.lock().expect("writer lock") {
+            Some(writer) => writer.send(&header, payload),
+            None => Err(Error::closed(format!(
+                "{} is shutting down",
+                self.shared.name
+            ))),
+        };
+        if let Err(error) = sent {
+            self.shared
+                .calls
+                .lock()
+                .expect("calls lock")
+                .pending
+                .remove(&id);
+            return Err(error);
+        }
+        Ok(receiver)
+    }
+
+    /// The number of calls sent and not yet answered.
+    #[allow(dead_code)] // the pool uses it
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.calls.lock().expect("calls lock").pending.len()
+    }
+
+    /// Asks the child to exit once its current call is done; no more calls can be sent.
+    #[allow(dead_code)] // the pool uses it
+    pub(crate) fn shutdown(&self) {
+        if let Some(writer) = self.shared.writer.lock().expect("writer lock").take() {
+            let _ = writer.send(&ToChild::Shutdown, Vec::new());
+        }
+    }
+
+    /// Sends `signal` unless the child has already been reaped (its pid may be reused).
+    pub(crate) fn signal(&self, signal: i32) {
+        if self.exit_status().is_none() {
+            current::signal(self.shared.pid, signal);
+        }
+    }
+
+    /// How the child ended, once it has been reaped.
+    pub(crate) fn exit_status(&self) -> Option<ExitStatus> {
+        *self.exit.borrow()
+    }
+
+    /// Waits until the child has been reaped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub(crate) async fn wait(&self) -> ExitStatus {
+        let mut exit = self.exit.clone();
+        let status = *exit
+            .wait_for(Option::is_some)
+            .await
+            .expect("the supervisor sends the exit status before it stops");
+        status.expect("waited for Some")
+    }
+}
+
+async fn supervise(
+    shared: Arc<Shared>,
+    mut child: tokio::process::Child,
+    mut reader: FrameReader<SharedStream>,
+    exit_sender: watch::Sender<Option<ExitStatus>>,
+) {
+    let reading = read_replies(&shared, &mut reader);
+    tokio::pin!(reading);
+    let status = tokio::select! {
+        _ = &mut reading => match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+            Ok(Ok(status)) => Some(ExitStatus::from_std(status)),
+            _ => None,
+        },
+        status = child.wait() => {
+            // Replies written just before the exit are still in the socket.
+            let _ = tokio::time::timeout(Duration::from_millis(250), &mut reading).await;
+            status.ok().map(ExitStatus::from_std)
+        }
+    };
+    fail_all(&shared, status);
+    let status = match status {
+        Some(status) => status,
+        None => child
+            .wait()
+            .await
+            .map(ExitStatus::from_std)
+            .unwrap_or(ExitStatus::Code(-1)),
+    };
+    shared.writer.lock().expect("writer lock").take();
+    current::forget_child(shared.pid);
+    tracing::debug!(target: "multiproc", "{} (pid {}) ended with {status}", shared.name, shared.pid);
+    let _ = exit_sender.send(Some(status));
+}
+
+async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
+    while let Ok(Some(frame)) = reader.read().await {
+        let Ok(FromChild::Done { id, outcome }) = frame.header::<FromChild>() else {
+            tracing::warn!(target: "multiproc", "{} sent a malformed reply", shared.name);
+            return;
+        };
+        let waiter = shared.calls.lock().expect("calls lock").pending.remove(&id);
+        if let Some((sender, _)) = waiter {
+            let reply = match outcome {
+                Ok(()) => Ok(frame.into_payload()),
+                Err(remote) => Err(remote.into_error()),
+            };
+            let _ = sender.send(reply);
+        }
+    }
+}
+
+fn fail_all(shared: &Shared, status: Option<ExitStatus>) {
+    let mut calls = shared.calls.lock().expect("calls lock");
+    calls.failed = Some(Error::worker_died(
+        &shared.name,
+        shared.pid,
+        status,
+        "this call was being sent",
+    ));
+    for (_, (sender, worker)) in calls.pending.drain() {
+        let doing = format!("running `{worker}`");
+        let _ = sender.send(Err(Error::worker_died(
+            &shared.name,
+            shared.pid,
+            status,
+            &doing,
+        )));
+    }
+}

@@ -1,0 +1,201 @@
+//! Length-prefixed frames: the only byte format that crosses a process boundary.
+//!
+//! ```text
+//! [u32 LE body length][u32 LE header length][header: postcard][payload: raw bytes]
+//! ```
+//!
+//! The header is a small postcard-encoded message (a call id, a worker name); the payload is an
+//! already-encoded value (the arguments or the result) that is written as it is, so a large
+//! buffer is copied once into the frame's payload and never re-encoded inside the header.
+//!
+//! A reader refuses a frame whose announced length exceeds its maximum *before* allocating, so
+//! a corrupt or hostile length is an error, never a 4 GiB allocation. Writers coalesce: every
+//! frame queued while the socket is busy goes out in the same write.
+
+use std::io;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The default maximum frame size: 256 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 256 * 1024 * 1024;
+
+/// The maximum size of the first frame of a connection, read before the peer is authenticated.
+pub(crate) const HANDSHAKE_MAX_FRAME_LEN: usize = 256;
+
+const BUFFER_SIZE: usize = 64 * 1024;
+
+/// A frame ready to be written: its prefix and header in `head`, its payload apart.
+#[derive(Debug)]
+pub(crate) struct OutFrame {
+    head: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl OutFrame {
+    /// Encodes `header`; fails if the frame would exceed `max_len`.
+    pub(crate) fn new<H: Serialize>(header: &H, payload: Vec<u8>, max_len: usize) -> Result<Self> {
+        let mut head = postcard::to_extend(header, vec![0u8; 8])
+            .map_err(|source| Error::serialization("a message header", source))?;
+        let header_len = head.len() - 8;
+        let body_len = 4 + header_len + payload.len();
+        if body_len > max_len {
+            return Err(Error::new(
+                ErrorKind::FrameTooLarge,
+                format!(
+                    "a frame of {body_len} bytes exceeds the maximum of {max_len} bytes; \
+                     send smaller values or raise max_frame_len"
+                ),
+            ));
+        }
+        head[0..4].copy_from_slice(&(body_len as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&(header_len as u32).to_le_bytes());
+        Ok(OutFrame { head, payload })
+    }
+}
+
+/// A frame as read: its header still encoded, its payload in place.
+#[derive(Debug)]
+pub(crate) struct InFrame {
+    body: Vec<u8>,
+    header_len: usize,
+}
+
+impl InFrame {
+    pub(crate) fn header<H: DeserializeOwned>(&self) -> Result<H> {
+        postcard::from_bytes(&self.body[4..4 + self.header_len])
+            .map_err(|source| Error::serialization("a message header", source))
+    }
+
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.body[4 + self.header_len..]
+    }
+
+    pub(crate) fn into_payload(mut self) -> Vec<u8> {
+        self.body.drain(..4 + self.header_len);
+        self.body
+    }
+}
+
+/// The reading half of a connection.
+pub(crate) struct FrameReader<R> {
+    inner: BufReader<R>,
+    max_len: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(inner: R, max_len: usize) -> Self {
+        FrameReader {
+            inner: BufReader::with_capacity(BUFFER_SIZE, inner),
+            max_len,
+        }
+    }
+
+    pub(crate) fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
+    /// Reads the next frame. `Ok(None)` is a clean end of stream between frames.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a cancelled read may have consumed part of a frame.
+    pub(crate) async fn read(&mut self) -> Result<Option<InFrame>> {
+        let mut prefix = [0u8; 4];
+        match self.inner.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(Error::io("reading a frame", error)),
+        }
+        let body_len = u32::from_le_bytes(prefix) as usize;
+        if body_len > self.max_len {
+            return Err(Error::new(
+                ErrorKind::FrameTooLarge,
+                format!(
+                    "the peer sent a frame of {body_len} bytes, over the maximum of {} bytes",
+                    self.max_len
+                ),
+            ));
+        }
+        if body_len < 4 {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "a frame too short to hold a header",
+            ));
+        }
+        let mut body = vec![0u8; body_len];
+        self.inner
+            .read_exact(&mut body)
+            .await
+            .map_err(|error| Error::io("reading a frame", error))?;
+        let header_len = u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
+        if header_len > body_len - 4 {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "a frame header longer than its frame",
+            ));
+        }
+        Ok(Some(InFrame { body, header_len }))
+    }
+}
+
+/// The writing half of a connection: a cheap handle to a task that owns the socket's write side
+/// and coalesces queued frames into few writes.
+#[derive(Debug, Clone)]
+pub(crate) struct FrameWriter {
+    queue: mpsc::UnboundedSender<OutFrame>,
+    max_len: usize,
+}
+
+impl FrameWriter {
+    /// Starts the writer task on the current tokio runtime. The task ends, after writing
+    /// everything queued, once every clone of the writer is dropped.
+    pub(crate) fn spawn<W: AsyncWrite + Unpin + Send + 'static>(
+        inner: W,
+        max_len: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, frames) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_frames(inner, frames));
+        (FrameWriter { queue, max_len }, task)
+    }
+
+    /// Queues a frame. Fails if the frame is too large or the connection's writer has stopped.
+    pub(crate) fn send<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
+        let frame = OutFrame::new(header, payload, self.max_len)?;
+        self.queue
+            .send(frame)
+            .map_err(|_| Error::closed("the connection is closed"))
+    }
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(
+    inner: W,
+    mut frames: mpsc::UnboundedReceiver<OutFrame>,
+) {
+    let mut out = BufWriter::with_capacity(BUFFER_SIZE, inner);
+    while let Some(frame) = frames.recv().await {
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            if write_frame(&mut out, &frame).await.is_err() {
+                return;
+            }
+            next = frames.try_recv().ok();
+        }
+        if out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    out: &mut BufWriter<W>,
+    frame: &OutFrame,
+) -> io::Result<()> {
+    out.write_all(&frame.head).await?;
+    out.write_all(&frame.payload).await
+}

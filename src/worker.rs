@@ -1,0 +1,156 @@
+//! Functions and types a child process can run.
+//!
+//! `#[worker]` leaves the function as it is (callable locally as ever) and registers it under
+//! its path, `std::any::type_name` of the function item (`mycrate::jobs::square`). Parent and
+//! child are the same binary, so the name identifies the same code in both; no function
+//! pointer or address ever crosses a process boundary. A function passed to a pool or a
+//! [`Process`](crate::Process) without `#[worker]`, or a closure (whose name ends in
+//! `{{closure}}`), fails at the call site with an [`is_unknown_worker`](crate::Error::is_unknown_worker)
+//! error.
+//!
+//! Every function whose arguments and result are serde types implements [`Worker`], so the
+//! compiler checks the arguments you pass against the function's signature:
+//!
+//! ```
+//! use multiproc::worker;
+//!
+//! #[worker]
+//! fn add(a: u64, b: u64) -> u64 { a + b }     // Args = (u64, u64), Output = u64
+//!
+//! #[worker]
+//! async fn shout(s: String) -> String { s.to_uppercase() }
+//!
+//! assert_eq!(add(1, 2), 3);                    // still an ordinary function
+//! ```
+//!
+//! A worker returning `Result<T, E>` hands its `Err` to the caller as a value, inside the
+//! `Ok` of the call: `Result<Result<T, E>, multiproc::Error>`.
+//!
+//! The analogue of subclassing Python's `Process` is a type of yours that implements [`Run`],
+//! registered with `#[multiproc::process]`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use futures::future::LocalBoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A value that can cross a process boundary: serde in both directions, owned, sendable.
+pub trait Value: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Value for T {}
+
+/// A function that can run in a child process. Implemented for every `fn` and `async fn`
+/// (up to 8 arguments) whose arguments and result are [`Value`]s; only those marked
+/// `#[worker]` are registered and can actually run.
+///
+/// `Marker` distinguishes the blanket implementations (plain or async, by arity) and is
+/// always inferred.
+pub trait Worker<Marker>: Copy + Send + Sync + 'static {
+    /// The arguments, as a tuple: `(u64,)` for `fn square(x: u64)`.
+    type Args: Value;
+    /// What the function returns (for an `async fn`, what its future resolves to).
+    type Output: Value;
+
+    #[doc(hidden)]
+    fn invoke(self, args: Self::Args) -> LocalBoxFuture<'static, Self::Output>;
+}
+
+/// Markers that keep the blanket [`Worker`] implementations apart.
+#[doc(hidden)]
+pub mod markers {
+    use super::PhantomData;
+
+    /// A plain `fn` taking `Args`.
+    #[derive(Debug)]
+    pub struct Plain<Args>(PhantomData<Args>);
+    /// An `async fn` taking `Args`.
+    #[derive(Debug)]
+    pub struct Async<Args>(PhantomData<Args>);
+}
+
+macro_rules! impl_worker {
+    ($($arg:ident: $ty:ident),*) => {
+        impl<F, R, $($ty),*> Worker<markers::Plain<($($ty,)*)>> for F
+        where
+            F: Fn($($ty),*) -> R + Copy + Send + Sync + 'static,
+            R: Value,
+            $($ty: Value,)*
+        {
+            type Args = ($($ty,)*);
+            type Output = R;
+
+            #[allow(clippy::unused_unit)]
+            fn invoke(self, ($($arg,)*): Self::Args) -> LocalBoxFuture<'static, R> {
+                Box::pin(async move { self($($arg),*) })
+            }
+        }
+
+        impl<F, Fut, $($ty),*> Worker<markers::Async<($($ty,)*)>> for F
+        where
+            F: Fn($($ty),*) -> Fut + Copy + Send + Sync + 'static,
+            Fut: Future + 'static,
+            Fut::Output: Value,
+            $($ty: Value,)*
+        {
+            type Args = ($($ty,)*);
+            type Output = Fut::Output;
+
+            fn invoke(self, ($($arg,)*): Self::Args) -> LocalBoxFuture<'static, Fut::Output> {
+                Box::pin(self($($arg),*))
+            }
+        }
+    };
+}
+
+impl_worker!();
+impl_worker!(a: A);
+impl_worker!(a: A, b: B);
+impl_worker!(a: A, b: B, c: C);
+impl_worker!(a: A, b: B, c: C, d: D);
+impl_worker!(a: A, b: B, c: C, d: D, e: E);
+impl_worker!(a: A, b: B, c: C, d: D, e: E, f: G);
+impl_worker!(a: A, b: B, c: C, d: D, e: E, f: G, g: H);
+impl_worker!(a: A, b: B, c: C, d: D, e: E, f: G, g: H, h: I);
+
+/// The name a worker is registered under: the path of its function item.
+pub(crate) fn worker_name<W: Worker<M>, M>() -> &'static str {
+    std::any::type_name::<W>()
+}
+
+/// A type of yours that carries its state into a child and runs there: the analogue of
+/// subclassing Python's `Process` and overriding `run`.
+///
+/// Register the implementation with `#[multiproc::process]` and start it with
+/// [`Process::from_run`](crate::Process::from_run). The value is serialized, sent to the
+/// child, and `run` is awaited there; its output comes back through
+/// [`join`](crate::Process::join).
+///
+/// ```no_run
+/// use multiproc::{Process, Queue, Run, async_trait};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Greeter { name: String }
+///
+/// #[multiproc::process]
+/// #[async_trait]
+/// impl Run for Greeter {
+///     type Output = String;
+///     async fn run(self) -> String { format!("hello, {}", self.name) }
+/// }
+///
+/// # async fn demo() -> multiproc::Result<()> {
+/// let p = Process::from_run(Greeter { name: "world".into() }).start().await?;
+/// assert_eq!(p.join().await?, "hello, world");
+/// # Ok(()) }
+/// ```
+#[async_trait::async_trait]
+pub trait Run: Value {
+    /// What `run` returns to the parent's [`join`](crate::Process::join).
+    type Output: Value;
+
+    /// The body of the process.
+    async fn run(self) -> Self::Output;
+}
