@@ -78,6 +78,9 @@ fn run(bootstrap: Bootstrap) -> ! {
     crate::panic::install_hook();
     crate::logging::inherit(bootstrap.log_level);
     watch_parent(bootstrap.parent.pid);
+    while bootstrap.stall {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

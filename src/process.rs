@@ -70,7 +70,7 @@ use crate::protocol::{decode, encode};
 use crate::registry::{self, RUN_HINT, WORKER_HINT};
 use crate::spawn::{self, ChildSpec, DEFAULT_START_TIMEOUT};
 use crate::supervisor::{Reply, Supervised};
-use crate::transport::DEFAULT_MAX_FRAME_LEN;
+use crate::transport::{DEFAULT_MAX_FRAME_LEN, check_payload_len};
 use crate::worker::{Run, Value, Worker, worker_name};
 
 /// A process that has not started yet: returned by [`Process::new`] and
@@ -83,6 +83,7 @@ pub struct ProcessBuilder<T> {
     daemon: bool,
     start_timeout: Duration,
     max_frame_len: usize,
+    stall: bool,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -166,6 +167,7 @@ impl<T: Value> ProcessBuilder<T> {
             daemon: current::this().daemon,
             start_timeout: DEFAULT_START_TIMEOUT,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            stall: false,
             _output: PhantomData,
         }
     }
@@ -197,6 +199,14 @@ impl<T: Value> ProcessBuilder<T> {
         self
     }
 
+    /// Makes the child hang before it connects back, so that tests can exercise the start-up
+    /// timeout. Not for production use.
+    #[doc(hidden)]
+    pub fn stall_at_start_for_tests(mut self) -> Self {
+        self.stall = true;
+        self
+    }
+
     /// Starts the child process and sends it its call.
     ///
     /// # Errors
@@ -223,6 +233,11 @@ impl<T: Value> ProcessBuilder<T> {
     /// ```
     pub async fn start(self) -> Result<Process<T>> {
         let job = self.job?;
+        check_payload_len(
+            job.payload.len(),
+            self.max_frame_len,
+            &format!("the arguments of `{}`", job.worker),
+        )?;
         let spec = ChildSpec {
             name: self.name.clone(),
             identity: self.identity,
@@ -230,10 +245,17 @@ impl<T: Value> ProcessBuilder<T> {
             stop_at_exit: self.daemon,
             start_timeout: self.start_timeout,
             max_frame_len: self.max_frame_len,
+            stall: self.stall,
         };
         let spawned = spawn::spawn(&spec).await?;
         let supervised = Supervised::start(spawned, spec.name);
-        let receiver = supervised.call(job.worker, job.payload, false, true)?;
+        let receiver = match supervised.call(job.worker, job.payload, false, true) {
+            Ok(receiver) => receiver,
+            Err(error) => {
+                supervised.signal(libc::SIGKILL);
+                return Err(error);
+            }
+        };
         Ok(Process {
             inner: Arc::new(Inner {
                 name: self.name,

@@ -47,6 +47,8 @@ pub(crate) struct Bootstrap {
     pub(crate) depth: u32,
     pub(crate) log_level: u8,
     pub(crate) max_frame_len: u64,
+    /// Stall before connecting back; lets tests exercise the start-up timeout.
+    pub(crate) stall: bool,
 }
 
 impl Bootstrap {
@@ -101,6 +103,7 @@ pub(crate) struct ChildSpec {
     pub(crate) stop_at_exit: bool,
     pub(crate) start_timeout: Duration,
     pub(crate) max_frame_len: usize,
+    pub(crate) stall: bool,
 }
 
 /// A started, connected, authenticated child.
@@ -148,6 +151,7 @@ pub(crate) async fn spawn(spec: &ChildSpec) -> Result<Spawned> {
         depth: this.depth + 1,
         log_level: crate::logging::inherited_level(),
         max_frame_len: spec.max_frame_len as u64,
+        stall: spec.stall,
     };
     let mut command = tokio::process::Command::new(executable());
     command

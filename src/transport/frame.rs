@@ -58,6 +58,22 @@ impl OutFrame {
     }
 }
 
+/// Fails, before anything is spawned or sent, if a payload of `payload_len` bytes cannot fit
+/// in a frame of at most `max_len` bytes (allowing room for a header).
+pub(crate) fn check_payload_len(payload_len: usize, max_len: usize, what: &str) -> Result<()> {
+    const HEADER_ROOM: usize = 512;
+    if payload_len + HEADER_ROOM > max_len {
+        return Err(Error::new(
+            ErrorKind::FrameTooLarge,
+            format!(
+                "{what} take {payload_len} bytes, over the frame limit of {max_len} bytes; \
+                 send smaller values or raise max_frame_len"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A frame as read: its header still encoded, its payload in place.
 #[derive(Debug)]
 pub(crate) struct InFrame {
@@ -158,6 +174,8 @@ impl FrameWriter {
         inner: W,
         max_len: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        // The hello must fit whatever limit the caller chose for the rest.
+        let max_len = max_len.max(HANDSHAKE_MAX_FRAME_LEN);
         let (queue, frames) = mpsc::unbounded_channel();
         let task = tokio::spawn(write_frames(inner, frames));
         (FrameWriter { queue, max_len }, task)
