@@ -78,8 +78,10 @@ fn run(bootstrap: Bootstrap) -> ! {
     crate::panic::install_hook();
     crate::logging::inherit(bootstrap.log_level);
     watch_parent(bootstrap.parent.pid);
-    while bootstrap.stall {
-        std::thread::sleep(Duration::from_secs(1));
+    if bootstrap.stall {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
