@@ -256,6 +256,8 @@ impl<T: Value> ProcessBuilder<T> {
                 return Err(error);
             }
         };
+        // The call must reach the child even if this runtime ends right after `start`.
+        supervised.flush().await?;
         Ok(Process {
             inner: Arc::new(Inner {
                 name: self.name,

@@ -119,6 +119,22 @@ impl Supervised {
         Ok(receiver)
     }
 
+    /// Waits until every call sent so far is written to the child's socket.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let writer = self.shared.writer.lock().expect("writer lock").clone();
+        match writer {
+            Some(writer) => writer.flush().await,
+            None => Err(Error::closed(format!(
+                "{} is shutting down",
+                self.shared.name
+            ))),
+        }
+    }
+
     /// The number of calls sent and not yet answered.
     #[allow(dead_code)] // the pool uses it
     pub(crate) fn in_flight(&self) -> usize {

@@ -163,7 +163,10 @@ async fn a_child_that_cannot_connect_in_time_is_a_spawn_error() {
         .unwrap_err();
     assert_eq!(error.kind(), multiproc::ErrorKind::Spawn, "{error}");
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
     let pid = error.pid().unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),

@@ -163,8 +163,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 /// and coalesces queued frames into few writes.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameWriter {
-    queue: mpsc::UnboundedSender<OutFrame>,
+    queue: mpsc::UnboundedSender<Queued>,
     max_len: usize,
+}
+
+#[derive(Debug)]
+enum Queued {
+    Frame(OutFrame),
+    /// Answered once every frame queued before it has been written and flushed.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl FrameWriter {
@@ -185,26 +192,48 @@ impl FrameWriter {
     pub(crate) fn send<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
         let frame = OutFrame::new(header, payload, self.max_len)?;
         self.queue
-            .send(frame)
+            .send(Queued::Frame(frame))
             .map_err(|_| Error::closed("the connection is closed"))
+    }
+
+    /// Waits until every frame queued so far is written to the socket, so that it survives
+    /// the end of this runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the frames are written whether or not anyone waits.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Queued::Flush(done))
+            .map_err(|_| Error::closed("the connection is closed"))?;
+        flushed
+            .await
+            .map_err(|_| Error::closed("the connection closed before a flush"))
     }
 }
 
-async fn write_frames<W: AsyncWrite + Unpin>(
-    inner: W,
-    mut frames: mpsc::UnboundedReceiver<OutFrame>,
-) {
+async fn write_frames<W: AsyncWrite + Unpin>(inner: W, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut out = BufWriter::with_capacity(BUFFER_SIZE, inner);
-    while let Some(frame) = frames.recv().await {
-        let mut next = Some(frame);
-        while let Some(frame) = next.take() {
-            if write_frame(&mut out, &frame).await.is_err() {
-                return;
+    while let Some(first) = queue.recv().await {
+        let mut waiting = Vec::new();
+        let mut next = Some(first);
+        while let Some(queued) = next.take() {
+            match queued {
+                Queued::Frame(frame) => {
+                    if write_frame(&mut out, &frame).await.is_err() {
+                        return;
+                    }
+                }
+                Queued::Flush(done) => waiting.push(done),
             }
-            next = frames.try_recv().ok();
+            next = queue.try_recv().ok();
         }
         if out.flush().await.is_err() {
             return;
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
     }
     let _ = out.shutdown().await;

@@ -1,0 +1,208 @@
+//! Process lifecycle seen from outside: what happens when the parent exits or is killed, and
+//! what logging prints. Each case runs a scenario (an ignored test of this file) in a fresh
+//! copy of this test binary acting as the parent, and watches it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multiproc::{Process, worker};
+
+multiproc::test_support!();
+
+#[worker]
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[worker]
+fn log_something() -> u32 {
+    tracing::info!("hello from the worker");
+    7
+}
+
+/// Starts the scenario `name` as a parent process of its own.
+fn scenario(name: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads `KEY <pid>` lines from the scenario's stdout until `count` pids were seen.
+fn read_pids(child: &mut std::process::Child, count: usize) -> Vec<u32> {
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(pid) = line.strip_prefix("PID ") {
+                let _ = sender.send(pid.trim().parse::<u32>().unwrap());
+            }
+        }
+    });
+    (0..count)
+        .map(|_| {
+            receiver
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the scenario printed no pid")
+        })
+        .collect()
+}
+
+/// Whether `pid` is a running process (a zombie counts as dead).
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn wait_until_dead(pids: &[u32], limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if pids.iter().all(|&pid| !is_running(pid)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn wait_with_limit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the scenario did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+#[ignore = "a scenario, run by exit_terminates_daemons_and_joins_the_others"]
+async fn scenario_exit_with_children() {
+    let daemon = Process::new(sleep_ms, (60_000,))
+        .daemon(true)
+        .start()
+        .await
+        .unwrap();
+    let worker = Process::new(sleep_ms, (1_000,)).start().await.unwrap();
+    println!("PID {}", daemon.pid());
+    println!("PID {}", worker.pid());
+}
+
+#[test]
+fn exit_terminates_daemons_and_joins_the_others() {
+    let started = Instant::now();
+    let mut parent = scenario("scenario_exit_with_children");
+    let pids = read_pids(&mut parent, 2);
+    let status = wait_with_limit(&mut parent, Duration::from_secs(20));
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(1_000),
+        "the non-daemon child was not joined: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the daemon child was not terminated: {took:?}"
+    );
+    assert!(
+        wait_until_dead(&pids, Duration::from_secs(2)),
+        "children outlived their parent"
+    );
+}
+
+#[tokio::test]
+#[ignore = "a scenario, run by children_die_with_a_killed_parent"]
+async fn scenario_parent_to_be_killed() {
+    let daemon = Process::new(sleep_ms, (60_000,))
+        .daemon(true)
+        .start()
+        .await
+        .unwrap();
+    let worker = Process::new(sleep_ms, (60_000,)).start().await.unwrap();
+    println!("PID {}", daemon.pid());
+    println!("PID {}", worker.pid());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+}
+
+#[test]
+fn children_die_with_a_killed_parent() {
+    let mut parent = scenario("scenario_parent_to_be_killed");
+    let pids = read_pids(&mut parent, 2);
+    assert!(pids.iter().all(|&pid| is_running(pid)));
+    parent.kill().unwrap(); // SIGKILL: no exit hook runs in the parent
+    parent.wait().unwrap();
+    assert!(
+        wait_until_dead(&pids, Duration::from_secs(2)),
+        "orphans survived their parent's SIGKILL"
+    );
+}
+
+#[tokio::test]
+#[ignore = "a scenario, run by log_to_stderr_prints_lifecycle_events_in_python_format"]
+async fn scenario_logging() {
+    multiproc::log_to_stderr(tracing::Level::INFO);
+    let p = Process::new(log_something, ()).start().await.unwrap();
+    assert_eq!(p.join().await.unwrap(), 7);
+    tracing::info!("done in the parent");
+}
+
+#[tokio::test]
+#[ignore = "a scenario, run by nothing_is_logged_unless_asked"]
+async fn scenario_quiet() {
+    let p = Process::new(log_something, ()).start().await.unwrap();
+    assert_eq!(p.join().await.unwrap(), 7);
+    tracing::info!("done in the parent");
+}
+
+fn stderr_of(name: &str) -> String {
+    let mut parent = scenario(name);
+    let status = wait_with_limit(&mut parent, Duration::from_secs(20));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut parent.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    stderr
+}
+
+#[test]
+fn log_to_stderr_prints_lifecycle_events_in_python_format() {
+    let stderr = stderr_of("scenario_logging");
+    for line in [
+        "[INFO/Process-1] child process calling run()",
+        "[INFO/Process-1] hello from the worker",
+        "[INFO/Process-1] process exiting with exitcode 0",
+        "[INFO/MainProcess] done in the parent",
+        "[INFO/MainProcess] process shutting down",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l == line),
+            "missing {line:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn nothing_is_logged_unless_asked() {
+    let stderr = stderr_of("scenario_quiet");
+    assert!(!stderr.contains("[INFO"), "unexpected output:\n{stderr}");
+}
