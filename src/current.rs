@@ -150,14 +150,17 @@ fn shut_down_children() {
         Ok(mut children) => std::mem::take(&mut *children).into_values().collect(),
         Err(_) => return,
     };
-    tracing::info!(target: "multiproc", "process shutting down");
+    crate::logging::info_at_exit("process shutting down");
     let (to_stop, to_join): (Vec<_>, Vec<_>) = children.into_iter().partition(|c| c.stop_at_exit);
     for child in &to_stop {
-        tracing::info!(target: "multiproc", "calling terminate() for daemon {}", child.info.name);
+        crate::logging::info_at_exit(&format!(
+            "calling terminate() for daemon {}",
+            child.info.name
+        ));
         signal(child.info.pid, libc::SIGTERM);
     }
     for child in &to_join {
-        tracing::info!(target: "multiproc", "calling join() for process {}", child.info.name);
+        crate::logging::info_at_exit(&format!("calling join() for process {}", child.info.name));
         wait_blocking(child.info.pid, None);
     }
     for child in &to_stop {

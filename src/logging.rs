@@ -61,6 +61,18 @@ pub(crate) fn inherit(level: u8) {
     }
 }
 
+/// Logs at INFO from the exit hook, where `tracing`'s thread-locals may already be gone: the
+/// line is formatted here and written straight to file descriptor 2.
+pub(crate) fn info_at_exit(message: &str) {
+    if inherited_level() >= level_number(Level::INFO) {
+        let line = format!("[INFO/{}] {message}\n", crate::current::this().name);
+        // SAFETY: writes a valid buffer of the given length to stderr.
+        unsafe {
+            libc::write(2, line.as_ptr().cast(), line.len());
+        }
+    }
+}
+
 fn level_number(level: Level) -> u8 {
     match level {
         Level::ERROR => 1,

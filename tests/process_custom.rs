@@ -10,7 +10,9 @@ multiproc::test_support!();
 const LIMIT: Duration = Duration::from_secs(20);
 
 async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future).await.expect("timed out")
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("timed out")
 }
 
 #[worker]
@@ -44,21 +46,37 @@ impl Run for Counter {
 
     async fn run(self) -> (String, u32) {
         let sum = (1..=self.upto).sum();
-        (format!("{} in {}", self.label, multiproc::current_process().name), sum)
+        (
+            format!("{} in {}", self.label, multiproc::current_process().name),
+            sum,
+        )
     }
 }
 
 #[tokio::test]
 async fn a_daemon_cannot_have_children() {
-    let daemon = within(Process::new(try_to_have_children, ()).daemon(true).start()).await.unwrap();
+    let daemon = within(Process::new(try_to_have_children, ()).daemon(true).start())
+        .await
+        .unwrap();
     assert!(daemon.is_daemon());
     let message = within(daemon.join()).await.unwrap();
-    assert!(message.contains("daemonic processes are not allowed to have children"), "{message}");
+    assert!(
+        message.contains("daemonic processes are not allowed to have children"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn a_run_type_carries_its_state_into_the_child() {
-    let p = within(Process::from_run(Counter { label: "sum".into(), upto: 10 }).start()).await.unwrap();
+    let p = within(
+        Process::from_run(Counter {
+            label: "sum".into(),
+            upto: 10,
+        })
+        .start(),
+    )
+    .await
+    .unwrap();
     let (label, sum) = within(p.join()).await.unwrap();
     assert_eq!(label, format!("sum in {}", p.name()));
     assert_eq!(sum, 55);
@@ -66,10 +84,20 @@ async fn a_run_type_carries_its_state_into_the_child() {
 
 #[tokio::test]
 async fn active_children_lists_running_children_until_they_are_reaped() {
-    let p = within(Process::new(sleep_ms, (60_000,)).start()).await.unwrap();
-    assert!(multiproc::active_children().iter().any(|c| c.pid == p.pid() && c.name == p.name()));
+    let p = within(Process::new(sleep_ms, (60_000,)).start())
+        .await
+        .unwrap();
+    assert!(
+        multiproc::active_children()
+            .iter()
+            .any(|c| c.pid == p.pid() && c.name == p.name())
+    );
     p.kill();
     assert!(within(p.join()).await.is_err());
-    assert!(!multiproc::active_children().iter().any(|c| c.pid == p.pid()));
+    assert!(
+        !multiproc::active_children()
+            .iter()
+            .any(|c| c.pid == p.pid())
+    );
     assert!(multiproc::cpu_count() >= 1);
 }

@@ -10,7 +10,9 @@ multiproc::test_support!();
 const LIMIT: Duration = Duration::from_secs(20);
 
 async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future).await.expect("timed out")
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("timed out")
 }
 
 #[worker]
@@ -23,7 +25,11 @@ async fn grandchild_names() -> (String, String, Option<String>) {
     let _unstarted = Process::new(my_name, ());
     let second = Process::new(my_name, ()).start().await.unwrap();
     let from_inside = second.join().await.unwrap();
-    (second.name().to_string(), from_inside, multiproc::parent_process().map(|p| p.name))
+    (
+        second.name().to_string(),
+        from_inside,
+        multiproc::parent_process().map(|p| p.name),
+    )
 }
 
 #[tokio::test]
@@ -34,18 +40,28 @@ async fn names_follow_pythons_counter() {
     let first = Process::new(my_name, ());
     let named = Process::new(my_name, ()).name("custom");
     let third = Process::new(my_name, ());
-    let number = |builder_name: &str| builder_name.trim_start_matches("Process-").parse::<u32>().unwrap();
+    let number = |builder_name: &str| {
+        builder_name
+            .trim_start_matches("Process-")
+            .parse::<u32>()
+            .unwrap()
+    };
     let first = within(first.start()).await.unwrap();
     let third = within(third.start()).await.unwrap();
     let named = within(named.start()).await.unwrap();
-    assert_eq!(number(third.name()), number(first.name()) + 2, "every construction counts");
+    assert_eq!(
+        number(third.name()),
+        number(first.name()) + 2,
+        "every construction counts"
+    );
     assert_eq!(within(first.join()).await.unwrap(), first.name());
     assert_eq!(within(named.join()).await.unwrap(), "custom");
 
-    let parent = within(Process::new(grandchild_names, ()).start()).await.unwrap();
+    let parent = within(Process::new(grandchild_names, ()).start())
+        .await
+        .unwrap();
     let (outside, inside, grandparent) = within(parent.join()).await.unwrap();
     assert_eq!(outside, format!("{}:2", parent.name()));
     assert_eq!(inside, outside);
     assert_eq!(grandparent.as_deref(), Some("MainProcess"));
 }
-
