@@ -30,7 +30,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 
 use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::protocol::{decode, encode};
 use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameWriter, Listener};
 
@@ -385,6 +385,3 @@ pub(crate) fn decode_items(payload: &[u8]) -> Result<Items> {
     let items: Vec<ByteBuf> = decode(payload, "queue items")?;
     Ok(items.into_iter().map(ByteBuf::into_vec).collect())
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: &Error) {}
