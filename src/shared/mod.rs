@@ -8,11 +8,24 @@
 //! use multiproc::{worker, Event, Process, Queue};
 //!
 //! #[worker]
-//! async fn worker_loop(tasks: Queue<u64>, results: Queue<u64>, ready: Event) -> multiproc::Result<()> {
-//!     ready.set().await?;
+//! async fn square_all(tasks: Queue<u64>, results: Queue<u64>, ready: Event) {
+//!     ready.set().await.expect("the parent is alive");
+//!     // `get` fails once the parent closes `tasks` and it is drained.
 //!     while let Ok(n) = tasks.get().await {
-//!         results.put(n * n).await?;
+//!         results.put(n * n).await.expect("the parent is alive");
 //!     }
+//! }
+//!
+//! #[multiproc::main]
+//! async fn main() -> multiproc::Result<()> {
+//!     let (tasks, results, ready) = (Queue::new(), Queue::new(), Event::new());
+//!     let p = Process::new(square_all, (tasks.clone(), results.clone(), ready.clone())).start().await?;
+//!     ready.wait().await?;
+//!     tasks.put_many(1..=3).await?;
+//!     tasks.close().await?;
+//!     let squares = [results.get().await?, results.get().await?, results.get().await?];
+//!     assert_eq!(squares, [1, 4, 9]);
+//!     p.join().await?;
 //!     Ok(())
 //! }
 //! ```

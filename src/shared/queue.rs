@@ -285,8 +285,8 @@ impl Object for QueueState {
 /// use multiproc::{worker, Process, Queue};
 ///
 /// #[worker]
-/// async fn produce(queue: Queue<String>) -> multiproc::Result<()> {
-///     queue.put("hello".to_string()).await
+/// async fn produce(queue: Queue<String>) -> Result<(), String> {
+///     queue.put("hello".to_string()).await.map_err(|error| error.to_string())
 /// }
 ///
 /// #[multiproc::main]
@@ -294,7 +294,7 @@ impl Object for QueueState {
 ///     let queue = Queue::new();
 ///     let p = Process::new(produce, (queue.clone(),)).start().await?;
 ///     assert_eq!(queue.get().await?, "hello");
-///     p.join().await??;
+///     p.join().await?.expect("the put succeeded");
 ///     Ok(())
 /// }
 /// ```
