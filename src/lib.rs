@@ -95,8 +95,8 @@ pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
 pub use process::{Process, ProcessBuilder};
 pub use shared::{
-    BoundedSemaphore, Event, JoinableQueue, Lock, LockGuard, Queue, RLock, RLockGuard, Semaphore,
-    SemaphorePermit,
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,
+    PipeEnd, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
 };
 pub use spawn::DEFAULT_START_TIMEOUT;
 pub use transport::DEFAULT_MAX_FRAME_LEN;

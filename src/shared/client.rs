@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, oneshot};
 
 use super::hub::{Caller, Hub, Items, LOCAL, Replier, Reply, Request, decode_items, runtime};
-use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, QueueOp, grants, undo_of};
+use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, grants, undo_of};
 use crate::error::{Error, Result};
 use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameWriter};
 
@@ -286,32 +286,48 @@ pub(crate) async fn call(
     items: Items,
     timeout: Option<Duration>,
 ) -> Result<Reply> {
+    call_as(handle, op, items, timeout, current_task()).await
+}
+
+/// [`call`] on behalf of `task` (a guard's owner), not the calling task.
+pub(crate) async fn call_as(
+    handle: &Handle,
+    op: Op,
+    items: Items,
+    timeout: Option<Duration>,
+    task: u64,
+) -> Result<Reply> {
     let link = link(handle).await?;
-    let mut in_flight = start(&link, handle.object, op, items, current_task())?;
+    let mut in_flight = start(&link, handle.object, op, items, task)?;
     let receiver = in_flight.receiver.as_mut().expect("not yet answered");
     let answer = match timeout {
         None => receiver.await,
-        Some(timeout) => match tokio::time::timeout(timeout, &mut *receiver).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                in_flight.cancel();
-                in_flight.receiver.as_mut().expect("not yet answered").await
+        Some(timeout) => {
+            // The timer runs on the shared runtime, so a timeout works from any executor
+            // (a sync worker may drive these futures with `futures::executor::block_on`).
+            let timer = runtime().spawn(tokio::time::sleep(timeout));
+            match futures::future::select(&mut *receiver, timer).await {
+                futures::future::Either::Left((answer, timer)) => {
+                    timer.abort();
+                    answer
+                }
+                futures::future::Either::Right(_) => {
+                    in_flight.cancel();
+                    in_flight.receiver.as_mut().expect("not yet answered").await
+                }
             }
-        },
+        }
     };
     in_flight.receiver = None;
     answer.map_err(|_| in_flight.hub_gone())
 }
 
-/// Gives items back to the front of their queue from outside any runtime (a dropped stream's
-/// read-ahead).
-pub(crate) fn give_back_later(handle: Handle, items: Items) {
-    if items.is_empty() {
-        return;
-    }
+/// Sends `op` without waiting, from a `Drop` that has no link at hand (a dropped stream's
+/// read-ahead going back to its queue, a pipe end closing).
+pub(crate) fn send_later(handle: Handle, op: Op, items: Items) {
     runtime().spawn(async move {
         if let Ok(link) = link(&handle).await {
-            send_and_forget(&link, handle.object, 0, Op::Queue(QueueOp::Unget), items);
+            send_and_forget(&link, handle.object, 0, op, items);
         }
     });
 }

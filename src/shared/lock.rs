@@ -12,8 +12,9 @@ use super::queue::expect_started;
 use super::wire::{Answer, Failure, LockOp, Op};
 use crate::error::Result;
 
-/// A lock's state on its hub; `recursive` for an [`RLock`].
-struct LockState {
+/// A lock's state on its hub; `recursive` for an [`RLock`]. Also the lock inside a
+/// [`Condition`](super::Condition).
+pub(crate) struct LockState {
     recursive: bool,
     holder: Option<Caller>,
     depth: u32,
@@ -23,26 +24,74 @@ struct LockState {
 }
 
 impl LockState {
-    fn grant(&mut self, request: Request) -> std::result::Result<(), Request> {
+    pub(crate) fn new(recursive: bool) -> Self {
+        LockState {
+            recursive,
+            holder: None,
+            depth: 0,
+            owner_died: false,
+            waiters: VecDeque::new(),
+        }
+    }
+
+    /// Whether `caller` holds the lock.
+    pub(crate) fn is_held_by(&self, caller: Caller) -> bool {
+        self.holder == Some(caller)
+    }
+
+    /// Grants the lock to `request` if it is free, else parks it (or, without `wait`, answers
+    /// that it is taken).
+    pub(crate) fn acquire(&mut self, request: Request, wait: bool) {
+        match self.holder {
+            None => {
+                if self.grant(request).is_err() {
+                    self.hand_over();
+                }
+            }
+            Some(holder) if self.recursive && holder == request.caller => {
+                self.depth += 1;
+                let _ = request.answer(Reply::ok(Answer::Acquired { owner_died: false }));
+            }
+            Some(_) if wait => self.waiters.push_back(request),
+            Some(_) => {
+                let _ = request.answer(Reply::ok(Answer::Flag(false)));
+            }
+        }
+    }
+
+    /// Releases one level for `caller`; the next waiter gets the lock once it is free.
+    pub(crate) fn release(&mut self, caller: Caller) -> std::result::Result<(), Failure> {
+        match self.holder {
+            None => Err(Failure::InvalidState("release of an unlocked lock".into())),
+            Some(holder) if self.recursive && holder != caller => Err(Failure::InvalidState(
+                "release of a recursive lock by a task that does not own it".into(),
+            )),
+            Some(_) => {
+                self.depth -= 1;
+                if self.depth == 0 {
+                    self.hand_over();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Releases every level, whoever holds it (a condition's wait).
+    pub(crate) fn release_fully(&mut self) {
+        self.hand_over();
+    }
+
+    fn grant(&mut self, request: Request) -> std::result::Result<(), ()> {
         let caller = request.caller;
         let owner_died = self.owner_died;
-        let Request {
-            caller: c,
-            id,
-            replier,
-        } = request;
-        match replier.send(Reply::ok(Answer::Acquired { owner_died })) {
+        match request.answer(Reply::ok(Answer::Acquired { owner_died })) {
             Ok(()) => {
                 self.holder = Some(caller);
                 self.depth = 1;
                 self.owner_died = false;
                 Ok(())
             }
-            Err(_) => Err(Request {
-                caller: c,
-                id,
-                replier: super::hub::Replier::Discard,
-            }),
+            Err(_) => Err(()),
         }
     }
 
@@ -64,38 +113,14 @@ impl Object for LockState {
             return;
         };
         match op {
-            LockOp::Acquire { wait } => match self.holder {
-                None => {
-                    let _ = self.grant(request);
-                }
-                Some(holder) if self.recursive && holder == request.caller => {
-                    self.depth += 1;
-                    let _ = request.answer(Reply::ok(Answer::Acquired { owner_died: false }));
-                }
-                Some(_) if wait => self.waiters.push_back(request),
-                Some(_) => {
-                    let _ = request.answer(Reply::ok(Answer::Flag(false)));
-                }
-            },
-            LockOp::Release => match self.holder {
-                None => {
-                    let _ = request.answer(Reply::failed(Failure::InvalidState(
-                        "release of an unlocked lock".into(),
-                    )));
-                }
-                Some(holder) if self.recursive && holder != request.caller => {
-                    let _ = request.answer(Reply::failed(Failure::InvalidState(
-                        "release of a recursive lock by a task that does not own it".into(),
-                    )));
-                }
-                Some(_) => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        self.hand_over();
-                    }
-                    let _ = request.answer(Reply::ok(Answer::Done));
-                }
-            },
+            LockOp::Acquire { wait } => self.acquire(request, wait),
+            LockOp::Release => {
+                let reply = match self.release(request.caller) {
+                    Ok(()) => Reply::ok(Answer::Done),
+                    Err(failure) => Reply::failed(failure),
+                };
+                let _ = request.answer(reply);
+            }
             LockOp::IsLocked => {
                 let _ = request.answer(Reply::ok(Answer::Flag(self.holder.is_some())));
             }
@@ -143,7 +168,7 @@ pub(crate) async fn acquire(
 pub(crate) struct Held {
     link: Link,
     object: u64,
-    task: u64,
+    pub(crate) task: u64,
     owner_died: bool,
     release: bool,
 }
@@ -212,13 +237,7 @@ macro_rules! lock_handle {
             /// If this process's hub cannot bind its socket.
             #[allow(clippy::new_without_default)] // creating a lock starts a server
             pub fn new() -> Self {
-                let handle = expect_started(Handle::create(Box::new(LockState {
-                    recursive: $recursive,
-                    holder: None,
-                    depth: 0,
-                    owner_died: false,
-                    waiters: VecDeque::new(),
-                })));
+                let handle = expect_started(Handle::create(Box::new(LockState::new($recursive))));
                 $lock { handle }
             }
 

@@ -2,7 +2,8 @@
 //!
 //! Python coordinates processes with `multiprocessing.Queue`, `JoinableQueue`, `Lock`,
 //! `Event`, `Semaphore`, ...; these are the async Rust equivalents: [`Queue`],
-//! [`JoinableQueue`], [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`].
+//! [`JoinableQueue`], [`pipe`], [`Event`], [`Lock`], [`RLock`], [`Semaphore`],
+//! [`BoundedSemaphore`], [`Condition`] and [`Barrier`].
 //!
 //! ```no_run
 //! use multiproc::{worker, Event, Process, Queue};
@@ -58,17 +59,23 @@
 //! - Objects live as long as the process that created them. After it exits, operations fail
 //!   with a [`Closed`](crate::ErrorKind::Closed) error instead of hanging.
 
+mod barrier;
 mod client;
+mod condition;
 mod event;
 mod hub;
 mod joinable;
 mod lock;
+mod pipe;
 mod queue;
 mod semaphore;
 mod wire;
 
+pub use barrier::Barrier;
+pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
 pub use joinable::JoinableQueue;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use pipe::{PipeEnd, pipe};
 pub use queue::Queue;
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};

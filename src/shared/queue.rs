@@ -351,7 +351,9 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         let read_ahead: Items = self.draining_mut().read_ahead.drain(..).collect();
-        client::give_back_later(self.handle.clone(), read_ahead);
+        if !read_ahead.is_empty() {
+            client::send_later(self.handle.clone(), Op::Queue(QueueOp::Unget), read_ahead);
+        }
     }
 }
 

@@ -96,6 +96,9 @@ pub(crate) enum Op {
     Event(EventOp),
     Lock(LockOp),
     Semaphore(SemaphoreOp),
+    Condition(ConditionOp),
+    Barrier(BarrierOp),
+    Pipe(PipeOp),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +142,42 @@ pub(crate) enum SemaphoreOp {
     Value,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ConditionOp {
+    Acquire {
+        wait: bool,
+    },
+    Release,
+    /// Release the lock, wait for a notification, take the lock back.
+    Wait,
+    Notify {
+        n: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum BarrierOp {
+    Wait,
+    Abort,
+    Reset,
+    Waiting,
+}
+
+/// Which end of a pipe a request is about: 0 or 1.
+pub(crate) type PipeEnd = u8;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum PipeOp {
+    /// Send the payload's items from `end` to the other end.
+    Send { end: PipeEnd },
+    /// Receive one item sent to `end`, waiting for one.
+    Recv { end: PipeEnd },
+    /// Give back items a dropped `recv` had taken.
+    Unrecv { end: PipeEnd },
+    /// `end` will send and receive no more: the other end sees end of file once drained.
+    Close { end: PipeEnd },
+}
+
 /// The request that undoes what a request's answer granted, for an answer nobody is left to
 /// receive: taken items go back to the queue, a granted lock or permit is released.
 pub(crate) fn undo_of(op: &Op) -> Option<Op> {
@@ -146,6 +185,9 @@ pub(crate) fn undo_of(op: &Op) -> Option<Op> {
         Op::Queue(QueueOp::Get { .. }) => Some(Op::Queue(QueueOp::Unget)),
         Op::Lock(LockOp::Acquire { .. }) => Some(Op::Lock(LockOp::Release)),
         Op::Semaphore(SemaphoreOp::Acquire { .. }) => Some(Op::Semaphore(SemaphoreOp::Release)),
+        // Not a wait: its guard still believes it holds the lock, and will release it.
+        Op::Condition(ConditionOp::Acquire { .. }) => Some(Op::Condition(ConditionOp::Release)),
+        Op::Pipe(PipeOp::Recv { end }) => Some(Op::Pipe(PipeOp::Unrecv { end: *end })),
         _ => None,
     }
 }
