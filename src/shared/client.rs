@@ -226,11 +226,13 @@ impl InFlight {
 
     fn cancel(&self) {
         match &self.link {
-            Link::Local(hub) => hub.cancel(LOCAL, self.id),
+            Link::Local(hub) => hub.cancel(LOCAL, self.object, self.id),
             Link::Remote(remote) => {
-                let _ = remote
-                    .writer
-                    .send(&HubRequest::Cancel { id: self.id }, Vec::new());
+                let cancel = HubRequest::Cancel {
+                    id: self.id,
+                    object: self.object,
+                };
+                let _ = remote.writer.send(&cancel, Vec::new());
             }
         }
     }

@@ -255,13 +255,12 @@ impl Hub {
     }
 
     /// Answers the parked request `id` of `conn` as cancelled, if it is still parked.
-    pub(crate) fn cancel(&self, conn: ConnId, id: u64) {
+    pub(crate) fn cancel(&self, conn: ConnId, object: ObjectId, id: u64) {
         let mut state = self.lock();
-        for object in state.objects.values_mut() {
-            if let Some(request) = object.cancel(conn, id) {
-                let _ = request.answer(Reply::failed(Failure::Cancelled));
-                return;
-            }
+        if let Some(target) = state.objects.get_mut(&object)
+            && let Some(request) = target.cancel(conn, id)
+        {
+            let _ = request.answer(Reply::failed(Failure::Cancelled));
         }
     }
 
@@ -368,7 +367,7 @@ async fn serve_connection(hub: Arc<Hub>, conn: ConnId, connection: transport::Co
                     },
                 );
             }
-            HubRequest::Cancel { id } => hub.cancel(conn, id),
+            HubRequest::Cancel { id, object } => hub.cancel(conn, object, id),
         }
     }
     hub.disconnected(conn);

@@ -23,7 +23,7 @@ pub(crate) enum HubRequest {
     },
     /// The caller gave up on request `id` (a timeout or a dropped future). A request still
     /// waiting is answered with [`Failure::Cancelled`]; one already answered is left alone.
-    Cancel { id: u64 },
+    Cancel { id: u64, object: ObjectId },
 }
 
 /// The answer to one [`HubRequest::Call`].
