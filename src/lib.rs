@@ -82,6 +82,7 @@ mod panic;
 mod process;
 mod protocol;
 mod registry;
+mod shared;
 mod spawn;
 mod supervisor;
 mod transport;
@@ -93,6 +94,10 @@ pub use current::{ProcessInfo, active_children, cpu_count, current_process, pare
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
 pub use process::{Process, ProcessBuilder};
+pub use shared::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,
+    PipeEnd, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
+};
 pub use spawn::DEFAULT_START_TIMEOUT;
 pub use transport::DEFAULT_MAX_FRAME_LEN;
 pub use worker::{Run, Value, Worker};

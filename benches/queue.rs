@@ -1,0 +1,190 @@
+//! Queue and Lock throughput across processes, with anchors measured in the same run.
+//!
+//! Run with `cargo bench --bench queue`.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use futures::SinkExt;
+use multiproc::{JoinableQueue, Lock, Process, Queue, worker};
+
+const ITEMS: u64 = 100_000;
+
+#[worker]
+async fn feed(mut queue: Queue<u64>, count: u64) {
+    let mut items = futures::stream::iter((0..count).map(Ok));
+    queue.send_all(&mut items).await.unwrap();
+}
+
+#[worker]
+async fn feed_joinable(mut queue: JoinableQueue<u64>, count: u64) {
+    let mut items = futures::stream::iter((0..count).map(Ok));
+    queue.send_all(&mut items).await.unwrap();
+}
+
+#[worker]
+fn raw_writer(path: String, count: u64) {
+    let mut socket = std::os::unix::net::UnixStream::connect(path).unwrap();
+    for n in 0..count {
+        let mut message = [0u8; 16];
+        message[..8].copy_from_slice(&n.to_le_bytes());
+        socket.write_all(&message).unwrap();
+    }
+}
+
+#[worker]
+async fn lock_loop(lock: Lock, rounds: u64) {
+    for _ in 0..rounds {
+        drop(lock.acquire().await.unwrap());
+    }
+}
+
+async fn queue_rate() -> f64 {
+    let queue = Queue::new();
+    let started = Instant::now();
+    let p = Process::new(feed, (queue.clone(), ITEMS))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..ITEMS {
+        queue.get().await.unwrap();
+    }
+    let rate = ITEMS as f64 / started.elapsed().as_secs_f64();
+    p.join().await.unwrap();
+    rate
+}
+
+async fn joinable_rate() -> f64 {
+    let queue = JoinableQueue::new();
+    let started = Instant::now();
+    let p = Process::new(feed_joinable, (queue.clone(), ITEMS))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..ITEMS {
+        queue.get().await.unwrap();
+        queue.task_done().await.unwrap();
+    }
+    queue.join().await.unwrap();
+    let rate = ITEMS as f64 / started.elapsed().as_secs_f64();
+    p.join().await.unwrap();
+    rate
+}
+
+async fn raw_rate() -> f64 {
+    let path = std::env::temp_dir().join(format!("multiproc-bench-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let started = Instant::now();
+    let p = Process::new(raw_writer, (path.display().to_string(), ITEMS))
+        .start()
+        .await
+        .unwrap();
+    let (mut socket, _) = listener.accept().unwrap();
+    let mut message = [0u8; 16];
+    for _ in 0..ITEMS {
+        socket.read_exact(&mut message).unwrap();
+    }
+    let rate = ITEMS as f64 / started.elapsed().as_secs_f64();
+    p.join().await.unwrap();
+    let _ = std::fs::remove_file(&path);
+    rate
+}
+
+async fn lock_rate() -> f64 {
+    const ROUNDS: u64 = 5_000;
+    let lock = Lock::new();
+    let started = Instant::now();
+    let a = Process::new(lock_loop, (lock.clone(), ROUNDS))
+        .start()
+        .await
+        .unwrap();
+    let b = Process::new(lock_loop, (lock.clone(), ROUNDS))
+        .start()
+        .await
+        .unwrap();
+    a.join().await.unwrap();
+    b.join().await.unwrap();
+    (2 * ROUNDS) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn python(script: &str) -> Option<f64> {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
+    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
+}
+
+const PY_QUEUE: &str = r#"
+import multiprocessing as mp, time
+def feed(q, n):
+    for i in range(n): q.put(i)
+if __name__ == '__main__':
+    q = mp.Queue(); n = 100000
+    t = time.perf_counter(); p = mp.Process(target=feed, args=(q, n)); p.start()
+    for _ in range(n): q.get()
+    r = n / (time.perf_counter() - t); p.join(); print(r)
+"#;
+
+const PY_JOINABLE: &str = r#"
+import multiprocessing as mp, time
+def feed(q, n):
+    for i in range(n): q.put(i)
+if __name__ == '__main__':
+    q = mp.JoinableQueue(); n = 100000
+    t = time.perf_counter(); p = mp.Process(target=feed, args=(q, n)); p.start()
+    for _ in range(n): q.get(); q.task_done()
+    q.join(); r = n / (time.perf_counter() - t); p.join(); print(r)
+"#;
+
+const PY_LOCK: &str = r#"
+import multiprocessing as mp, time
+def loop(l, n):
+    for _ in range(n):
+        l.acquire(); l.release()
+if __name__ == '__main__':
+    l = mp.Lock(); n = 5000
+    t = time.perf_counter()
+    ps = [mp.Process(target=loop, args=(l, n)) for _ in range(2)]
+    for p in ps: p.start()
+    for p in ps: p.join()
+    print(2 * n / (time.perf_counter() - t))
+"#;
+
+fn ratio(ours: f64, anchor: Option<f64>, name: &str) -> String {
+    match anchor {
+        Some(anchor) => format!("{:.2}x {name} ({:.0}/s)", ours / anchor, anchor),
+        None => format!("{name}: skipped (python3 not found)"),
+    }
+}
+
+fn main() {
+    multiproc::init();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let _warm_up = tokio::time::timeout(Duration::from_secs(30), queue_rate()).await;
+        let raw = raw_rate().await;
+        let queue = queue_rate().await;
+        let joinable = joinable_rate().await;
+        let lock = lock_rate().await;
+        let py_queue = python(PY_QUEUE);
+        let py_joinable = python(PY_JOINABLE);
+        let py_lock = python(PY_LOCK);
+        println!("raw 16-byte messages over a Unix socket: {raw:.0}/s");
+        println!(
+            "Queue, {ITEMS} items child -> parent: {queue:.0} items/s; {}; {:.2}x raw",
+            ratio(queue, py_queue, "Python mp.Queue"),
+            queue / raw
+        );
+        println!(
+            "JoinableQueue, {ITEMS} items + task_done: {joinable:.0} items/s; {}",
+            ratio(joinable, py_joinable, "Python mp.JoinableQueue")
+        );
+        println!(
+            "Lock acquire/release from 2 processes: {lock:.0}/s; {}",
+            ratio(lock, py_lock, "Python mp.Lock")
+        );
+    });
+}

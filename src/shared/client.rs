@@ -1,0 +1,431 @@
+//! Reaching a hub: directly in the hub's own process, over one multiplexed connection from
+//! any other.
+//!
+//! A [`Handle`] names an object as (hub socket name, object id); that pair is all a shared
+//! object serializes to. The first request for a remote hub opens one authenticated
+//! connection on the [shared runtime](super::hub::runtime); every later request of this
+//! process, from any task or runtime, goes over it, tagged with a request id whose answer
+//! comes back through a oneshot channel. The connection's writer coalesces requests queued
+//! while the socket is busy, so pipelined requests cost few system calls.
+//!
+//! A request the caller stops waiting for (a timeout, a dropped future) is cancelled at the
+//! hub; if its answer had already been sent and carries items, they are given back to the
+//! front of the queue, so a cancelled `get` loses nothing.
+
+use std::collections::HashMap;
+use std::future::Future as _;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OnceCell, oneshot};
+
+use super::hub::{Caller, Hub, Items, LOCAL, Replier, Reply, Request, decode_items, runtime};
+use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, grants, undo_of};
+use crate::error::{Error, Result};
+use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameWriter};
+
+/// The name of one object: its hub and its id there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Handle {
+    pub(crate) hub: String,
+    pub(crate) object: ObjectId,
+}
+
+impl Handle {
+    /// Creates `object` on this process's hub.
+    pub(crate) fn create(object: Box<dyn super::hub::Object>) -> Result<Self> {
+        let hub = Hub::get_or_start()?;
+        let id = hub.create(object);
+        Ok(Handle {
+            hub: hub.name().to_string(),
+            object: id,
+        })
+    }
+}
+
+/// The way to an object's hub.
+#[derive(Debug, Clone)]
+pub(crate) enum Link {
+    Local(Arc<Hub>),
+    Remote(Arc<Remote>),
+}
+
+/// This process's connection to another process's hub.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    hub: String,
+    writer: FrameWriter,
+    waiting: Mutex<HashMap<u64, Waiting>>,
+    closed: AtomicBool,
+}
+
+/// A request of this process waiting for its answer from a remote hub.
+#[derive(Debug)]
+struct Waiting {
+    object: ObjectId,
+    task: u64,
+    undo: Option<Op>,
+    sender: oneshot::Sender<Reply>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+type RemoteSlot = Arc<OnceCell<Arc<Remote>>>;
+
+static REMOTES: Mutex<Option<HashMap<String, RemoteSlot>>> = Mutex::new(None);
+
+/// The link to `handle`'s hub, connecting on first use.
+pub(crate) async fn link(handle: &Handle) -> Result<Link> {
+    if let Some(hub) = Hub::running()
+        && hub.name() == handle.hub
+    {
+        return Ok(Link::Local(hub));
+    }
+    let slot = REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .get_or_insert_with(HashMap::new)
+        .entry(handle.hub.clone())
+        .or_default()
+        .clone();
+    let remote = slot.get_or_try_init(|| connect(handle.hub.clone())).await?;
+    Ok(Link::Remote(remote.clone()))
+}
+
+async fn connect(hub: String) -> Result<Arc<Remote>> {
+    let name = hub.clone();
+    // The connection's tasks live on the shared runtime so they outlive the caller's runtime.
+    let connection = runtime()
+        .spawn(async move { transport::connect(&name, DEFAULT_MAX_FRAME_LEN).await })
+        .await
+        .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
+        .map_err(|error| {
+            Error::closed(format!(
+                "the process that serves this object is gone ({error})"
+            ))
+        })?;
+    let transport::Connection {
+        mut reader, writer, ..
+    } = connection;
+    let remote = Arc::new(Remote {
+        hub,
+        writer,
+        waiting: Mutex::new(HashMap::new()),
+        closed: AtomicBool::new(false),
+    });
+    let receiving = remote.clone();
+    runtime().spawn(async move {
+        loop {
+            let frame = match reader.read().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(target: "multiproc", "hub connection to {}: {error}", receiving.hub);
+                    break;
+                }
+            };
+            let Ok(reply) = frame.header::<HubReply>() else {
+                break;
+            };
+            let items = if frame.payload().is_empty() {
+                Ok(Vec::new())
+            } else {
+                decode_items(frame.payload())
+            };
+            let waiter = receiving
+                .waiting
+                .lock()
+                .expect("waiting poisoned")
+                .remove(&reply.id);
+            let reply = match items {
+                Ok(items) => Reply {
+                    outcome: reply.outcome,
+                    items,
+                },
+                Err(_) => Reply::failed(super::wire::Failure::Protocol(
+                    "undecodable items from the hub".into(),
+                )),
+            };
+            if let Some(waiting) = waiter
+                && let Err(reply) = waiting.sender.send(reply)
+            {
+                undo(&Link::Remote(receiving.clone()), waiting.object, waiting.task, waiting.undo, reply);
+            }
+        }
+        receiving.closed.store(true, Ordering::SeqCst);
+        // Dropping the senders wakes every waiter with "the hub is gone".
+        receiving.waiting.lock().expect("waiting poisoned").clear();
+    });
+    Ok(remote)
+}
+
+impl Remote {
+    fn send(&self, id: u64, object: ObjectId, task: u64, op: Op, items: Items) -> Result<()> {
+        let payload = if items.is_empty() {
+            Vec::new()
+        } else {
+            super::hub::encode_items(items)
+        };
+        self.writer.send(
+            &HubRequest::Call {
+                id,
+                object,
+                task,
+                op,
+            },
+            payload,
+        )
+    }
+}
+
+/// Identifies the calling tokio task, for lock ownership.
+pub(crate) fn current_task() -> u64 {
+    match tokio::task::try_id() {
+        Some(id) => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut hasher);
+            hasher.finish() | 1
+        }
+        None => 0,
+    }
+}
+
+/// A request sent and not yet answered. Dropping it cancels the request at the hub and gives
+/// back any items its answer already carried.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    link: Link,
+    object: ObjectId,
+    id: u64,
+    task: u64,
+    undo: Option<Op>,
+    receiver: Option<oneshot::Receiver<Reply>>,
+}
+
+impl InFlight {
+    /// Polls for the answer.
+    pub(crate) fn poll_reply(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Reply>> {
+        let receiver = self.receiver.as_mut().expect("polled after its answer");
+        let answer = std::task::ready!(std::pin::Pin::new(receiver).poll(cx));
+        self.receiver = None;
+        std::task::Poll::Ready(answer.map_err(|_| self.hub_gone()))
+    }
+
+    fn hub_gone(&self) -> Error {
+        match &self.link {
+            Link::Remote(remote) => gone(remote),
+            Link::Local(_) => Error::closed("the hub dropped a request"),
+        }
+    }
+
+    fn cancel(&self) {
+        match &self.link {
+            Link::Local(hub) => hub.cancel(LOCAL, self.object, self.id),
+            Link::Remote(remote) => {
+                let cancel = HubRequest::Cancel {
+                    id: self.id,
+                    object: self.object,
+                };
+                let _ = remote.writer.send(&cancel, Vec::new());
+            }
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(mut receiver) = self.receiver.take() else {
+            return;
+        };
+        match receiver.try_recv() {
+            Ok(reply) => undo(&self.link, self.object, self.task, self.undo.take(), reply),
+            Err(oneshot::error::TryRecvError::Empty) => {
+                self.cancel();
+                // An answer sent between the check and the cancel is still in the channel.
+                receiver.close();
+                if let Ok(reply) = receiver.try_recv() {
+                    undo(&self.link, self.object, self.task, self.undo.take(), reply);
+                }
+            }
+            Err(oneshot::error::TryRecvError::Closed) => {}
+        }
+    }
+}
+
+/// Gives back what an answer nobody received granted.
+fn undo(link: &Link, object: ObjectId, task: u64, undo: Option<Op>, reply: Reply) {
+    if let Some(op) = undo
+        && grants(&reply.outcome)
+    {
+        send_and_forget(link, object, task, op, reply.items);
+    }
+}
+
+fn gone(remote: &Remote) -> Error {
+    Error::closed(format!(
+        "the process that serves this object ({}) has exited",
+        remote.hub
+    ))
+}
+
+/// Sends `op` and waits for its answer. With a `timeout`, a request still parked at the hub
+/// when it passes is cancelled and answered [`Cancelled`](super::wire::Failure::Cancelled)
+/// (unless the hub answered first: then that answer stands).
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping the future cancels the request; items already taken go back to the
+/// front of their queue.
+pub(crate) async fn call(
+    handle: &Handle,
+    op: Op,
+    items: Items,
+    timeout: Option<Duration>,
+) -> Result<Reply> {
+    call_as(handle, op, items, timeout, current_task()).await
+}
+
+/// [`call`] on behalf of `task` (a guard's owner), not the calling task.
+pub(crate) async fn call_as(
+    handle: &Handle,
+    op: Op,
+    items: Items,
+    timeout: Option<Duration>,
+    task: u64,
+) -> Result<Reply> {
+    let link = link(handle).await?;
+    let mut in_flight = start(&link, handle.object, op, items, task)?;
+    let receiver = in_flight.receiver.as_mut().expect("not yet answered");
+    let answer = match timeout {
+        None => receiver.await,
+        Some(timeout) => {
+            // The timer runs on the shared runtime, so a timeout works from any executor
+            // (a sync worker may drive these futures with `futures::executor::block_on`).
+            let timer = runtime().spawn(tokio::time::sleep(timeout));
+            match futures::future::select(&mut *receiver, timer).await {
+                futures::future::Either::Left((answer, timer)) => {
+                    timer.abort();
+                    answer
+                }
+                futures::future::Either::Right(_) => {
+                    in_flight.cancel();
+                    in_flight.receiver.as_mut().expect("not yet answered").await
+                }
+            }
+        }
+    };
+    in_flight.receiver = None;
+    answer.map_err(|_| in_flight.hub_gone())
+}
+
+/// Sends `op` without waiting, from a `Drop` that has no link at hand (a dropped stream's
+/// read-ahead going back to its queue, a pipe end closing).
+pub(crate) fn send_later(handle: Handle, op: Op, items: Items) {
+    runtime().spawn(async move {
+        if let Ok(link) = link(&handle).await {
+            send_and_forget(&link, handle.object, 0, op, items);
+        }
+    });
+}
+
+/// Sends `op` without waiting for the answer (a guard released on drop). Does nothing if the
+/// hub is gone: then there is nothing left to release.
+pub(crate) fn send_and_forget(link: &Link, object: ObjectId, task: u64, op: Op, items: Items) {
+    match link {
+        Link::Local(hub) => hub.dispatch(
+            object,
+            op,
+            items,
+            Request {
+                caller: Caller { conn: LOCAL, task },
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                replier: Replier::Discard,
+            },
+        ),
+        Link::Remote(remote) => {
+            let _ = remote.send(
+                NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                object,
+                task,
+                op,
+                items,
+            );
+        }
+    }
+}
+
+pub(crate) fn start(
+    link: &Link,
+    object: ObjectId,
+    op: Op,
+    items: Items,
+    task: u64,
+) -> Result<InFlight> {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let undo = undo_of(&op);
+    let (sender, receiver) = oneshot::channel();
+    match link {
+        Link::Local(hub) => hub.dispatch(
+            object,
+            op,
+            items,
+            Request {
+                caller: Caller { conn: LOCAL, task },
+                id,
+                replier: Replier::Local(sender),
+            },
+        ),
+        Link::Remote(remote) => {
+            if remote.closed.load(Ordering::SeqCst) {
+                return Err(gone(remote));
+            }
+            remote.waiting.lock().expect("waiting poisoned").insert(
+                id,
+                Waiting {
+                    object,
+                    task,
+                    undo: undo.clone(),
+                    sender,
+                },
+            );
+            // The reader marks the connection closed before it drops the waiting senders, so
+            // a request registered after that is caught here instead of waiting forever.
+            if remote.closed.load(Ordering::SeqCst) {
+                remote.waiting.lock().expect("waiting poisoned").remove(&id);
+                return Err(gone(remote));
+            }
+            if let Err(error) = remote.send(id, object, task, op, items) {
+                remote.waiting.lock().expect("waiting poisoned").remove(&id);
+                return Err(if remote.closed.load(Ordering::SeqCst) {
+                    gone(remote)
+                } else {
+                    error
+                });
+            }
+        }
+    }
+    Ok(InFlight {
+        link: link.clone(),
+        object,
+        id,
+        task,
+        undo,
+        receiver: Some(receiver),
+    })
+}
+
+/// Sends `op` and returns the hub's verdict; `what` names the object in errors. A request
+/// still parked when `timeout` passes is answered [`Failure::Cancelled`].
+pub(crate) async fn ask(
+    handle: &Handle,
+    op: Op,
+    timeout: Option<Duration>,
+) -> Result<std::result::Result<Answer, Failure>> {
+    Ok(call(handle, op, Vec::new(), timeout).await?.outcome)
+}

@@ -1,0 +1,210 @@
+//! [`Event`]: a flag that processes can set, clear and wait for.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::client::{self, Handle};
+use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
+use super::queue::expect_started;
+use super::wire::{Answer, EventOp, Failure, Op};
+use crate::error::Result;
+
+/// An event's state on its hub.
+struct EventState {
+    set: bool,
+    waiters: VecDeque<Request>,
+}
+
+impl Object for EventState {
+    fn call(&mut self, request: Request, op: Op, _items: Items) {
+        let Op::Event(op) = op else {
+            let _ = request.answer(Reply::failed(Failure::Protocol("not an event".into())));
+            return;
+        };
+        match op {
+            EventOp::Set => {
+                self.set = true;
+                for waiter in self.waiters.drain(..) {
+                    let _ = waiter.answer(Reply::ok(Answer::Flag(true)));
+                }
+                let _ = request.answer(Reply::ok(Answer::Done));
+            }
+            EventOp::Clear => {
+                self.set = false;
+                let _ = request.answer(Reply::ok(Answer::Done));
+            }
+            EventOp::IsSet => {
+                let _ = request.answer(Reply::ok(Answer::Flag(self.set)));
+            }
+            EventOp::Wait => {
+                if self.set {
+                    let _ = request.answer(Reply::ok(Answer::Flag(true)));
+                } else {
+                    self.waiters.push_back(request);
+                }
+            }
+        }
+    }
+
+    fn cancel(&mut self, conn: ConnId, id: u64) -> Option<Request> {
+        take_parked(&mut self.waiters, conn, id, |r| r)
+    }
+
+    fn disconnected(&mut self, conn: ConnId) {
+        self.waiters.retain(|r| r.caller.conn != conn);
+    }
+}
+
+/// A flag shared between processes: Python's `multiprocessing.Event`.
+///
+/// Starts unset. [`set`](Self::set) wakes every waiter, in every process;
+/// [`clear`](Self::clear) makes later waits wait again. A handle is `Clone + Serialize +
+/// Deserialize`: pass it to a worker.
+///
+/// ```no_run
+/// # async fn demo() -> multiproc::Result<()> {
+/// let ready = multiproc::Event::new();
+/// ready.set().await?;
+/// assert!(ready.wait_timeout(std::time::Duration::from_secs(1)).await?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    handle: Handle,
+}
+
+impl Event {
+    /// An unset event, served by this process.
+    ///
+    /// # Panics
+    ///
+    /// If this process's hub cannot bind its socket.
+    #[allow(clippy::new_without_default)] // creating an event starts a server; keep it explicit
+    pub fn new() -> Self {
+        let handle = expect_started(Handle::create(Box::new(EventState {
+            set: false,
+            waiters: VecDeque::new(),
+        })));
+        Event { handle }
+    }
+
+    fn describe(&self) -> String {
+        format!("event {}", self.handle.object)
+    }
+
+    async fn ask(&self, op: EventOp, timeout: Option<Duration>) -> Result<Answer> {
+        match client::ask(&self.handle, Op::Event(op), timeout).await? {
+            Ok(answer) => Ok(answer),
+            Err(Failure::Cancelled) => Ok(Answer::Flag(false)),
+            Err(failure) => Err(failure.into_error(&self.describe())),
+        }
+    }
+
+    /// Sets the flag and wakes every waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`is_closed`](crate::Error::is_closed) if the event's process has exited.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the flag is set or not.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(event: multiproc::Event) -> multiproc::Result<()> {
+    /// event.set().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set(&self) -> Result<()> {
+        self.ask(EventOp::Set, None).await.map(drop)
+    }
+
+    /// Clears the flag.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(event: multiproc::Event) -> multiproc::Result<()> {
+    /// event.clear().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn clear(&self) -> Result<()> {
+        self.ask(EventOp::Clear, None).await.map(drop)
+    }
+
+    /// Whether the flag is set now.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(event: multiproc::Event) -> multiproc::Result<()> {
+    /// if event.is_set().await? { println!("set"); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn is_set(&self) -> Result<bool> {
+        Ok(self.ask(EventOp::IsSet, None).await? == Answer::Flag(true))
+    }
+
+    /// Waits until the flag is set.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set): a wait never hangs on an event whose process has exited.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(event: multiproc::Event) -> multiproc::Result<()> {
+    /// event.wait().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&self) -> Result<()> {
+        self.ask(EventOp::Wait, None).await.map(drop)
+    }
+
+    /// Waits at most `timeout` for the flag; `Ok(true)` if it was set, `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(event: multiproc::Event) -> multiproc::Result<()> {
+    /// use std::time::Duration;
+    /// if !event.wait_timeout(Duration::from_millis(200)).await? { println!("timed out"); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        Ok(self.ask(EventOp::Wait, Some(timeout)).await? == Answer::Flag(true))
+    }
+}

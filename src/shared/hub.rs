@@ -1,0 +1,386 @@
+//! The hub: the server that holds this process's shared objects and answers requests for them.
+//!
+//! One hub per process, started on the first object creation. It binds one
+//! [listener](crate::transport::Listener) and serves every authenticated connection on the
+//! [shared runtime](runtime): a dedicated thread with its own tokio runtime, so objects keep
+//! being served while the owning process's own runtime is blocked by a sync worker or has been
+//! dropped (a `#[tokio::test]` runtime ends before the process does).
+//!
+//! All objects sit behind one mutex. A request from another process is read by its
+//! connection's task, applied under the mutex, and answered through the connection's coalescing
+//! writer; a request from this process takes the same mutex directly, with no socket and no
+//! task switch (see [`client`](super::client)). A request that must wait (a `get` on an empty
+//! queue, an `acquire` of a held lock) is parked inside its object with a [`Replier`] and
+//! answered when another request makes progress possible.
+//!
+//! # Adding an object type
+//!
+//! 1. Add a variant to [`Op`](super::wire::Op) with the type's operations.
+//! 2. Write a state struct implementing [`Object`]: `call` applies one operation and answers
+//!    (now, or later through a parked [`Replier`]); `cancel` drops a parked request;
+//!    `disconnected` cleans up after a process whose connection closed.
+//! 3. Create it with [`Hub::create`] from the handle's constructor, and talk to it through
+//!    [`client::call`](super::client::call).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_bytes::ByteBuf;
+use tokio::sync::oneshot;
+
+use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op};
+use crate::error::Result;
+use crate::protocol::{decode, encode};
+use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameWriter, Listener};
+
+/// Identifies a connection to the hub; [`LOCAL`] is the hub's own process.
+pub(crate) type ConnId = u64;
+
+/// The connection id of requests made by the hub's own process.
+pub(crate) const LOCAL: ConnId = 0;
+
+/// Encoded items, as a queue holds them.
+pub(crate) type Items = Vec<Vec<u8>>;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who is asking: the connection (one per process) and the tokio task within it. Locks record
+/// their owner as a `Caller`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Caller {
+    pub(crate) conn: ConnId,
+    pub(crate) task: u64,
+}
+
+/// An answer: what happened, and the items it carries.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) outcome: std::result::Result<Answer, Failure>,
+    pub(crate) items: Items,
+}
+
+impl Reply {
+    pub(crate) fn ok(answer: Answer) -> Self {
+        Reply {
+            outcome: Ok(answer),
+            items: Vec::new(),
+        }
+    }
+
+    pub(crate) fn failed(failure: Failure) -> Self {
+        Reply {
+            outcome: Err(failure),
+            items: Vec::new(),
+        }
+    }
+
+    pub(crate) fn items(items: Items) -> Self {
+        Reply {
+            outcome: Ok(Answer::Items),
+            items,
+        }
+    }
+}
+
+/// Where the answer to one request goes.
+#[derive(Debug)]
+pub(crate) enum Replier {
+    /// A caller in this process, waiting on a channel.
+    Local(oneshot::Sender<Reply>),
+    /// A caller in another process: the answer goes out on its connection.
+    Remote { writer: FrameWriter, id: u64 },
+    /// Nobody waits (a guard released on drop).
+    Discard,
+}
+
+impl Replier {
+    /// Delivers `reply`. Gives it back when a local caller has stopped waiting, so the object
+    /// can keep what it carries (an item goes back to the queue); a remote caller that has
+    /// stopped waiting gives items back itself.
+    pub(crate) fn send(self, reply: Reply) -> std::result::Result<(), Reply> {
+        match self {
+            Replier::Local(sender) => sender.send(reply),
+            Replier::Remote { writer, id } => {
+                let payload = if reply.items.is_empty() {
+                    Vec::new()
+                } else {
+                    encode_items(reply.items)
+                };
+                let header = HubReply {
+                    id,
+                    outcome: reply.outcome,
+                };
+                if let Err(error) = writer.send(&header, payload) {
+                    tracing::debug!(target: "multiproc", "a hub reply was not sent: {error}");
+                }
+                Ok(())
+            }
+            Replier::Discard => Ok(()),
+        }
+    }
+
+    /// Whether the caller is still waiting, as far as this process can tell.
+    pub(crate) fn is_waiting(&self) -> bool {
+        match self {
+            Replier::Local(sender) => !sender.is_closed(),
+            Replier::Remote { .. } | Replier::Discard => true,
+        }
+    }
+}
+
+/// One request as an object sees it.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) caller: Caller,
+    /// The caller's request id, unique per connection; [`Object::cancel`] names it.
+    pub(crate) id: u64,
+    pub(crate) replier: Replier,
+}
+
+impl Request {
+    /// Answers now.
+    pub(crate) fn answer(self, reply: Reply) -> std::result::Result<(), Reply> {
+        self.replier.send(reply)
+    }
+}
+
+/// A shared object's state on its hub. See the [module docs](self) for how to add one.
+pub(crate) trait Object: Send {
+    /// Applies `op`, answering `request` now or parking it to answer later.
+    fn call(&mut self, request: Request, op: Op, items: Items);
+
+    /// Removes the parked request `id` of `conn`, returning it so the hub can answer it
+    /// [`Cancelled`](Failure::Cancelled). `None` when it was already answered.
+    fn cancel(&mut self, conn: ConnId, id: u64) -> Option<Request>;
+
+    /// The process behind `conn` is gone: drop its parked requests and release what it held.
+    fn disconnected(&mut self, conn: ConnId);
+}
+
+/// Removes and returns the parked request `id` of `conn` from a queue of parked requests.
+pub(crate) fn take_parked<W>(
+    parked: &mut std::collections::VecDeque<W>,
+    conn: ConnId,
+    id: u64,
+    request: impl Fn(&W) -> &Request,
+) -> Option<W> {
+    let position = parked.iter().position(|waiter| {
+        let request = request(waiter);
+        request.caller.conn == conn && request.id == id
+    })?;
+    parked.remove(position)
+}
+
+/// This process's hub.
+pub(crate) struct Hub {
+    name: String,
+    state: Mutex<HubState>,
+}
+
+struct HubState {
+    objects: HashMap<ObjectId, Box<dyn Object>>,
+    next_object: ObjectId,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("name", &self.name).finish()
+    }
+}
+
+static HUB: Mutex<Option<Arc<Hub>>> = Mutex::new(None);
+
+impl Hub {
+    /// This process's hub, started on first use.
+    pub(crate) fn get_or_start() -> Result<Arc<Hub>> {
+        let mut slot = HUB.lock().expect("hub slot poisoned");
+        if let Some(hub) = &*slot {
+            return Ok(hub.clone());
+        }
+        let listener = {
+            // Registering with the shared runtime's reactor, not the caller's: the listener
+            // must outlive the caller's runtime.
+            let _context = runtime().enter();
+            Listener::bind()?
+        };
+        let hub = Arc::new(Hub {
+            name: listener.name().to_string(),
+            state: Mutex::new(HubState {
+                objects: HashMap::new(),
+                next_object: 1,
+            }),
+        });
+        runtime().spawn(accept_connections(hub.clone(), listener));
+        *slot = Some(hub.clone());
+        Ok(hub)
+    }
+
+    /// This process's hub if it has been started.
+    pub(crate) fn running() -> Option<Arc<Hub>> {
+        HUB.lock().expect("hub slot poisoned").clone()
+    }
+
+    /// The socket name other processes connect to.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds an object; returns its id.
+    pub(crate) fn create(&self, object: Box<dyn Object>) -> ObjectId {
+        let mut state = self.lock();
+        let id = state.next_object;
+        state.next_object += 1;
+        state.objects.insert(id, object);
+        id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        // An object that panicked mid-request leaves its own state as it was; the others
+        // are intact, so keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies one request.
+    pub(crate) fn dispatch(&self, object: ObjectId, op: Op, items: Items, request: Request) {
+        let mut state = self.lock();
+        match state.objects.get_mut(&object) {
+            Some(target) => target.call(request, op, items),
+            None => {
+                let _ = request.answer(Reply::failed(Failure::NoSuchObject));
+            }
+        }
+    }
+
+    /// Answers the parked request `id` of `conn` as cancelled, if it is still parked.
+    pub(crate) fn cancel(&self, conn: ConnId, object: ObjectId, id: u64) {
+        let mut state = self.lock();
+        if let Some(target) = state.objects.get_mut(&object)
+            && let Some(request) = target.cancel(conn, id)
+        {
+            let _ = request.answer(Reply::failed(Failure::Cancelled));
+        }
+    }
+
+    fn disconnected(&self, conn: ConnId) {
+        let mut state = self.lock();
+        for object in state.objects.values_mut() {
+            object.disconnected(conn);
+        }
+    }
+}
+
+/// The runtime that serves hubs and carries this process's connections to other hubs.
+pub(crate) fn runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("building the shared-objects runtime");
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("multiproc-hub".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .expect("starting the shared-objects thread");
+        handle
+    })
+}
+
+async fn accept_connections(hub: Arc<Hub>, listener: Listener) {
+    let mut next_conn: ConnId = LOCAL + 1;
+    loop {
+        match listener
+            .accept(None, HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_LEN)
+            .await
+        {
+            Ok(connection) => {
+                tokio::spawn(serve_connection(hub.clone(), next_conn, connection));
+                next_conn += 1;
+            }
+            Err(error) => {
+                tracing::warn!(target: "multiproc", "the hub stopped accepting: {error}");
+                return;
+            }
+        }
+    }
+}
+
+async fn serve_connection(hub: Arc<Hub>, conn: ConnId, connection: transport::Connection) {
+    let transport::Connection {
+        mut reader,
+        writer,
+        peer_pid,
+        ..
+    } = connection;
+    loop {
+        let frame = match reader.read().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::debug!(target: "multiproc", "hub connection from pid {peer_pid}: {error}");
+                break;
+            }
+        };
+        let request = match frame.header::<HubRequest>() {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!(target: "multiproc", "a malformed hub request from pid {peer_pid}: {error}");
+                break;
+            }
+        };
+        match request {
+            HubRequest::Call {
+                id,
+                object,
+                task,
+                op,
+            } => {
+                let replier = Replier::Remote {
+                    writer: writer.clone(),
+                    id,
+                };
+                let payload = frame.into_payload();
+                let items = if payload.is_empty() {
+                    Vec::new()
+                } else {
+                    match decode_items(&payload) {
+                        Ok(items) => items,
+                        Err(error) => {
+                            let _ =
+                                replier.send(Reply::failed(Failure::Protocol(error.to_string())));
+                            continue;
+                        }
+                    }
+                };
+                let caller = Caller { conn, task };
+                hub.dispatch(
+                    object,
+                    op,
+                    items,
+                    Request {
+                        caller,
+                        id,
+                        replier,
+                    },
+                );
+            }
+            HubRequest::Cancel { id, object } => hub.cancel(conn, object, id),
+        }
+    }
+    hub.disconnected(conn);
+}
+
+/// Encodes items for a frame's payload.
+pub(crate) fn encode_items(items: Items) -> Vec<u8> {
+    let items: Vec<ByteBuf> = items.into_iter().map(ByteBuf::from).collect();
+    encode(&items, "queue items").expect("byte strings always encode")
+}
+
+/// Decodes a frame's payload of items.
+pub(crate) fn decode_items(payload: &[u8]) -> Result<Items> {
+    let items: Vec<ByteBuf> = decode(payload, "queue items")?;
+    Ok(items.into_iter().map(ByteBuf::into_vec).collect())
+}

@@ -1,0 +1,417 @@
+//! [`Lock`] and [`RLock`]: mutual exclusion between processes, released on behalf of a
+//! holder that dies.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::client::{self, Handle, Link};
+use super::hub::{Caller, ConnId, Items, Object, Reply, Request, take_parked};
+use super::queue::expect_started;
+use super::wire::{Answer, Failure, LockOp, Op};
+use crate::error::Result;
+
+/// A lock's state on its hub; `recursive` for an [`RLock`]. Also the lock inside a
+/// [`Condition`](super::Condition).
+pub(crate) struct LockState {
+    recursive: bool,
+    holder: Option<Caller>,
+    depth: u32,
+    /// The last holder died holding the lock; the next acquirer is told.
+    owner_died: bool,
+    waiters: VecDeque<Request>,
+}
+
+impl LockState {
+    pub(crate) fn new(recursive: bool) -> Self {
+        LockState {
+            recursive,
+            holder: None,
+            depth: 0,
+            owner_died: false,
+            waiters: VecDeque::new(),
+        }
+    }
+
+    /// Whether `caller` holds the lock.
+    pub(crate) fn is_held_by(&self, caller: Caller) -> bool {
+        self.holder == Some(caller)
+    }
+
+    /// Grants the lock to `request` if it is free, else parks it (or, without `wait`, answers
+    /// that it is taken).
+    pub(crate) fn acquire(&mut self, request: Request, wait: bool) {
+        match self.holder {
+            None => {
+                if self.grant(request).is_err() {
+                    self.hand_over();
+                }
+            }
+            Some(holder) if self.recursive && holder == request.caller => {
+                self.depth += 1;
+                let _ = request.answer(Reply::ok(Answer::Acquired { owner_died: false }));
+            }
+            Some(_) if wait => self.waiters.push_back(request),
+            Some(_) => {
+                let _ = request.answer(Reply::ok(Answer::Flag(false)));
+            }
+        }
+    }
+
+    /// Releases one level for `caller`; the next waiter gets the lock once it is free.
+    pub(crate) fn release(&mut self, caller: Caller) -> std::result::Result<(), Failure> {
+        match self.holder {
+            None => Err(Failure::InvalidState("release of an unlocked lock".into())),
+            Some(holder) if self.recursive && holder != caller => Err(Failure::InvalidState(
+                "release of a recursive lock by a task that does not own it".into(),
+            )),
+            Some(_) => {
+                self.depth -= 1;
+                if self.depth == 0 {
+                    self.hand_over();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Releases every level, whoever holds it (a condition's wait).
+    pub(crate) fn release_fully(&mut self) {
+        self.hand_over();
+    }
+
+    fn grant(&mut self, request: Request) -> std::result::Result<(), ()> {
+        let caller = request.caller;
+        let owner_died = self.owner_died;
+        match request.answer(Reply::ok(Answer::Acquired { owner_died })) {
+            Ok(()) => {
+                self.holder = Some(caller);
+                self.depth = 1;
+                self.owner_died = false;
+                Ok(())
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    fn hand_over(&mut self) {
+        self.holder = None;
+        self.depth = 0;
+        while let Some(waiter) = self.waiters.pop_front() {
+            if waiter.replier.is_waiting() && self.grant(waiter).is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+impl Object for LockState {
+    fn call(&mut self, request: Request, op: Op, _items: Items) {
+        let Op::Lock(op) = op else {
+            let _ = request.answer(Reply::failed(Failure::Protocol("not a lock".into())));
+            return;
+        };
+        match op {
+            LockOp::Acquire { wait } => self.acquire(request, wait),
+            LockOp::Release => {
+                let reply = match self.release(request.caller) {
+                    Ok(()) => Reply::ok(Answer::Done),
+                    Err(failure) => Reply::failed(failure),
+                };
+                let _ = request.answer(reply);
+            }
+            LockOp::IsLocked => {
+                let _ = request.answer(Reply::ok(Answer::Flag(self.holder.is_some())));
+            }
+        }
+    }
+
+    fn cancel(&mut self, conn: ConnId, id: u64) -> Option<Request> {
+        take_parked(&mut self.waiters, conn, id, |r| r)
+    }
+
+    fn disconnected(&mut self, conn: ConnId) {
+        self.waiters.retain(|r| r.caller.conn != conn);
+        if self.holder.is_some_and(|holder| holder.conn == conn) {
+            self.owner_died = true;
+            self.hand_over();
+        }
+    }
+}
+
+/// What an acquire asks and answers, shared by every lock-like handle.
+pub(crate) async fn acquire(
+    handle: &Handle,
+    op: Op,
+    timeout: Option<Duration>,
+    what: &str,
+) -> Result<Option<Held>> {
+    let link = client::link(handle).await?;
+    let task = client::current_task();
+    match client::ask(handle, op, timeout).await? {
+        Ok(Answer::Acquired { owner_died }) => Ok(Some(Held {
+            link,
+            object: handle.object,
+            task,
+            owner_died,
+            release: true,
+        })),
+        Ok(_) | Err(Failure::Cancelled) => Ok(None),
+        Err(failure) => Err(failure.into_error(what)),
+    }
+}
+
+/// A grant held by a guard: released on drop without waiting (a `Drop` cannot await), in
+/// the order of this process's other requests.
+#[derive(Debug)]
+pub(crate) struct Held {
+    link: Link,
+    object: u64,
+    pub(crate) task: u64,
+    owner_died: bool,
+    release: bool,
+}
+
+impl Held {
+    pub(crate) fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
+    pub(crate) fn disarm(&mut self) {
+        self.release = false;
+    }
+
+    pub(crate) fn release_with(&mut self, op: Op) {
+        if std::mem::take(&mut self.release) {
+            client::send_and_forget(&self.link, self.object, self.task, op, Vec::new());
+        }
+    }
+}
+
+macro_rules! lock_guard {
+    ($guard:ident, $lock:literal) => {
+        #[doc = concat!("Holds a [`", $lock, "`] until dropped.")]
+        ///
+        /// Dropping the guard releases the lock without waiting for the hub's answer; requests
+        /// this process makes afterwards reach the hub after the release.
+        #[derive(Debug)]
+        #[must_use = "the lock is released as soon as the guard is dropped"]
+        pub struct $guard {
+            held: Held,
+        }
+
+        impl $guard {
+            /// Whether the previous holder's process died holding the lock, so the hub
+            /// released it on its behalf (like `EOWNERDEAD`): whatever it protected may be
+            /// half-updated.
+            pub fn owner_died(&self) -> bool {
+                self.held.owner_died
+            }
+
+            /// Keeps the lock held after the guard is gone (Python's `acquire` without
+            /// `release`); release it later with the lock's `release`.
+            pub fn forget(mut self) {
+                self.held.release = false;
+            }
+        }
+
+        impl Drop for $guard {
+            fn drop(&mut self) {
+                self.held.release_with(Op::Lock(LockOp::Release));
+            }
+        }
+    };
+}
+
+lock_guard!(LockGuard, "Lock");
+lock_guard!(RLockGuard, "RLock");
+
+macro_rules! lock_handle {
+    ($lock:ident, $guard:ident, $recursive:expr, $noun:literal) => {
+        impl $lock {
+            #[doc = concat!("An unlocked ", $noun, ", served by this process.")]
+            ///
+            /// # Panics
+            ///
+            /// If this process's hub cannot bind its socket.
+            #[allow(clippy::new_without_default)] // creating a lock starts a server
+            pub fn new() -> Self {
+                let handle = expect_started(Handle::create(Box::new(LockState::new($recursive))));
+                $lock { handle }
+            }
+
+            fn describe(&self) -> String {
+                format!("{} {}", $noun, self.handle.object)
+            }
+
+            async fn acquire_with(&self, wait: bool, timeout: Option<Duration>) -> Result<Option<$guard>> {
+                let held = acquire(
+                    &self.handle,
+                    Op::Lock(LockOp::Acquire { wait }),
+                    timeout,
+                    &self.describe(),
+                )
+                .await?;
+                Ok(held.map(|held| $guard { held }))
+            }
+
+            /// Waits for the lock; the guard releases it when dropped. Waiters are served
+            /// first come, first served.
+            ///
+            /// If the previous holder's process died holding the lock, the hub released it
+            /// and the guard's [`owner_died`]($guard::owner_died) is `true`.
+            ///
+            /// # Errors
+            ///
+            /// [`is_closed`](crate::Error::is_closed) if the lock's process has exited.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: a cancelled acquire leaves the queue of waiters, and a grant that
+            /// crossed the cancellation is released.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn demo(lock: multiproc::", stringify!($lock), ") -> multiproc::Result<()> {")]
+            /// let guard = lock.acquire().await?;
+            /// if guard.owner_died() { println!("repairing after a dead holder"); }
+            /// drop(guard);
+            /// # Ok(()) }
+            /// ```
+            pub async fn acquire(&self) -> Result<$guard> {
+                Ok(self.acquire_with(true, None).await?.expect("a waiting acquire is granted"))
+            }
+
+            /// Takes the lock if it is free now; `Ok(None)` if another holder has it.
+            ///
+            /// # Errors
+            ///
+            /// As [`acquire`](Self::acquire).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn demo(lock: multiproc::", stringify!($lock), ") -> multiproc::Result<()> {")]
+            /// if let Some(guard) = lock.try_acquire().await? { /* ... */ }
+            /// # Ok(()) }
+            /// ```
+            pub async fn try_acquire(&self) -> Result<Option<$guard>> {
+                self.acquire_with(false, None).await
+            }
+
+            /// Waits at most `timeout` for the lock; `Ok(None)` on timeout.
+            ///
+            /// # Errors
+            ///
+            /// As [`acquire`](Self::acquire).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn demo(lock: multiproc::", stringify!($lock), ") -> multiproc::Result<()> {")]
+            /// use std::time::Duration;
+            /// match lock.acquire_timeout(Duration::from_millis(100)).await? {
+            ///     Some(guard) => { /* ... */ }
+            ///     None => println!("busy"),
+            /// }
+            /// # Ok(()) }
+            /// ```
+            pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<$guard>> {
+                self.acquire_with(true, Some(timeout)).await
+            }
+
+            /// Releases a lock whose guard was [`forget`]($guard::forget)-ten.
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) if the lock is not
+            /// held (or, for an `RLock`, held by another task); the lock is left as it was.
+            ///
+            /// # Cancel safety
+            ///
+            /// Not cancel safe: a cancelled release may or may not have released.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn demo(lock: multiproc::", stringify!($lock), ") -> multiproc::Result<()> {")]
+            /// lock.acquire().await?.forget();
+            /// lock.release().await?;
+            /// # Ok(()) }
+            /// ```
+            pub async fn release(&self) -> Result<()> {
+                match client::ask(&self.handle, Op::Lock(LockOp::Release), None).await? {
+                    Ok(_) => Ok(()),
+                    Err(failure) => Err(failure.into_error(&self.describe())),
+                }
+            }
+
+            /// Whether some holder has the lock now.
+            ///
+            /// # Errors
+            ///
+            /// As [`acquire`](Self::acquire).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn demo(lock: multiproc::", stringify!($lock), ") -> multiproc::Result<()> {")]
+            /// println!("locked: {}", lock.is_locked().await?);
+            /// # Ok(()) }
+            /// ```
+            pub async fn is_locked(&self) -> Result<bool> {
+                match client::ask(&self.handle, Op::Lock(LockOp::IsLocked), None).await? {
+                    Ok(answer) => Ok(answer == Answer::Flag(true)),
+                    Err(failure) => Err(failure.into_error(&self.describe())),
+                }
+            }
+        }
+    };
+}
+
+/// A lock shared between processes: Python's `multiprocessing.Lock`.
+///
+/// Not recursive: a second `acquire` by the holder waits. [`acquire`](Self::acquire) returns
+/// a [`LockGuard`] that releases the lock when dropped. If the process holding the lock dies
+/// (even by `SIGKILL`), the hub releases it and the next acquirer's guard reports
+/// [`owner_died`](LockGuard::owner_died), instead of everyone waiting forever.
+///
+/// ```no_run
+/// # async fn demo() -> multiproc::Result<()> {
+/// let lock = multiproc::Lock::new();
+/// {
+///     let _guard = lock.acquire().await?;
+///     // one process at a time here
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lock {
+    handle: Handle,
+}
+
+/// A recursive lock shared between processes: Python's `multiprocessing.RLock`.
+///
+/// The task holding it may acquire it again; it is free once every guard is dropped. The
+/// owner is the (process, tokio task) that acquired it: only the owner may release it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RLock {
+    handle: Handle,
+}
+
+lock_handle!(Lock, LockGuard, false, "lock");
+lock_handle!(RLock, RLockGuard, true, "rlock");

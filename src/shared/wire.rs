@@ -1,0 +1,198 @@
+//! The hub's messages: one [`HubRequest`] header per request frame, one [`HubReply`] per
+//! answer. Items travel in the frame's payload, already encoded; headers stay small.
+//!
+//! Every object type owns one variant of [`Op`]; adding a type adds a variant here and a file
+//! that implements [`Object`](super::hub::Object).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind};
+
+/// The id of an object within its hub.
+pub(crate) type ObjectId = u64;
+
+/// A request from a client to a hub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum HubRequest {
+    /// Apply `op` to `object`; answered by a [`HubReply`] with the same `id`.
+    Call {
+        id: u64,
+        object: ObjectId,
+        task: u64,
+        op: Op,
+    },
+    /// The caller gave up on request `id` (a timeout or a dropped future). A request still
+    /// waiting is answered with [`Failure::Cancelled`]; one already answered is left alone.
+    Cancel { id: u64, object: ObjectId },
+}
+
+/// The answer to one [`HubRequest::Call`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HubReply {
+    pub(crate) id: u64,
+    pub(crate) outcome: Result<Answer, Failure>,
+}
+
+/// What a request did. Items, when there are any, are in the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Answer {
+    /// Done; nothing to report.
+    Done,
+    /// A yes/no answer (`is_set`, a wait that may time out).
+    Flag(bool),
+    /// A number (a length, a barrier index, a semaphore value).
+    Count(u64),
+    /// One item, in the payload.
+    Item,
+    /// Several items, in the payload as a postcard `Vec` of byte strings.
+    Items,
+    /// A lock or semaphore was granted; `owner_died` when the previous holder's process died
+    /// while holding it and the hub released it on its behalf.
+    Acquired { owner_died: bool },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    Empty,
+    Full,
+    Closed,
+    Cancelled,
+    BrokenBarrier,
+    InvalidState(String),
+    NoSuchObject,
+    Protocol(String),
+}
+
+impl Failure {
+    /// The error a caller sees; `what` names the object (`"queue 3"`).
+    pub(crate) fn into_error(self, what: &str) -> Error {
+        match self {
+            Failure::Empty => Error::new(ErrorKind::Empty, format!("{what} is empty")),
+            Failure::Full => Error::new(ErrorKind::Full, format!("{what} is full")),
+            Failure::Closed => Error::closed(format!("{what} is closed")),
+            Failure::Cancelled => Error::timeout(format!("{what}: the wait timed out")),
+            Failure::BrokenBarrier => Error::new(
+                ErrorKind::BrokenBarrier,
+                format!(
+                    "{what} is broken (a wait timed out or it was aborted); reset it to reuse it"
+                ),
+            ),
+            Failure::InvalidState(message) => Error::invalid_state(format!("{what}: {message}")),
+            Failure::NoSuchObject => Error::closed(format!(
+                "{what} no longer exists in the process that serves it"
+            )),
+            Failure::Protocol(message) => {
+                Error::new(ErrorKind::Protocol, format!("{what}: {message}"))
+            }
+        }
+    }
+}
+
+/// An operation on one object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Op {
+    Queue(QueueOp),
+    Event(EventOp),
+    Lock(LockOp),
+    Semaphore(SemaphoreOp),
+    Condition(ConditionOp),
+    Barrier(BarrierOp),
+    Pipe(PipeOp),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum QueueOp {
+    /// Put the items of the payload (a `Vec` of byte strings), waiting for room.
+    Put {
+        wait: bool,
+    },
+    /// Take one item, or with `max` up to `max` items (at least one), waiting for one.
+    Get {
+        wait: bool,
+        max: Option<u32>,
+    },
+    /// Give back items a dropped `get` had already taken, to the front of the queue.
+    Unget,
+    Len,
+    Close,
+    TaskDone,
+    Join,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum EventOp {
+    Set,
+    Clear,
+    IsSet,
+    Wait,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum LockOp {
+    Acquire { wait: bool },
+    Release,
+    IsLocked,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum SemaphoreOp {
+    Acquire { wait: bool },
+    Release,
+    Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ConditionOp {
+    Acquire {
+        wait: bool,
+    },
+    Release,
+    /// Release the lock, wait for a notification, take the lock back.
+    Wait,
+    Notify {
+        n: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum BarrierOp {
+    Wait,
+    Abort,
+    Reset,
+    Waiting,
+}
+
+/// Which end of a pipe a request is about: 0 or 1.
+pub(crate) type PipeEnd = u8;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum PipeOp {
+    /// Send the payload's items from `end` to the other end.
+    Send { end: PipeEnd },
+    /// Receive one item sent to `end`, waiting for one.
+    Recv { end: PipeEnd },
+    /// Give back items a dropped `recv` had taken.
+    Unrecv { end: PipeEnd },
+    /// `end` will send and receive no more: the other end sees end of file once drained.
+    Close { end: PipeEnd },
+}
+
+/// The request that undoes what a request's answer granted, for an answer nobody is left to
+/// receive: taken items go back to the queue, a granted lock or permit is released.
+pub(crate) fn undo_of(op: &Op) -> Option<Op> {
+    match op {
+        Op::Queue(QueueOp::Get { .. }) => Some(Op::Queue(QueueOp::Unget)),
+        Op::Lock(LockOp::Acquire { .. }) => Some(Op::Lock(LockOp::Release)),
+        Op::Semaphore(SemaphoreOp::Acquire { .. }) => Some(Op::Semaphore(SemaphoreOp::Release)),
+        // Not a wait: its guard still believes it holds the lock, and will release it.
+        Op::Condition(ConditionOp::Acquire { .. }) => Some(Op::Condition(ConditionOp::Release)),
+        Op::Pipe(PipeOp::Recv { end }) => Some(Op::Pipe(PipeOp::Unrecv { end: *end })),
+        _ => None,
+    }
+}
+
+/// Whether an answer granted something [`undo_of`] must give back.
+pub(crate) fn grants(outcome: &Result<Answer, Failure>) -> bool {
+    matches!(outcome, Ok(Answer::Items | Answer::Acquired { .. }))
+}
