@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn one_tuples_encode_as_their_item() {
-        let items = vec![1u64, 300, u64::MAX];
+        let items = [1u64, 300, u64::MAX];
         let tuples: Vec<(u64,)> = items.iter().map(|&x| (x,)).collect();
         assert_eq!(
             encode(&items[..], "items").unwrap(),
