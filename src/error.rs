@@ -253,7 +253,6 @@ impl Error {
         Error::new(ErrorKind::Timeout, message)
     }
 
-    #[allow(dead_code)] // the pool uses it
     pub(crate) fn cancelled(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Cancelled, message)
     }

@@ -79,6 +79,7 @@ mod current;
 mod error;
 mod logging;
 mod panic;
+mod pool;
 mod process;
 mod protocol;
 mod registry;
@@ -93,6 +94,7 @@ pub use child::init;
 pub use current::{ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
+pub use pool::{AsyncResult, Imap, Map, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use shared::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,

@@ -136,13 +136,22 @@ impl Supervised {
     }
 
     /// The number of calls sent and not yet answered.
-    #[allow(dead_code)] // the pool uses it
+    #[allow(dead_code)] // the pool counts its calls itself
     pub(crate) fn in_flight(&self) -> usize {
         self.shared.calls.lock().expect("calls lock").pending.len()
     }
 
+    /// Whether the child is gone, so that a call sent now would fail at once without running.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.shared
+            .calls
+            .lock()
+            .expect("calls lock")
+            .failed
+            .is_some()
+    }
+
     /// Asks the child to exit once its current call is done; no more calls can be sent.
-    #[allow(dead_code)] // the pool uses it
     pub(crate) fn shutdown(&self) {
         if let Some(writer) = self.shared.writer.lock().expect("writer lock").take() {
             let _ = writer.send(&ToChild::Shutdown, Vec::new());

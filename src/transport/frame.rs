@@ -188,6 +188,12 @@ impl FrameWriter {
         (FrameWriter { queue, max_len }, task)
     }
 
+    /// Raises (or lowers) the largest frame this writer accepts: the handshake's limit is
+    /// lifted once the peer is authenticated.
+    pub(crate) fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
     /// Queues a frame. Fails if the frame is too large or the connection's writer has stopped.
     pub(crate) fn send<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
         let frame = OutFrame::new(header, payload, self.max_len)?;

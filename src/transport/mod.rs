@@ -206,6 +206,7 @@ async fn authenticate(
     }
     connection.peer_pid = hello.pid;
     connection.reader.set_max_len(max_frame_len);
+    connection.writer.set_max_len(max_frame_len);
     Ok(connection)
 }
 

@@ -1,0 +1,183 @@
+//! [`PoolBuilder`]: the size, initializer and limits of a [`Pool`], checked before anything
+//! starts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::encode;
+use crate::registry::{self, WORKER_HINT};
+use crate::spawn::DEFAULT_START_TIMEOUT;
+use crate::transport::DEFAULT_MAX_FRAME_LEN;
+use crate::worker::{Worker, worker_name};
+
+use super::Pool;
+
+/// Everything the scheduler and the workers need to know, fixed at [`build`](PoolBuilder::build).
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) initializer: Option<Initializer>,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) max_frame_len: usize,
+}
+
+/// The initializer's registered name and its encoded arguments, sent to every new worker.
+#[derive(Debug)]
+pub(crate) struct Initializer {
+    pub(crate) worker: &'static str,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Configures a [`Pool`]; returned by [`Pool::builder`].
+///
+/// ```no_run
+/// # #[multiproc::worker] fn setup(level: u32) {}
+/// # async fn demo() -> multiproc::Result<()> {
+/// let pool = multiproc::Pool::builder()
+///     .processes(4)
+///     .initializer(setup, (3,))
+///     .max_tasks_per_child(1_000)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a pool starts only when built"]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    initializer: Option<Result<Initializer>>,
+    max_tasks_per_child: Option<usize>,
+    start_timeout: Duration,
+    max_frame_len: usize,
+}
+
+impl PoolBuilder {
+    pub(crate) fn new() -> Self {
+        PoolBuilder {
+            processes: None,
+            initializer: None,
+            max_tasks_per_child: None,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+
+    /// The number of worker processes the pool keeps; default [`cpu_count()`](crate::cpu_count).
+    /// Must be at least 1.
+    pub fn processes(mut self, processes: usize) -> Self {
+        self.processes = Some(processes);
+        self
+    }
+
+    /// A `#[worker]` function run once in every worker before its first task, replacements
+    /// included (Python's `initializer` and `initargs`). A worker whose initializer panics is
+    /// killed and started again, with back-off; after ten failed starts in a row the pool
+    /// gives up and reports the initializer's error. What the initializer returns is ignored.
+    pub fn initializer<W: Worker<M>, M>(mut self, initializer: W, args: W::Args) -> Self {
+        let _ = initializer;
+        self.initializer = Some(
+            registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT).and_then(|worker| {
+                Ok(Initializer {
+                    worker,
+                    payload: encode(&args, &format!("the arguments of initializer `{worker}`"))?,
+                })
+            }),
+        );
+        self
+    }
+
+    /// Replaces a worker once it has been given `tasks` tasks, to bound the memory a leaky
+    /// task can hold on to (Python's `maxtasksperchild`). Must be at least 1; default: never.
+    ///
+    /// **A task is one item**: one element of a `map`, `starmap` or `imap` input, or one
+    /// `apply`. (Python counts a whole chunk as one task.) A worker is given no new call once
+    /// it has been given `tasks` items; a chunk is never split, so with chunks of `c` items a
+    /// worker runs at most `tasks + c - 1` items. Its replacement starts at that moment, while
+    /// the old worker finishes the calls it holds and then exits, so no queued work waits on
+    /// it and the pool keeps its size.
+    pub fn max_tasks_per_child(mut self, tasks: usize) -> Self {
+        self.max_tasks_per_child = Some(tasks);
+        self
+    }
+
+    /// How long each worker has to start and connect back (default 10 s). A worker that does
+    /// not make it counts as a failed start.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// The largest frame (one call's arguments or one result, encoded) either side accepts;
+    /// default 256 MiB. A larger call or result fails for its caller only.
+    pub fn max_frame_len(mut self, bytes: usize) -> Self {
+        self.max_frame_len = bytes;
+        self
+    }
+
+    /// Starts the workers, runs the initializer in each, and returns once all of them are
+    /// ready.
+    ///
+    /// # Errors
+    ///
+    /// - [`InvalidInput`](ErrorKind::InvalidInput) for 0 processes or a
+    ///   `max_tasks_per_child` of 0.
+    /// - [`UnknownWorker`](ErrorKind::UnknownWorker) or
+    ///   [`Serialization`](ErrorKind::Serialization) for an unusable initializer.
+    /// - The last start error (a [`Spawn`](ErrorKind::Spawn) error, or the initializer's
+    ///   [`Panic`](ErrorKind::Panic)) after ten failed starts in a row.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in effect: dropping the future drops the pool, whose workers stop.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let pool = multiproc::Pool::builder().processes(2).build().await?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn build(self) -> Result<Pool> {
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
+        if processes == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a pool needs at least 1 process; processes(0) was given",
+            ));
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "max_tasks_per_child must be at least 1; 0 was given",
+            ));
+        }
+        let initializer = self.initializer.transpose()?;
+        let config = Arc::new(Config {
+            processes,
+            initializer,
+            max_tasks_per_child: self.max_tasks_per_child,
+            start_timeout: self.start_timeout,
+            max_frame_len: self.max_frame_len,
+        });
+        Pool::start(config).await
+    }
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field(
+                "initializer",
+                &self
+                    .initializer
+                    .as_ref()
+                    .map(|i| i.as_ref().map(|i| i.worker).ok()),
+            )
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .finish()
+    }
+}

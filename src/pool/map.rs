@@ -1,0 +1,360 @@
+//! `map`, `starmap`, `imap` and `imap_unordered`: inputs cut into chunks, one call per chunk.
+//!
+//! A chunk travels as one batch call: its payload is the postcard encoding of the chunk's
+//! argument tuples, and its reply holds one `Result` per item, so one item's panic fails that
+//! item only. For a one-argument worker the items are encoded as they are: postcard writes a
+//! tuple as its fields one after the other, so `[T]` and `[(T,)]` have the same bytes, and
+//! `map` never wraps its items.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, FuturesOrdered, FuturesUnordered, Stream, StreamExt};
+
+use crate::error::{Error, ErrorKind, RemoteError, Result};
+use crate::protocol::{decode, encode};
+use crate::registry::{self, WORKER_HINT};
+use crate::worker::{Value, Worker, worker_name};
+
+use super::scheduler::Job;
+use super::{Pool, reply};
+
+/// The largest default chunk of an `imap`, so that its window stays small even for a huge
+/// input.
+const MAX_DEFAULT_IMAP_CHUNK: usize = 1024;
+
+/// `ceil(items / (4 × processes))`, at least 1: Python's default, from the configured size.
+fn default_chunksize(items: usize, processes: usize) -> usize {
+    items.div_ceil(4 * processes).max(1)
+}
+
+/// The pending result of [`Pool::map`] or [`Pool::starmap`]: await it, after setting the
+/// chunk size if you like.
+#[must_use = "a map does nothing until awaited"]
+pub struct Map<'a, W, M, T> {
+    pool: &'a Pool,
+    inputs: Vec<T>,
+    chunksize: Option<usize>,
+    _worker: PhantomData<fn() -> (W, M)>,
+}
+
+impl<'a, W: Worker<M>, M, T: Value> Map<'a, W, M, T> {
+    pub(super) fn new(pool: &'a Pool, worker: W, inputs: Vec<T>) -> Self {
+        let _ = worker;
+        Map {
+            pool,
+            inputs,
+            chunksize: None,
+            _worker: PhantomData,
+        }
+    }
+
+    /// Sends the input in chunks of `items` (default `ceil(n / (4 × processes))`). 1 sends
+    /// each item on its own, which balances uneven tasks best; larger chunks cost less per
+    /// item. 0 makes the map fail with an [`InvalidInput`](ErrorKind::InvalidInput) error.
+    pub fn chunksize(mut self, items: usize) -> Self {
+        self.chunksize = Some(items);
+        self
+    }
+}
+
+impl<'a, W, M, T> IntoFuture for Map<'a, W, M, T>
+where
+    W: Worker<M>,
+    M: 'a,
+    T: Value,
+{
+    type Output = Result<Vec<W::Output>>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let Map {
+                pool,
+                inputs,
+                chunksize,
+                ..
+            } = self;
+            let name = registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT)?;
+            let items = inputs.len();
+            if items == 0 {
+                return Ok(Vec::new());
+            }
+            let chunksize = match chunksize {
+                Some(0) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "a chunk size must be at least 1; chunksize(0) was given",
+                    ));
+                }
+                Some(chunksize) => chunksize,
+                None => default_chunksize(items, pool.processes()),
+            };
+            let what = format!("a chunk of arguments of `{name}`");
+            let mut jobs = Vec::with_capacity(items.div_ceil(chunksize));
+            let mut replies = Vec::with_capacity(jobs.capacity());
+            for chunk in inputs.chunks(chunksize) {
+                let (job, reply) = Job::new(name, encode(chunk, &what)?, true, chunk.len());
+                jobs.push(job);
+                replies.push((reply, chunk.len()));
+            }
+            drop(inputs);
+            pool.submit(pool.new_group(), jobs)?;
+            let mut results = Vec::with_capacity(items);
+            let mut first_error = None;
+            for (receiver, len) in replies {
+                match decode_chunk::<W::Output>(reply(receiver).await, len) {
+                    Ok(outcomes) => {
+                        for outcome in outcomes {
+                            match outcome {
+                                Ok(value) => results.push(value),
+                                Err(error) => {
+                                    first_error.get_or_insert(error);
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            match first_error {
+                Some(error) => Err(error),
+                None => Ok(results),
+            }
+        })
+    }
+}
+
+/// A chunk's reply as one result per item.
+fn decode_chunk<T: Value>(reply: Result<Vec<u8>>, len: usize) -> Result<Vec<Result<T>>> {
+    let outcomes: Vec<Result<T, RemoteError>> = decode(&reply?, "the results of a chunk")?;
+    if outcomes.len() != len {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!(
+                "a chunk of {len} items came back with {} results",
+                outcomes.len()
+            ),
+        ));
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.map_err(RemoteError::into_error))
+        .collect())
+}
+
+impl<W, M, T> fmt::Debug for Map<'_, W, M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("worker", &std::any::type_name::<W>())
+            .field("items", &self.inputs.len())
+            .field("chunksize", &self.chunksize)
+            .finish()
+    }
+}
+
+/// An encoded chunk and its number of items.
+type Chunk = Result<(Vec<u8>, usize)>;
+
+/// Builds the chunk stream once the chunk size is known (at the first poll).
+type MakeChunks = Box<dyn FnOnce(usize) -> BoxStream<'static, Chunk> + Send>;
+
+type ChunkResults<T> = BoxFuture<'static, Vec<Result<T>>>;
+
+/// The results of [`Pool::imap`], [`Pool::imap_unordered`] or [`Pool::imap_stream`]: a
+/// [`Stream`] of one `Result` per input item.
+///
+/// It keeps its pool alive. Dropping it withdraws the chunks not yet sent and stops pulling
+/// the input.
+#[must_use = "streams do nothing unless polled"]
+pub struct Imap<T> {
+    pool: Pool,
+    worker: Result<&'static str>,
+    chunksize: usize,
+    make_chunks: Option<MakeChunks>,
+    chunks: Option<BoxStream<'static, Chunk>>,
+    group: u64,
+    in_flight: InFlight<T>,
+    ready: VecDeque<Result<T>>,
+}
+
+enum InFlight<T> {
+    Ordered(FuturesOrdered<ChunkResults<T>>),
+    Unordered(FuturesUnordered<ChunkResults<T>>),
+}
+
+impl<T> InFlight<T> {
+    fn len(&self) -> usize {
+        match self {
+            InFlight::Ordered(chunks) => chunks.len(),
+            InFlight::Unordered(chunks) => chunks.len(),
+        }
+    }
+
+    fn push(&mut self, chunk: ChunkResults<T>) {
+        match self {
+            InFlight::Ordered(chunks) => chunks.push_back(chunk),
+            InFlight::Unordered(chunks) => chunks.push(chunk),
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<Result<T>>>> {
+        match self {
+            InFlight::Ordered(chunks) => chunks.poll_next_unpin(cx),
+            InFlight::Unordered(chunks) => chunks.poll_next_unpin(cx),
+        }
+    }
+}
+
+impl<T: Value> Imap<T> {
+    pub(super) fn from_iter<W, M, A, I>(pool: &Pool, worker: W, inputs: I, ordered: bool) -> Self
+    where
+        W: Worker<M, Args = (A,)>,
+        A: Value,
+        I: Iterator<Item = A> + Send + 'static,
+    {
+        let (low, high) = inputs.size_hint();
+        let hint = high.or((low > 0).then_some(low));
+        let chunksize = hint.map_or(1, |items| {
+            default_chunksize(items, pool.processes()).min(MAX_DEFAULT_IMAP_CHUNK)
+        });
+        Self::from_stream(pool, worker, futures::stream::iter(inputs), ordered).chunksize(chunksize)
+    }
+
+    pub(super) fn from_stream<W, M, A, S>(pool: &Pool, worker: W, inputs: S, ordered: bool) -> Self
+    where
+        W: Worker<M, Args = (A,)>,
+        A: Value,
+        S: Stream<Item = A> + Send + 'static,
+    {
+        let _ = worker;
+        let worker = registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT);
+        let what = format!("a chunk of arguments of `{}`", worker_name::<W, M>());
+        let make_chunks: MakeChunks = Box::new(move |chunksize| {
+            // `ready_chunks` sends what the input has ready rather than waiting for a full
+            // chunk, so a slow stream's items are not held back.
+            inputs
+                .ready_chunks(chunksize)
+                .map(move |chunk| Ok((encode(&chunk, &what)?, chunk.len())))
+                .boxed()
+        });
+        Imap {
+            pool: pool.clone(),
+            worker,
+            chunksize: 1,
+            make_chunks: Some(make_chunks),
+            chunks: None,
+            group: pool.new_group(),
+            in_flight: if ordered {
+                InFlight::Ordered(FuturesOrdered::new())
+            } else {
+                InFlight::Unordered(FuturesUnordered::new())
+            },
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Sends the input in chunks of `items`. Takes effect only before the first poll; 0 is
+    /// taken as 1.
+    pub fn chunksize(mut self, items: usize) -> Self {
+        self.chunksize = items.max(1);
+        self
+    }
+
+    /// Chunks the pool may hold for this stream at once: two per worker, so each worker has
+    /// the next chunk at hand while the consumer catches up.
+    fn window(&self) -> usize {
+        2 * self.pool.processes()
+    }
+
+    fn send(&mut self, chunk: Chunk) {
+        let sent = chunk.and_then(|(payload, len)| {
+            let worker = self.worker.clone()?;
+            let (job, receiver) = Job::new(worker, payload, true, len);
+            self.pool.submit(self.group, vec![job])?;
+            Ok((receiver, len))
+        });
+        self.in_flight.push(match sent {
+            Ok((receiver, len)) => Box::pin(async move {
+                decode_chunk(reply(receiver).await, len)
+                    .unwrap_or_else(|error| (0..len).map(|_| Err(error.clone())).collect())
+            }),
+            Err(error) => Box::pin(async move { vec![Err(error)] }),
+        });
+    }
+}
+
+// Nothing inside is pinned through the `Imap`: its futures and streams are boxed, and its
+// ready items are moved out, never borrowed across a poll.
+impl<T> Unpin for Imap<T> {}
+
+impl<T: Value> Stream for Imap<T> {
+    type Item = Result<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        let this = &mut *self;
+        if let Some(make_chunks) = this.make_chunks.take() {
+            this.chunks = Some(make_chunks(this.chunksize));
+        }
+        loop {
+            if let Some(item) = this.ready.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            while this.in_flight.len() < this.window() {
+                let Some(chunks) = &mut this.chunks else {
+                    break;
+                };
+                match chunks.poll_next_unpin(cx) {
+                    Poll::Ready(Some(chunk)) => this.send(chunk),
+                    Poll::Ready(None) => this.chunks = None,
+                    Poll::Pending => break,
+                }
+            }
+            match this.in_flight.poll_next(cx) {
+                Poll::Ready(Some(results)) => this.ready.extend(results),
+                Poll::Ready(None) if this.chunks.is_none() => return Poll::Ready(None),
+                // Nothing in flight and the input not ready: its waker is registered.
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Imap<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("worker", &self.worker.as_ref().ok())
+            .field("chunksize", &self.chunksize)
+            .field("chunks_in_flight", &self.in_flight.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_tuples_encode_as_their_item() {
+        let items = [1u64, 300, u64::MAX];
+        let tuples: Vec<(u64,)> = items.iter().map(|&x| (x,)).collect();
+        assert_eq!(
+            encode(&items[..], "items").unwrap(),
+            encode(&tuples, "tuples").unwrap()
+        );
+    }
+
+    #[test]
+    fn default_chunksize_is_pythons() {
+        assert_eq!(default_chunksize(100, 4), 7);
+        assert_eq!(default_chunksize(100_000, 2), 12_500);
+        assert_eq!(default_chunksize(1, 8), 1);
+    }
+}

@@ -1,0 +1,616 @@
+//! [`Pool`]: a fixed number of worker processes that run `#[worker]` calls, Python's
+//! `multiprocessing.Pool` with futures.
+//!
+//! ```no_run
+//! use multiproc::{worker, Pool};
+//!
+//! #[worker]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! #[worker]
+//! fn add(a: u64, b: u64) -> u64 { a + b }
+//!
+//! #[multiproc::main]
+//! async fn main() -> multiproc::Result<()> {
+//!     let pool = Pool::builder().processes(4).build().await?;
+//!     let squares: Vec<u64> = pool.map(square, 0..100_000u64).await?;   // ordered
+//!     let sums = pool.starmap(add, vec![(1, 2), (3, 4)]).await?;         // [3, 7]
+//!     let nine = pool.apply(square, (3,)).await?;
+//!     pool.close();
+//!     pool.join().await?;
+//!     # let _ = (squares, sums, nine);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Operations
+//!
+//! | Python | multiproc | result |
+//! |---|---|---|
+//! | `pool.map(f, xs)` | [`pool.map(f, xs).await`](Pool::map) | `Vec`, in input order |
+//! | `pool.starmap(f, pairs)` | [`pool.starmap(f, tuples).await`](Pool::starmap) | `Vec`, in input order |
+//! | `pool.apply(f, args)` | [`pool.apply(f, args).await`](Pool::apply) | one result |
+//! | `pool.apply_async(f, args)` | [`pool.apply_async(f, args)`](Pool::apply_async) | an [`AsyncResult`] future |
+//! | `pool.imap(f, xs)` | [`pool.imap(f, xs)`](Pool::imap) | a [`Stream`](futures::Stream), in input order |
+//! | `pool.imap_unordered(f, xs)` | [`pool.imap_unordered(f, xs)`](Pool::imap_unordered) | a `Stream`, in completion order |
+//!
+//! # Chunks
+//!
+//! `map` and `starmap` send their input in chunks, one call per chunk, so small tasks do not
+//! pay a message each. The default chunk size is `ceil(n / (4 × processes))`, computed from
+//! the *configured* number of processes (never from how many happen to be alive, which made
+//! Python's chunk size vary, and once divide by zero, while workers were being replaced).
+//! [`chunksize`](Map::chunksize) overrides it. Each item of a chunk runs on its own: one
+//! item's panic fails that item, not its chunk.
+//!
+//! `imap` and `imap_unordered` pull their input lazily, an iterator or a
+//! [`Stream`](futures::Stream), and keep at most `2 × processes` chunks in flight, so a
+//! ten-million-item input runs in bounded memory.
+//!
+//! # Scheduling
+//!
+//! The pool is `Clone`, and any number of tokio tasks may use it at once. Each operation's
+//! calls queue as a group, and groups take turns, so a big `map` does not starve a concurrent
+//! `apply`. Each worker holds a few calls at once (the next ones are already in its socket when
+//! it finishes one), which hides the round trip behind small tasks.
+//!
+//! # Faults
+//!
+//! Where Python's pool hangs, this one answers:
+//!
+//! - A task that panics fails with a [`Panic`](crate::ErrorKind::Panic) error carrying the
+//!   message and location; the worker carries on.
+//! - A worker that dies (killed, `std::process::exit`, a crash) fails only the calls it held,
+//!   each with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid and exit
+//!   status, and is replaced at once; the pool keeps its size.
+//! - A result that fails to serialize, or a call or result larger than
+//!   [`max_frame_len`](PoolBuilder::max_frame_len), fails that call only.
+//! - An initializer that always fails makes [`build`](PoolBuilder::build) (or the calls
+//!   already queued) fail with its error after ten start attempts with back-off, instead of
+//!   respawning in a loop.
+//!
+//! # Shutting down
+//!
+//! [`close`](Pool::close) refuses new work; [`join`](Pool::join) then waits until everything
+//! submitted has run and the workers have exited. [`terminate`](Pool::terminate) cancels
+//! everything at once: every pending call fails with a [`Cancelled`](crate::ErrorKind::Cancelled)
+//! error, and the workers are stopped. Dropping the last handle to a pool (including the
+//! handles held by [`AsyncResult`]s and streams) stops its workers too; no worker outlives its
+//! pool.
+
+mod builder;
+mod map;
+mod scheduler;
+mod worker;
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use builder::PoolBuilder;
+pub use map::{Imap, Map};
+
+use crate::error::{Error, Result};
+use crate::protocol::{decode, encode};
+use crate::registry::{self, WORKER_HINT};
+use crate::supervisor::Reply;
+use crate::worker::{Value, Worker, worker_name};
+use builder::Config;
+use scheduler::{Command, Job, Scheduler};
+
+/// A pool of worker processes. See the [module docs](self).
+///
+/// Cheap to clone: clones are handles to the same pool.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+    next_group: AtomicU64,
+}
+
+/// State the pool's handles and its scheduler both read.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    closed: AtomicBool,
+    broken: Mutex<Option<Error>>,
+    pids: Mutex<Vec<u32>>,
+}
+
+impl Shared {
+    pub(crate) fn broken(&self) -> Option<Error> {
+        self.broken.lock().expect("pool lock").clone()
+    }
+
+    pub(crate) fn set_broken(&self, error: Error) {
+        *self.broken.lock().expect("pool lock") = Some(error);
+    }
+
+    pub(crate) fn set_pids(&self, pids: Vec<u32>) {
+        *self.pids.lock().expect("pool lock") = pids;
+    }
+}
+
+impl Pool {
+    /// A builder for a pool; see [`PoolBuilder`].
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// A pool of [`cpu_count()`](crate::cpu_count) workers, with no initializer.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in effect: dropping the future drops the pool, whose workers stop.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let pool = multiproc::Pool::new().await?;
+    /// assert_eq!(pool.processes(), multiproc::cpu_count());
+    /// # Ok(()) }
+    /// ```
+    pub async fn new() -> Result<Pool> {
+        PoolBuilder::new().build().await
+    }
+
+    pub(crate) async fn start(config: Arc<Config>) -> Result<Pool> {
+        let shared = Arc::new(Shared::default());
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (ready, is_ready) = oneshot::channel();
+        tokio::spawn(Scheduler::new(config.clone(), shared.clone(), receiver, ready).run());
+        let pool = Pool {
+            inner: Arc::new(Inner {
+                config,
+                shared,
+                commands,
+                next_group: AtomicU64::new(0),
+            }),
+        };
+        is_ready
+            .await
+            .unwrap_or_else(|_| Err(Error::cancelled("the pool's scheduler stopped")))?;
+        Ok(pool)
+    }
+
+    /// The number of worker processes the pool keeps, as configured.
+    pub fn processes(&self) -> usize {
+        self.inner.config.processes
+    }
+
+    /// The pids of the workers now serving calls (not those retiring or starting). Changes as
+    /// workers are replaced.
+    pub fn pids(&self) -> Vec<u32> {
+        self.inner.shared.pids.lock().expect("pool lock").clone()
+    }
+
+    /// Whether [`close`](Self::close) or [`terminate`](Self::terminate) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Refuses new work: later calls fail with a [`Closed`](crate::ErrorKind::Closed) error.
+    /// Work already submitted still runs; [`join`](Self::join) waits for it.
+    pub fn close(&self) {
+        self.inner.shared.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until all work submitted before [`close`](Self::close) has run and the workers
+    /// have exited.
+    ///
+    /// # Errors
+    ///
+    /// - [`InvalidState`](crate::ErrorKind::InvalidState) if the pool was not closed first
+    ///   (as Python's `ValueError("Pool is still running")`).
+    /// - [`Cancelled`](crate::ErrorKind::Cancelled) if the pool is terminated meanwhile.
+    /// - The pool's start error if it gave up starting workers.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future stops nothing; the workers exit when the work is done.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let pending = pool.apply_async(square, (3,));
+    /// pool.close();
+    /// pool.join().await?;
+    /// assert_eq!(pending.await?, 9);
+    /// # Ok(()) }
+    /// ```
+    pub async fn join(&self) -> Result<()> {
+        if !self.is_closed() {
+            return Err(Error::invalid_state(
+                "join() on a pool that is still running; call close() or terminate() first",
+            ));
+        }
+        let (joiner, joined) = oneshot::channel();
+        self.command(Command::Join(joiner))?;
+        joined
+            .await
+            .unwrap_or_else(|_| Err(Error::cancelled("the pool's scheduler stopped")))
+    }
+
+    /// Stops the pool at once: every queued or running call fails with a
+    /// [`Cancelled`](crate::ErrorKind::Cancelled) error, and the workers are sent `SIGTERM`
+    /// (`SIGKILL` a second later if need be). Returns once every worker has exited.
+    ///
+    /// # Errors
+    ///
+    /// None so far; the `Result` leaves room for a failure to stop a worker.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: once called, termination goes on even if the future is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn sleep_ms(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let pending = pool.apply_async(sleep_ms, (60_000,));
+    /// pool.terminate().await?;
+    /// assert!(pending.await.unwrap_err().is_cancelled());
+    /// # Ok(()) }
+    /// ```
+    pub async fn terminate(&self) -> Result<()> {
+        self.close();
+        let (done, terminated) = oneshot::channel();
+        if self.command(Command::Terminate(done)).is_ok() {
+            let _ = terminated.await;
+        }
+        Ok(())
+    }
+
+    /// Runs `worker(args)` in a worker and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// - [`Panic`](crate::ErrorKind::Panic) if the worker panicked.
+    /// - [`WorkerDied`](crate::ErrorKind::WorkerDied) if its process died while running it.
+    /// - [`Closed`](crate::ErrorKind::Closed) if the pool is closed;
+    ///   [`Cancelled`](crate::ErrorKind::Cancelled) if it is terminated before the call ends.
+    /// - [`UnknownWorker`](crate::ErrorKind::UnknownWorker),
+    ///   [`Serialization`](crate::ErrorKind::Serialization),
+    ///   [`FrameTooLarge`](crate::ErrorKind::FrameTooLarge) for a call that cannot be sent or
+    ///   a result that cannot come back.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future before the call is sent withdraws it; once sent, the
+    /// call runs to its end and its result is discarded. Either way no other caller is
+    /// affected.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// assert_eq!(pool.apply(square, (5,)).await?, 25);
+    /// # Ok(()) }
+    /// ```
+    pub async fn apply<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> Result<W::Output> {
+        self.apply_async(worker, args).await
+    }
+
+    /// Queues `worker(args)` and returns a handle to its result at once (Python's
+    /// `apply_async`). The handle is a future; [`ready`](AsyncResult::ready) tells without
+    /// waiting whether the result is in. Dropping the handle withdraws a call still queued.
+    ///
+    /// Errors (as for [`apply`](Self::apply)) come out of the handle.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let handles: Vec<_> = (0..10).map(|x| pool.apply_async(square, (x,))).collect();
+    /// for (x, handle) in handles.into_iter().enumerate() {
+    ///     assert_eq!(handle.await?, (x * x) as u64);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn apply_async<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> AsyncResult<W::Output> {
+        let _ = worker;
+        let submitted =
+            registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT).and_then(|name| {
+                let payload = encode(&args, &format!("the arguments of `{name}`"))?;
+                let (job, reply) = Job::new(name, payload, false, 1);
+                self.submit(self.new_group(), vec![job])?;
+                Ok(reply)
+            });
+        AsyncResult {
+            state: match submitted {
+                Ok(reply) => ResultState::Waiting(reply),
+                Err(error) => ResultState::Failed(Some(error)),
+            },
+            _pool: self.clone(),
+            _output: PhantomData,
+        }
+    }
+
+    /// Runs `worker` on every item of `inputs`, in chunks, and returns the results in input
+    /// order. `worker` takes one argument; see [`starmap`](Self::starmap) for more. The
+    /// returned [`Map`] is a future; [`chunksize`](Map::chunksize) sets the chunk size.
+    ///
+    /// All items run even if some fail; the result is then the error of the first failed
+    /// item (in input order), carrying that item's panic message, or the error of the worker
+    /// that died holding it.
+    ///
+    /// # Errors
+    ///
+    /// As [`apply`](Self::apply), for the first item that failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future withdraws the chunks not yet sent; chunks already
+    /// sent run to their end and their results are discarded.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let squares = pool.map(square, 0..100_000u64).await?;
+    /// assert_eq!(squares[3], 9);
+    /// let squares = pool.map(square, vec![1, 2, 3]).chunksize(1).await?;
+    /// assert_eq!(squares, [1, 4, 9]);
+    /// # Ok(()) }
+    /// ```
+    pub fn map<W, M, T, I>(&self, worker: W, inputs: I) -> Map<'_, W, M, T>
+    where
+        W: Worker<M, Args = (T,)>,
+        T: Value,
+        I: IntoIterator<Item = T>,
+    {
+        Map::new(self, worker, inputs.into_iter().collect())
+    }
+
+    /// Like [`map`](Self::map), for a worker of several arguments: each item is the tuple of
+    /// one call's arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`map`](Self::map).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn add(a: u64, b: u64) -> u64 { a + b }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).await?, [3, 7]);
+    /// # Ok(()) }
+    /// ```
+    pub fn starmap<W, M, I>(&self, worker: W, inputs: I) -> Map<'_, W, M, W::Args>
+    where
+        W: Worker<M>,
+        I: IntoIterator<Item = W::Args>,
+    {
+        Map::new(self, worker, inputs.into_iter().collect())
+    }
+
+    /// Runs `worker` over a lazy input, yielding results in input order as a
+    /// [`Stream`](futures::Stream) of `Result`s, one per item (Python's `imap`).
+    ///
+    /// The input is pulled only as chunks are sent, at most `2 × processes` chunks ahead of
+    /// the consumer, so an endless iterator works and memory stays bounded. The default chunk
+    /// size comes from the iterator's size hint (as for `map`, at most 1024); without one it
+    /// is 1. Set it with [`Imap::chunksize`] before the first poll.
+    ///
+    /// An item that fails yields its error in its place, and the stream goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// use futures::StreamExt;
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let mut squares = pool.imap(square, 0..u64::MAX).chunksize(256);
+    /// while let Some(square) = squares.next().await {
+    ///     if square? > 1_000_000 { break }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn imap<W, M, T, I>(&self, worker: W, inputs: I) -> Imap<W::Output>
+    where
+        W: Worker<M, Args = (T,)>,
+        T: Value,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Imap::from_iter(self, worker, inputs.into_iter(), true)
+    }
+
+    /// Like [`imap`](Self::imap), yielding results as they complete rather than in input
+    /// order (Python's `imap_unordered`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// use futures::StreamExt;
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let total: u64 = pool
+    ///     .imap_unordered(square, 0..1_000u64)
+    ///     .map(|square| square.unwrap())
+    ///     .fold(0, |sum, square| async move { sum + square })
+    ///     .await;
+    /// # Ok(()) }
+    /// ```
+    pub fn imap_unordered<W, M, T, I>(&self, worker: W, inputs: I) -> Imap<W::Output>
+    where
+        W: Worker<M, Args = (T,)>,
+        T: Value,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Imap::from_iter(self, worker, inputs.into_iter(), false)
+    }
+
+    /// Like [`imap`](Self::imap), pulling the input from a [`Stream`](futures::Stream) (a
+    /// channel, a file read line by line): a chunk is sent as soon as its items are ready or
+    /// the window has room, whichever comes later.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// use futures::StreamExt;
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let inputs = futures::stream::iter(0..100u64);
+    /// let squares: Vec<_> = pool.imap_stream(square, inputs, true).collect().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn imap_stream<W, M, T, S>(&self, worker: W, inputs: S, ordered: bool) -> Imap<W::Output>
+    where
+        W: Worker<M, Args = (T,)>,
+        T: Value,
+        S: futures::Stream<Item = T> + Send + 'static,
+    {
+        Imap::from_stream(self, worker, inputs, ordered)
+    }
+
+    fn new_group(&self) -> u64 {
+        self.inner.next_group.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands jobs to the scheduler, unless the pool refuses work.
+    fn submit(&self, group: u64, jobs: Vec<Job>) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::closed(
+                "the pool is closed and accepts no more work; build a new pool",
+            ));
+        }
+        if let Some(error) = self.inner.shared.broken() {
+            return Err(error);
+        }
+        self.command(Command::Submit { group, jobs })
+    }
+
+    fn command(&self, command: Command) -> Result<()> {
+        self.inner
+            .commands
+            .send(command)
+            .map_err(|_| Error::closed("the pool's scheduler has stopped"))
+    }
+}
+
+impl Job {
+    /// A job and the receiver of its reply.
+    pub(crate) fn new(
+        worker: &'static str,
+        payload: Vec<u8>,
+        batch: bool,
+        items: usize,
+    ) -> (Job, oneshot::Receiver<Reply>) {
+        let (reply, receiver) = oneshot::channel();
+        (
+            Job {
+                worker,
+                payload,
+                batch,
+                items,
+                reply,
+            },
+            receiver,
+        )
+    }
+}
+
+/// The reply to one job; a reply channel dropped unanswered means the pool was terminated.
+pub(crate) async fn reply(receiver: oneshot::Receiver<Reply>) -> Reply {
+    receiver.await.unwrap_or_else(|_| Err(cancelled()))
+}
+
+fn cancelled() -> Error {
+    Error::cancelled("the pool was terminated before this call finished")
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes())
+            .field("pids", &self.pids())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// The result of [`Pool::apply_async`]: a future of the call's result.
+///
+/// Dropping it withdraws the call if it is still queued (a running call finishes and its
+/// result is discarded). It keeps its pool alive.
+#[must_use = "dropping the handle withdraws the call"]
+pub struct AsyncResult<T> {
+    state: ResultState,
+    _pool: Pool,
+    _output: PhantomData<fn() -> T>,
+}
+
+enum ResultState {
+    Waiting(oneshot::Receiver<Reply>),
+    Failed(Option<Error>),
+}
+
+impl<T> AsyncResult<T> {
+    /// Whether the result (or the call's error) has arrived, so awaiting the handle would not
+    /// wait. Python's `AsyncResult.ready()`.
+    pub fn ready(&self) -> bool {
+        match &self.state {
+            ResultState::Waiting(receiver) => !receiver.is_empty() || receiver.is_terminated(),
+            ResultState::Failed(_) => true,
+        }
+    }
+}
+
+impl<T: Value> Future for AsyncResult<T> {
+    type Output = Result<T>;
+
+    /// # Cancel safety
+    ///
+    /// Polling is cancel safe: a handle may be polled, put aside and awaited later.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match &mut self.state {
+            ResultState::Failed(error) => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                Error::invalid_state("an AsyncResult polled after it finished")
+            }))),
+            ResultState::Waiting(receiver) => match Pin::new(receiver).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(reply) => {
+                    let reply = reply.unwrap_or_else(|_| Err(cancelled()));
+                    self.state = ResultState::Failed(None);
+                    Poll::Ready(reply.and_then(|bytes| decode(&bytes, "the result of a pool call")))
+                }
+            },
+        }
+    }
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}

@@ -1,0 +1,464 @@
+//! The scheduler: one task per pool that owns the workers and the queue of calls.
+//!
+//! Callers never touch a worker. They encode their arguments in their own task (so encoding
+//! runs in parallel and its errors are theirs alone), and hand the scheduler [`Job`]s through
+//! a channel. The scheduler:
+//!
+//! - **queues fairly**: each operation (one `map`, one `apply`, one `imap` stream) is a
+//!   group, and groups take turns, one call each; a `map` of ten thousand chunks does not
+//!   make a concurrent `apply` wait for all of them;
+//! - **pipelines**: each worker holds up to [`WINDOW`] calls, so the next call is already in
+//!   the child's socket when it finishes one, and a stream of small calls does not pay a round
+//!   trip each;
+//! - **skips cancelled calls**: a caller that dropped its future has closed its reply
+//!   channel, and its queued calls are discarded instead of sent;
+//! - **replaces workers**: a worker that dies is replaced at once (its calls have already
+//!   failed, through its [`Supervised`](crate::supervisor::Supervised), with an error naming
+//!   its pid and status); a worker that reached `max_tasks_per_child` gets its replacement
+//!   before it leaves; failed starts back off, and ten in a row break the pool with the last
+//!   error rather than respawning in a loop.
+//!
+//! The scheduler holds no handle to the [`Pool`](super::Pool): when the last handle is
+//! dropped, its command channel closes and the scheduler stops the workers and ends.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, ExitStatus, Result};
+use crate::supervisor::{Reply, Supervised};
+
+use super::Shared;
+use super::builder::Config;
+use super::worker::{self, PoolWorker};
+
+/// Calls one worker may hold at once: one running, the rest already sent. Enough to hide a
+/// round trip behind small tasks; small enough that slow chunks do not pile up on one worker
+/// while another idles.
+pub(crate) const WINDOW: usize = 4;
+
+/// Consecutive failed worker starts after which the pool gives up.
+pub(crate) const MAX_START_FAILURES: u32 = 10;
+
+/// One call to run on some worker.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) worker: &'static str,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) batch: bool,
+    /// Tasks in the call, as `max_tasks_per_child` counts them.
+    pub(crate) items: usize,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+/// What a [`Pool`](super::Pool) asks of its scheduler.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Queue `jobs` under `group` (one caller operation).
+    Submit { group: u64, jobs: Vec<Job> },
+    /// Answer once all submitted work is done and the workers have exited (the pool is
+    /// closed already).
+    Join(oneshot::Sender<Result<()>>),
+    /// Cancel everything, stop the workers, answer once they are gone.
+    Terminate(oneshot::Sender<()>),
+}
+
+/// Queued jobs, grouped by caller operation; groups take turns.
+#[derive(Debug, Default)]
+struct Queue {
+    groups: HashMap<u64, VecDeque<Job>>,
+    turns: VecDeque<u64>,
+}
+
+impl Queue {
+    fn push(&mut self, group: u64, jobs: Vec<Job>) {
+        let queued = self.groups.entry(group).or_insert_with(|| {
+            self.turns.push_back(group);
+            VecDeque::new()
+        });
+        queued.extend(jobs);
+    }
+
+    /// The next job whose caller still waits for it.
+    fn pop(&mut self) -> Option<Job> {
+        while let Some(group) = self.turns.pop_front() {
+            let queued = self
+                .groups
+                .get_mut(&group)
+                .expect("every turn has its group");
+            let job = queued.pop_front();
+            if queued.is_empty() {
+                self.groups.remove(&group);
+            } else {
+                self.turns.push_back(group);
+            }
+            match job {
+                Some(job) if !job.reply.is_closed() => return Some(job),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    fn fail_all(&mut self, error: &Error) {
+        self.turns.clear();
+        for (_, jobs) in self.groups.drain() {
+            for job in jobs {
+                let _ = job.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    /// Closed: finish the queue, then stop the workers and answer the joiners.
+    Closing,
+    /// Workers stopped after a join; only answering late joiners.
+    Joined,
+}
+
+/// What one finished call tells the scheduler: which worker is free again.
+type CallDone = u64;
+
+pub(crate) struct Scheduler {
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    queue: Queue,
+    workers: HashMap<u64, PoolWorker>,
+    next_worker: u64,
+    starting: FuturesUnordered<BoxFuture<'static, Result<Supervised>>>,
+    calls: FuturesUnordered<BoxFuture<'static, CallDone>>,
+    exits: FuturesUnordered<BoxFuture<'static, (u64, ExitStatus)>>,
+    /// Failed starts since the last successful one.
+    failures: u32,
+    ready: Option<oneshot::Sender<Result<()>>>,
+    joiners: Vec<oneshot::Sender<Result<()>>>,
+    state: State,
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        ready: oneshot::Sender<Result<()>>,
+    ) -> Self {
+        Scheduler {
+            config,
+            shared,
+            commands,
+            queue: Queue::default(),
+            workers: HashMap::new(),
+            next_worker: 0,
+            starting: FuturesUnordered::new(),
+            calls: FuturesUnordered::new(),
+            exits: FuturesUnordered::new(),
+            failures: 0,
+            ready: Some(ready),
+            joiners: Vec::new(),
+            state: State::Running,
+        }
+    }
+
+    /// Runs until every [`Pool`](super::Pool) handle is gone or the pool is terminated.
+    pub(crate) async fn run(mut self) {
+        for _ in 0..self.config.processes {
+            self.start_worker();
+        }
+        loop {
+            self.dispatch();
+            self.settle();
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Submit { group, jobs }) => self.submit(group, jobs),
+                    Some(Command::Join(joiner)) => self.join(joiner),
+                    Some(Command::Terminate(done)) => {
+                        self.terminate().await;
+                        let _ = done.send(());
+                        self.serve_after_terminate().await;
+                        return;
+                    }
+                    None => {
+                        self.terminate().await;
+                        return;
+                    }
+                },
+                Some(started) = self.starting.next(), if !self.starting.is_empty() => {
+                    self.started(started);
+                }
+                Some(worker) = self.calls.next(), if !self.calls.is_empty() => {
+                    self.call_done(worker);
+                }
+                Some((worker, status)) = self.exits.next(), if !self.exits.is_empty() => {
+                    self.exited(worker, status);
+                }
+            }
+        }
+    }
+
+    fn submit(&mut self, group: u64, jobs: Vec<Job>) {
+        if let Some(error) = self.shared.broken() {
+            for job in jobs {
+                let _ = job.reply.send(Err(error.clone()));
+            }
+        } else {
+            self.queue.push(group, jobs);
+        }
+    }
+
+    fn join(&mut self, joiner: oneshot::Sender<Result<()>>) {
+        match self.state {
+            State::Joined => {
+                let _ = joiner.send(Ok(()));
+            }
+            _ => {
+                self.state = State::Closing;
+                self.joiners.push(joiner);
+            }
+        }
+    }
+
+    /// Sends queued jobs to the least busy workers that have room in their window.
+    fn dispatch(&mut self) {
+        while !self.queue.is_empty() {
+            let Some((&id, _)) = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.can_take(WINDOW))
+                .min_by_key(|(id, w)| (w.in_flight, **id))
+            else {
+                return;
+            };
+            let Some(job) = self.queue.pop() else {
+                return;
+            };
+            self.send(id, job);
+        }
+    }
+
+    fn send(&mut self, id: u64, job: Job) {
+        let worker = self
+            .workers
+            .get_mut(&id)
+            .expect("dispatch picked a live worker");
+        let Job {
+            worker: name,
+            payload,
+            batch,
+            items,
+            reply,
+        } = job;
+        let receiver = match worker.supervised.call(name, payload, batch, false) {
+            Ok(receiver) => receiver,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        worker.in_flight += 1;
+        worker.assigned_items += items;
+        let supervised = worker.supervised.clone();
+        // A caller that gives up drops its receiver; the reply is then dropped here, but the
+        // slot is freed only when the child answers, since the worker is busy until then.
+        self.calls.push(Box::pin(async move {
+            let outcome = receiver.await.unwrap_or_else(|_| {
+                Err(Error::worker_died(
+                    supervised.name(),
+                    supervised.pid(),
+                    supervised.exit_status(),
+                    "running a pool task",
+                ))
+            });
+            let _ = reply.send(outcome);
+            id
+        }));
+        let limit = self.config.max_tasks_per_child;
+        if limit.is_some_and(|limit| worker.assigned_items >= limit) {
+            worker.retiring = true;
+            tracing::debug!(target: "multiproc", "{} reached max_tasks_per_child; starting its replacement", worker.supervised.name());
+            self.start_worker();
+        }
+    }
+
+    fn call_done(&mut self, id: u64) {
+        if let Some(worker) = self.workers.get_mut(&id) {
+            worker.in_flight -= 1;
+            if worker.retiring && worker.in_flight == 0 {
+                worker.supervised.shutdown();
+            }
+        }
+    }
+
+    fn start_worker(&mut self) {
+        let config = self.config.clone();
+        let delay = worker::backoff(self.failures);
+        self.starting.push(Box::pin(worker::start(config, delay)));
+    }
+
+    fn started(&mut self, started: Result<Supervised>) {
+        match started {
+            Ok(supervised) => {
+                self.failures = 0;
+                if self.shared.broken().is_some() || self.state == State::Joined {
+                    supervised.shutdown();
+                    return;
+                }
+                let id = self.next_worker;
+                self.next_worker += 1;
+                let waiter = supervised.clone();
+                self.exits
+                    .push(Box::pin(async move { (id, waiter.wait().await) }));
+                self.workers.insert(id, PoolWorker::new(supervised));
+                self.publish_workers();
+            }
+            Err(error) => {
+                self.failures += 1;
+                tracing::warn!(target: "multiproc", "a pool worker failed to start ({} in a row): {error}", self.failures);
+                if self.failures >= MAX_START_FAILURES {
+                    self.break_pool(error);
+                } else if self.shared.broken().is_none() {
+                    self.start_worker();
+                }
+            }
+        }
+    }
+
+    fn exited(&mut self, id: u64, status: ExitStatus) {
+        let Some(worker) = self.workers.remove(&id) else {
+            return;
+        };
+        self.publish_workers();
+        if worker.retiring {
+            return; // its replacement was started when it began to retire
+        }
+        tracing::info!(target: "multiproc", "{} (pid {}) ended with {status}; starting a replacement", worker.supervised.name(), worker.supervised.pid());
+        let work_left = self.state == State::Running || !self.queue.is_empty();
+        if work_left && self.shared.broken().is_none() {
+            self.start_worker();
+        }
+    }
+
+    /// Gives up after too many failed starts: every queued and future call fails with `error`.
+    fn break_pool(&mut self, error: Error) {
+        let error = Error::new(
+            error.kind(),
+            format!(
+                "the pool gave up after {MAX_START_FAILURES} failed worker starts in a row; \
+                 the last one: {error}"
+            ),
+        );
+        self.shared.set_broken(error.clone());
+        self.queue.fail_all(&error);
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(error.clone()));
+        }
+        for worker in self.workers.values() {
+            worker.supervised.shutdown();
+        }
+        for joiner in self.joiners.drain(..) {
+            let _ = joiner.send(Err(error.clone()));
+        }
+    }
+
+    /// Answers `build` once the pool is full, and the joiners once a closed pool is idle.
+    fn settle(&mut self) {
+        if self.ready.is_some() && self.workers.len() >= self.config.processes {
+            let _ = self.ready.take().expect("checked").send(Ok(()));
+        }
+        if self.state == State::Closing && self.queue.is_empty() && self.calls.is_empty() {
+            for worker in self.workers.values() {
+                worker.supervised.shutdown();
+            }
+            if self.workers.is_empty() && self.starting.is_empty() {
+                self.state = State::Joined;
+                for joiner in self.joiners.drain(..) {
+                    let _ = joiner.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    fn publish_workers(&self) {
+        let pids = self
+            .workers
+            .values()
+            .filter(|w| !w.retiring)
+            .map(|w| w.supervised.pid())
+            .collect();
+        self.shared.set_pids(pids);
+    }
+
+    /// Cancels every queued and running call, then stops every worker: `SIGTERM`, and
+    /// `SIGKILL` for one still alive a second later.
+    async fn terminate(&mut self) {
+        let cancelled = Error::cancelled(
+            "the pool was terminated before this call finished; submit it to a running pool",
+        );
+        self.queue.fail_all(&cancelled);
+        // Dropping a running call drops its caller's reply channel, which the caller reads
+        // as a cancellation.
+        self.calls.clear();
+        for joiner in self.joiners.drain(..) {
+            let _ = joiner.send(Err(cancelled.clone()));
+        }
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(cancelled.clone()));
+        }
+        // Starts in progress are finished, not dropped, so that no half-started child is left
+        // to exit on its own.
+        while let Some(started) = self.starting.next().await {
+            if let Ok(supervised) = started {
+                supervised.signal(libc::SIGKILL);
+                supervised.wait().await;
+            }
+        }
+        let workers: Vec<Supervised> = self.workers.drain().map(|(_, w)| w.supervised).collect();
+        self.shared.set_pids(Vec::new());
+        for worker in &workers {
+            worker.signal(libc::SIGTERM);
+        }
+        for worker in &workers {
+            if tokio::time::timeout(Duration::from_secs(1), worker.wait())
+                .await
+                .is_err()
+            {
+                worker.signal(libc::SIGKILL);
+                worker.wait().await;
+            }
+        }
+        self.exits.clear();
+        self.state = State::Joined;
+    }
+
+    /// After `terminate`, answers what still comes: submissions fail, joins succeed.
+    async fn serve_after_terminate(mut self) {
+        while let Some(command) = self.commands.recv().await {
+            match command {
+                Command::Submit { jobs, .. } => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(Error::closed(
+                            "the pool was terminated; it accepts no more work",
+                        )));
+                    }
+                }
+                Command::Join(joiner) => {
+                    let _ = joiner.send(Ok(()));
+                }
+                Command::Terminate(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+}
