@@ -81,6 +81,7 @@ pub(crate) async fn start(config: Arc<Config>, delay: Duration) -> Result<Superv
         stop_at_exit: true,
         start_timeout: config.start_timeout,
         max_frame_len: config.max_frame_len,
+        stall: false,
     };
     let spawned = spawn::spawn(&spec).await?;
     let supervised = Supervised::start(spawned, spec.name);
