@@ -28,7 +28,10 @@ fn raw_reexec() -> Duration {
         (0..ROUNDS)
             .map(|_| {
                 let start = Instant::now();
-                let status = std::process::Command::new(&exe).env(RAW_CHILD_ENV, "1").status().unwrap();
+                let status = std::process::Command::new(&exe)
+                    .env(RAW_CHILD_ENV, "1")
+                    .status()
+                    .unwrap();
                 assert!(status.success());
                 start.elapsed()
             })
@@ -52,7 +55,13 @@ async fn multiproc_spawn_join() -> Duration {
     let mut samples = Vec::new();
     for _ in 0..ROUNDS {
         let start = Instant::now();
-        Process::new(empty, ()).start().await.unwrap().join().await.unwrap();
+        Process::new(empty, ())
+            .start()
+            .await
+            .unwrap()
+            .join()
+            .await
+            .unwrap();
         samples.push(start.elapsed());
     }
     median(samples)
@@ -77,7 +86,10 @@ if __name__ == "__main__":
     std::fs::create_dir_all(&dir).ok()?;
     let path = dir.join("spawn_bench.py");
     std::fs::write(&path, script).ok()?;
-    let output = std::process::Command::new("python3").arg(&path).output().ok()?;
+    let output = std::process::Command::new("python3")
+        .arg(&path)
+        .output()
+        .ok()?;
     let _ = std::fs::remove_dir_all(&dir);
     let seconds: f64 = String::from_utf8(output.stdout).ok()?.trim().parse().ok()?;
     Some(Duration::from_secs_f64(seconds))
