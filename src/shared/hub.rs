@@ -368,6 +368,13 @@ async fn serve_connection(hub: Arc<Hub>, conn: ConnId, connection: transport::Co
                 );
             }
             HubRequest::Cancel { id, object } => hub.cancel(conn, object, id),
+            HubRequest::Sync { id } => {
+                let replier = Replier::Remote {
+                    writer: writer.clone(),
+                    id,
+                };
+                let _ = replier.send(Reply::ok(Answer::Done));
+            }
         }
     }
     hub.disconnected(conn);
