@@ -20,7 +20,16 @@
 //!    (now, or later through a parked [`Replier`]); `cancel` drops a parked request;
 //!    `disconnected` cleans up after a process whose connection closed.
 //! 3. Create it with [`Hub::create`] from the handle's constructor, and talk to it through
-//!    [`client::call`](super::client::call).
+//!    [`client::call`](super::client::call) (or [`client::ask`](super::client::ask) when no
+//!    items travel). If the answer to a request grants something that must be given back when
+//!    nobody is left to receive it (items taken, a lock granted), name the undoing request in
+//!    [`undo_of`](super::wire::undo_of).
+//!
+//! A server process that creates objects at its clients' request (a manager) adds a
+//! `HubRequest::Create { id, kind }` answered with the new object's id, built by a match on
+//! `kind` that calls [`Hub::create`]: the rest (connections, multiplexing, cancellation,
+//! death of a client) is already here. Items and values travel as [`Items`] (encoded byte
+//! strings), so the hub never needs to know a user's types.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
