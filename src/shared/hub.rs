@@ -310,8 +310,10 @@ async fn accept_connections(hub: Arc<Hub>, listener: Listener) {
                 next_conn += 1;
             }
             Err(error) => {
-                tracing::warn!(target: "multiproc", "the hub stopped accepting: {error}");
-                return;
+                // Out of descriptors, most likely: keep serving the connections already
+                // open and try again shortly.
+                tracing::warn!(target: "multiproc", "the hub could not accept a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
