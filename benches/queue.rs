@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use futures::SinkExt;
-use multiproc::{JoinableQueue, Lock, Process, Queue, worker};
+use multiproc::{Event, JoinableQueue, Lock, Process, Queue, worker};
 
 const ITEMS: u64 = 100_000;
 
@@ -23,11 +23,38 @@ async fn feed_joinable(mut queue: JoinableQueue<u64>, count: u64) {
 }
 
 #[worker]
+async fn feed_one_by_one(queue: Queue<u64>, count: u64) {
+    for n in 0..count {
+        queue.put(n).await.unwrap();
+    }
+}
+
+#[worker]
 fn raw_writer(path: String, count: u64) {
     let mut socket = std::os::unix::net::UnixStream::connect(path).unwrap();
     for n in 0..count {
         let mut message = [0u8; 16];
         message[..8].copy_from_slice(&n.to_le_bytes());
+        socket.write_all(&message).unwrap();
+    }
+}
+
+#[worker]
+async fn ask_repeatedly(event: Event, count: u64) -> f64 {
+    event.is_set().await.unwrap(); // connect first
+    let started = Instant::now();
+    for _ in 0..count {
+        event.is_set().await.unwrap();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+#[worker]
+fn raw_echo(path: String, count: u64) {
+    let mut socket = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let mut message = [0u8; 16];
+    for _ in 0..count {
+        socket.read_exact(&mut message).unwrap();
         socket.write_all(&message).unwrap();
     }
 }
@@ -52,6 +79,32 @@ async fn queue_rate() -> f64 {
     let rate = ITEMS as f64 / started.elapsed().as_secs_f64();
     p.join().await.unwrap();
     rate
+}
+
+async fn sequential_rate() -> f64 {
+    const COUNT: u64 = 10_000;
+    let queue = Queue::new();
+    let started = Instant::now();
+    let p = Process::new(feed_one_by_one, (queue.clone(), COUNT))
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..COUNT {
+        queue.get().await.unwrap();
+    }
+    let rate = COUNT as f64 / started.elapsed().as_secs_f64();
+    p.join().await.unwrap();
+    rate
+}
+
+async fn local_rate() -> f64 {
+    let queue = Queue::new();
+    let started = Instant::now();
+    for n in 0..ITEMS {
+        queue.put(n).await.unwrap();
+        queue.get().await.unwrap();
+    }
+    ITEMS as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn joinable_rate() -> f64 {
@@ -89,6 +142,39 @@ async fn raw_rate() -> f64 {
     p.join().await.unwrap();
     let _ = std::fs::remove_file(&path);
     rate
+}
+
+/// Round trips per second of a 16-byte ping-pong over a Unix socket between two processes.
+async fn raw_round_trip_rate() -> f64 {
+    const COUNT: u64 = 10_000;
+    let path = std::env::temp_dir().join(format!("multiproc-bench-rt-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let p = Process::new(raw_echo, (path.display().to_string(), COUNT))
+        .start()
+        .await
+        .unwrap();
+    let (mut socket, _) = listener.accept().unwrap();
+    let mut message = [0u8; 16];
+    let started = Instant::now();
+    for _ in 0..COUNT {
+        socket.write_all(&message).unwrap();
+        socket.read_exact(&mut message).unwrap();
+    }
+    let rate = COUNT as f64 / started.elapsed().as_secs_f64();
+    p.join().await.unwrap();
+    let _ = std::fs::remove_file(&path);
+    rate
+}
+
+/// Round trips per second of one request at a time from a child to an idle hub.
+async fn hub_round_trip_rate() -> f64 {
+    let event = Event::new();
+    let p = Process::new(ask_repeatedly, (event, 10_000))
+        .start()
+        .await
+        .unwrap();
+    p.join().await.unwrap()
 }
 
 async fn lock_rate() -> f64 {
@@ -169,6 +255,10 @@ fn main() {
         let queue = queue_rate().await;
         let joinable = joinable_rate().await;
         let lock = lock_rate().await;
+        let sequential = sequential_rate().await;
+        let raw_round_trips = raw_round_trip_rate().await;
+        let hub_round_trips = hub_round_trip_rate().await;
+        let local = local_rate().await;
         let py_queue = python(PY_QUEUE);
         let py_joinable = python(PY_JOINABLE);
         let py_lock = python(PY_LOCK);
@@ -182,6 +272,21 @@ fn main() {
             "JoinableQueue, {ITEMS} items + task_done: {joinable:.0} items/s; {}",
             ratio(joinable, py_joinable, "Python mp.JoinableQueue")
         );
+        println!(
+            "Queue, sequential put().await from a child (one round trip each): {sequential:.0} items/s; {}",
+            ratio(sequential, py_queue, "Python mp.Queue")
+        );
+        println!(
+            "  raw 16-byte ping-pong over a Unix socket: {raw_round_trips:.0}/s ({:.1} us); sequential put is {:.2}x of it",
+            1e6 / raw_round_trips,
+            sequential / raw_round_trips
+        );
+        println!(
+            "Hub round trip from a child to an idle hub (Event::is_set): {hub_round_trips:.0}/s ({:.1} us); {:.2}x the raw ping-pong's time",
+            1e6 / hub_round_trips,
+            raw_round_trips / hub_round_trips
+        );
+        println!("Queue, put + get in the creating process (no socket): {local:.0} pairs/s");
         println!(
             "Lock acquire/release from 2 processes: {lock:.0}/s; {}",
             ratio(lock, py_lock, "Python mp.Lock")

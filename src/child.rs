@@ -88,6 +88,7 @@ fn run(bootstrap: Bootstrap) -> ! {
         .build()
         .expect("building the child's runtime");
     let code = runtime.block_on(serve(&bootstrap));
+    crate::shared::flush_before_exit();
     tracing::info!(target: "multiproc", "process exiting with exitcode {code}");
     std::process::exit(code)
 }

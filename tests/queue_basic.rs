@@ -47,6 +47,14 @@ async fn consume(queue: Queue<u64>, count: u64) -> u64 {
 }
 
 #[worker]
+async fn take_two_through_a_stream(mut queue: Queue<u64>) -> Vec<u64> {
+    let first = queue.next().await.unwrap().unwrap();
+    let second = queue.next().await.unwrap().unwrap();
+    // The stream read ahead; dropping the handle gives the rest back before the child exits.
+    vec![first, second]
+}
+
+#[worker]
 async fn fill_bounded(queue: Queue<u64>, started: Event, count: u64) {
     started.set().await.unwrap();
     for n in 0..count {
@@ -195,4 +203,17 @@ async fn a_cancelled_get_loses_no_item() {
             .unwrap(),
         7
     );
+}
+
+#[tokio::test]
+async fn a_stream_gives_back_what_it_read_ahead() {
+    let queue = Queue::new();
+    within(queue.put_many(0..10u64)).await.unwrap();
+    let p = within(Process::new(take_two_through_a_stream, (queue.clone(),)).start())
+        .await
+        .unwrap();
+    assert_eq!(within(p.join()).await.unwrap(), vec![0, 1]);
+    for expected in 2..10 {
+        assert_eq!(within(queue.try_get()).await.unwrap(), expected);
+    }
 }

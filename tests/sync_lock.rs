@@ -29,6 +29,13 @@ async fn hold_permit_forever(semaphore: Semaphore, holding: Event) {
 }
 
 #[worker]
+async fn take_and_return(lock: Lock) {
+    let guard = lock.acquire().await.unwrap();
+    drop(guard);
+    // Returning at once: the release must still arrive as a release, not as a death.
+}
+
+#[worker]
 async fn count_under_lock(lock: Lock, counter: Queue<u64>, rounds: u64) {
     for _ in 0..rounds {
         let _guard = lock.acquire().await.unwrap();
@@ -146,4 +153,17 @@ async fn semaphores_count_and_a_bounded_one_refuses_extra_releases() {
     let full = BoundedSemaphore::new(1);
     let error = within(full.release()).await.unwrap_err();
     assert_eq!(error.kind(), multiproc::ErrorKind::InvalidState, "{error}");
+}
+
+#[tokio::test]
+async fn a_guard_dropped_just_before_exit_is_a_release_not_a_death() {
+    let lock = Lock::new();
+    for _ in 0..5 {
+        let p = within(Process::new(take_and_return, (lock.clone(),)).start())
+            .await
+            .unwrap();
+        within(p.join()).await.unwrap();
+        let guard = within(lock.acquire()).await.unwrap();
+        assert!(!guard.owner_died());
+    }
 }

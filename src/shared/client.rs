@@ -163,6 +163,31 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
 }
 
 impl Remote {
+    /// Resolves once the hub has applied everything this process sent before.
+    async fn sync(&self) {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        self.waiting.lock().expect("waiting poisoned").insert(
+            id,
+            Waiting {
+                object: 0,
+                task: 0,
+                undo: None,
+                sender,
+            },
+        );
+        if self.closed.load(Ordering::SeqCst)
+            || self
+                .writer
+                .send(&HubRequest::Sync { id }, Vec::new())
+                .is_err()
+        {
+            self.waiting.lock().expect("waiting poisoned").remove(&id);
+            return;
+        }
+        let _ = receiver.await;
+    }
+
     fn send(&self, id: u64, object: ObjectId, task: u64, op: Op, items: Items) -> Result<()> {
         let payload = if items.is_empty() {
             Vec::new()
@@ -428,4 +453,26 @@ pub(crate) async fn ask(
     timeout: Option<Duration>,
 ) -> Result<std::result::Result<Answer, Failure>> {
     Ok(call(handle, op, Vec::new(), timeout).await?.outcome)
+}
+
+/// Blocks, at most `timeout`, until every hub this process has talked to has applied what this
+/// process sent: releases sent by guards dropped just before exit arrive as releases, not as
+/// an owner's death. Must not be called from inside an async context.
+pub(crate) fn flush_connections(timeout: Duration) {
+    let remotes: Vec<Arc<Remote>> = REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .iter()
+        .flat_map(|hubs| hubs.values())
+        .filter_map(|slot| slot.get().cloned())
+        .collect();
+    if remotes.is_empty() {
+        return;
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    runtime().spawn(async move {
+        futures::future::join_all(remotes.iter().map(|remote| remote.sync())).await;
+        let _ = done.send(());
+    });
+    let _ = finished.recv_timeout(timeout);
 }

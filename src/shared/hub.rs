@@ -20,7 +20,16 @@
 //!    (now, or later through a parked [`Replier`]); `cancel` drops a parked request;
 //!    `disconnected` cleans up after a process whose connection closed.
 //! 3. Create it with [`Hub::create`] from the handle's constructor, and talk to it through
-//!    [`client::call`](super::client::call).
+//!    [`client::call`](super::client::call) (or [`client::ask`](super::client::ask) when no
+//!    items travel). If the answer to a request grants something that must be given back when
+//!    nobody is left to receive it (items taken, a lock granted), name the undoing request in
+//!    [`undo_of`](super::wire::undo_of).
+//!
+//! A server process that creates objects at its clients' request (a manager) adds a
+//! `HubRequest::Create { id, kind }` answered with the new object's id, built by a match on
+//! `kind` that calls [`Hub::create`]: the rest (connections, multiplexing, cancellation,
+//! death of a client) is already here. Items and values travel as [`Items`] (encoded byte
+//! strings), so the hub never needs to know a user's types.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -301,8 +310,10 @@ async fn accept_connections(hub: Arc<Hub>, listener: Listener) {
                 next_conn += 1;
             }
             Err(error) => {
-                tracing::warn!(target: "multiproc", "the hub stopped accepting: {error}");
-                return;
+                // Out of descriptors, most likely: keep serving the connections already
+                // open and try again shortly.
+                tracing::warn!(target: "multiproc", "the hub could not accept a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -368,6 +379,13 @@ async fn serve_connection(hub: Arc<Hub>, conn: ConnId, connection: transport::Co
                 );
             }
             HubRequest::Cancel { id, object } => hub.cancel(conn, object, id),
+            HubRequest::Sync { id } => {
+                let replier = Replier::Remote {
+                    writer: writer.clone(),
+                    id,
+                };
+                let _ = replier.send(Reply::ok(Answer::Done));
+            }
         }
     }
     hub.disconnected(conn);

@@ -79,3 +79,10 @@ pub use lock::{Lock, LockGuard, RLock, RLockGuard};
 pub use pipe::{PipeEnd, pipe};
 pub use queue::Queue;
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};
+
+/// Called by a child once its job is done, before it exits: waits (at most a second) until the
+/// hubs it used have applied what it sent, so guards dropped at the end of a worker arrive as
+/// releases rather than as the owner's death, and read-ahead items go back to their queue.
+pub(crate) fn flush_before_exit() {
+    client::flush_connections(std::time::Duration::from_secs(1));
+}

@@ -74,10 +74,13 @@ impl Object for SemaphoreState {
         };
         match op {
             SemaphoreOp::Acquire { wait } => {
-                if self.value > 0 && self.waiters.is_empty() {
-                    self.grant(request);
-                } else if wait {
+                if wait {
+                    // Through the queue even when a permit is free, so a waiter whose
+                    // cancellation is still on its way cannot hold back the ones behind it.
                     self.waiters.push_back(request);
+                    self.hand_over();
+                } else if self.value > 0 && self.waiters.is_empty() {
+                    self.grant(request);
                 } else {
                     let _ = request.answer(Reply::ok(Answer::Flag(false)));
                 }

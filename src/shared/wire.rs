@@ -24,6 +24,9 @@ pub(crate) enum HubRequest {
     /// The caller gave up on request `id` (a timeout or a dropped future). A request still
     /// waiting is answered with [`Failure::Cancelled`]; one already answered is left alone.
     Cancel { id: u64, object: ObjectId },
+    /// Answered with [`Answer::Done`] once everything sent before it has been applied: lets a
+    /// process that is about to exit make sure its releases arrived.
+    Sync { id: u64 },
 }
 
 /// The answer to one [`HubRequest::Call`].
