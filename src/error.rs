@@ -101,7 +101,7 @@ impl fmt::Display for PanicInfo {
 }
 
 /// What went wrong, without the context. Returned by [`Error::kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// A deadline passed before the operation completed.
@@ -148,7 +148,12 @@ pub enum ErrorKind {
 /// The error type of every `multiproc` operation.
 ///
 /// Cheap to clone; a single failure (a worker's death) can be reported to many callers.
-#[derive(Clone)]
+///
+/// An `Error` is `Serialize + Deserialize`, so a `#[worker]` may return `multiproc::Result<T>`
+/// (for example after using a [`Queue`](crate::Queue)). It travels as its kind, message, pid,
+/// exit status and panic details; the underlying `source` error stays behind.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "ErrorData", from = "ErrorData")]
 pub struct Error {
     inner: Arc<Inner>,
 }
@@ -342,6 +347,38 @@ impl Error {
     /// The previous owner of a lock or semaphore died while holding it.
     pub fn is_owner_died(&self) -> bool {
         self.kind() == ErrorKind::OwnerDied
+    }
+}
+
+/// The data of an [`Error`] as it crosses a process boundary.
+#[derive(Clone, Serialize, Deserialize)]
+struct ErrorData {
+    kind: ErrorKind,
+    message: String,
+    pid: Option<u32>,
+    status: Option<ExitStatus>,
+    panic: Option<PanicInfo>,
+}
+
+impl From<Error> for ErrorData {
+    fn from(error: Error) -> Self {
+        ErrorData {
+            kind: error.inner.kind,
+            message: error.inner.message.clone(),
+            pid: error.inner.pid,
+            status: error.inner.status,
+            panic: error.inner.panic.clone(),
+        }
+    }
+}
+
+impl From<ErrorData> for Error {
+    fn from(data: ErrorData) -> Self {
+        Error::new(data.kind, data.message).with(|inner| {
+            inner.pid = data.pid;
+            inner.status = data.status;
+            inner.panic = data.panic;
+        })
     }
 }
 

@@ -119,3 +119,25 @@ async fn an_unregistered_function_is_a_typed_error() {
     assert!(error.is_unknown_worker(), "{error}");
     assert!(error.to_string().contains("closure"), "{error}");
 }
+
+#[worker]
+fn fails_with_a_multiproc_error(timeout: bool) -> multiproc::Result<u32> {
+    if timeout {
+        Err(multiproc::Error::new(
+            multiproc::ErrorKind::Timeout,
+            "took too long",
+        ))
+    } else {
+        Ok(1)
+    }
+}
+
+#[tokio::test]
+async fn a_worker_may_return_a_multiproc_result() {
+    let p = within(Process::new(fails_with_a_multiproc_error, (true,)).start())
+        .await
+        .unwrap();
+    let inner = within(p.join()).await.unwrap().unwrap_err();
+    assert!(inner.is_timeout(), "{inner}");
+    assert_eq!(inner.message(), "took too long");
+}
