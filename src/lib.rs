@@ -21,6 +21,19 @@
 //! of a child (a panic, a `SIGKILL`, an `exit`, a hang at start-up) leaves the caller waiting
 //! forever.
 //!
+//! # Python's names, here
+//!
+//! | Python `multiprocessing` | multiproc |
+//! |---|---|
+//! | `Process(target=f, args=(1,)).start()` | [`Process::new(f, (1,)).start().await`](Process::new) |
+//! | subclass `Process`, override `run` | [`Run`] + `#[multiproc::process]`, [`Process::from_run`] |
+//! | `Pool(4).map(f, xs)` | [`Pool::builder().processes(4).build().await?.map(f, xs).await`](Pool) |
+//! | `Queue`, `JoinableQueue`, `Pipe` | [`Queue`], [`JoinableQueue`], [`pipe`] |
+//! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
+//! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
+//! | `log_to_stderr()` | [`log_to_stderr`] |
+//! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
+//!
 //! # How it works
 //!
 //! - **Registration.** `#[worker]` leaves your function untouched and registers it, through
@@ -79,11 +92,11 @@ mod current;
 mod error;
 mod logging;
 mod panic;
-mod pool;
-mod process;
+pub mod pool;
+pub mod process;
 mod protocol;
 mod registry;
-mod shared;
+pub mod shared;
 mod spawn;
 mod supervisor;
 mod transport;
@@ -104,7 +117,36 @@ pub use spawn::DEFAULT_START_TIMEOUT;
 pub use transport::DEFAULT_MAX_FRAME_LEN;
 pub use worker::{Run, Value, Worker};
 
-/// Registers a function so that child processes can run it. See the [`worker`](mod@worker) docs.
+/// Registers a function so that child processes can run it.
+///
+/// `#[worker]` leaves the function as it is (callable locally as ever) and registers it under
+/// its path, `std::any::type_name` of the function item (`mycrate::jobs::square`). Parent and
+/// child are the same binary, so the name identifies the same code in both; no function
+/// pointer or address ever crosses a process boundary. A function passed to a pool or a
+/// [`Process`] without `#[worker]`, or a closure (whose name ends in
+/// `{{closure}}`), fails at the call site with an [`is_unknown_worker`](crate::Error::is_unknown_worker)
+/// error.
+///
+/// Every function whose arguments and result are serde types implements [`Worker`], so the
+/// compiler checks the arguments you pass against the function's signature:
+///
+/// ```
+/// use multiproc::worker;
+///
+/// #[worker]
+/// fn add(a: u64, b: u64) -> u64 { a + b }     // Args = (u64, u64), Output = u64
+///
+/// #[worker]
+/// async fn shout(s: String) -> String { s.to_uppercase() }
+///
+/// assert_eq!(add(1, 2), 3);                    // still an ordinary function
+/// ```
+///
+/// A worker returning `Result<T, E>` hands its `Err` to the caller as a value, inside the
+/// `Ok` of the call: `Result<Result<T, E>, multiproc::Error>`.
+///
+/// The analogue of subclassing Python's `Process` is a type of yours that implements [`Run`],
+/// registered with `#[multiproc::process]`.
 pub use multiproc_macros::worker;
 
 /// Registers an `impl Run for T` so that [`Process::from_run`] can start it.

@@ -1,33 +1,5 @@
-//! Functions and types a child process can run.
-//!
-//! `#[worker]` leaves the function as it is (callable locally as ever) and registers it under
-//! its path, `std::any::type_name` of the function item (`mycrate::jobs::square`). Parent and
-//! child are the same binary, so the name identifies the same code in both; no function
-//! pointer or address ever crosses a process boundary. A function passed to a pool or a
-//! [`Process`](crate::Process) without `#[worker]`, or a closure (whose name ends in
-//! `{{closure}}`), fails at the call site with an [`is_unknown_worker`](crate::Error::is_unknown_worker)
-//! error.
-//!
-//! Every function whose arguments and result are serde types implements [`Worker`], so the
-//! compiler checks the arguments you pass against the function's signature:
-//!
-//! ```
-//! use multiproc::worker;
-//!
-//! #[worker]
-//! fn add(a: u64, b: u64) -> u64 { a + b }     // Args = (u64, u64), Output = u64
-//!
-//! #[worker]
-//! async fn shout(s: String) -> String { s.to_uppercase() }
-//!
-//! assert_eq!(add(1, 2), 3);                    // still an ordinary function
-//! ```
-//!
-//! A worker returning `Result<T, E>` hands its `Err` to the caller as a value, inside the
-//! `Ok` of the call: `Result<Result<T, E>, multiproc::Error>`.
-//!
-//! The analogue of subclassing Python's `Process` is a type of yours that implements [`Run`],
-//! registered with `#[multiproc::process]`.
+//! The traits behind `#[worker]` and `#[multiproc::process]`; their guide is on the
+//! [`worker`](crate::worker) attribute.
 
 use std::future::Future;
 use std::marker::PhantomData;
