@@ -190,3 +190,48 @@ async fn runaway_recursion_is_stopped() {
     let message = within(p.join()).await.unwrap().unwrap_err();
     assert!(message.contains("nested 16 deep"), "{message}");
 }
+
+/// A value whose serialization always fails, as a type with a non-string map key would.
+struct Unserializable;
+
+impl serde::Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be serialized",
+        ))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unserializable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unserializable)
+    }
+}
+
+#[worker]
+fn takes_unserializable(_value: Unserializable) {}
+
+#[worker]
+fn returns_unserializable() -> Unserializable {
+    Unserializable
+}
+
+#[tokio::test]
+async fn a_value_that_fails_to_serialize_is_an_error_at_the_call_site() {
+    let error = Process::new(takes_unserializable, (Unserializable,))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(error.is_serialization(), "{error}");
+    assert!(error.to_string().contains("arguments"), "{error}");
+
+    let p = within(Process::new(returns_unserializable, ()).start())
+        .await
+        .unwrap();
+    let error = within(p.join())
+        .await
+        .err()
+        .expect("the result cannot be serialized");
+    assert!(error.is_serialization(), "{error}");
+    assert!(error.to_string().contains("result"), "{error}");
+}

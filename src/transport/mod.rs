@@ -223,3 +223,76 @@ pub(crate) async fn connect(name: &str, max_frame_len: usize) -> Result<Connecti
     connection.writer.send(&Hello::new(), Vec::new())?;
     Ok(connection)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HANDSHAKE: Duration = Duration::from_secs(2);
+
+    #[tokio::test]
+    async fn a_wrong_key_is_refused_before_anything_else_is_read() {
+        let listener = Listener::bind().unwrap();
+        let name = listener.name().to_string();
+        let impostor = tokio::spawn({
+            let name = name.clone();
+            async move {
+                let stream = Stream::connect(socket_name(&name).unwrap()).await.unwrap();
+                let connection = split(stream, 0, DEFAULT_MAX_FRAME_LEN);
+                let hello = Hello {
+                    key: [7u8; auth::KEY_LEN],
+                    pid: std::process::id(),
+                };
+                connection.writer.send(&hello, Vec::new()).unwrap();
+                connection
+                    .writer
+                    .send(&"a request that must never be read", Vec::new())
+                    .unwrap();
+                let mut reader = connection.reader;
+                // The listener drops the connection: the impostor sees the end of the stream.
+                tokio::time::timeout(HANDSHAKE, reader.read())
+                    .await
+                    .unwrap()
+            }
+        });
+        let refused = tokio::time::timeout(
+            Duration::from_millis(500),
+            listener.accept(None, HANDSHAKE, 1024),
+        )
+        .await;
+        assert!(
+            refused.is_err(),
+            "a connection with a wrong key was accepted"
+        );
+        assert!(matches!(impostor.await.unwrap(), Ok(None) | Err(_)));
+
+        let honest = tokio::spawn(async move { connect(&name, 1024).await.map(|c| c.peer_pid) });
+        let accepted = tokio::time::timeout(HANDSHAKE, listener.accept(None, HANDSHAKE, 1024))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(accepted.peer_pid, std::process::id());
+        assert!(honest.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_hello_is_refused_without_allocating_it() {
+        let listener = Listener::bind().unwrap();
+        let name = listener.name().to_string();
+        tokio::spawn(async move {
+            let stream = Stream::connect(socket_name(&name).unwrap()).await.unwrap();
+            let connection = split(stream, 0, DEFAULT_MAX_FRAME_LEN);
+            connection
+                .writer
+                .send(&Hello::new(), vec![0u8; 4096])
+                .unwrap();
+            tokio::time::sleep(HANDSHAKE).await;
+        });
+        let refused = tokio::time::timeout(
+            Duration::from_millis(500),
+            listener.accept(None, HANDSHAKE, 1024),
+        )
+        .await;
+        assert!(refused.is_err(), "an oversized hello was accepted");
+    }
+}
