@@ -228,7 +228,8 @@ async fn run() -> Vec<Row> {
 
     // procspawn last: its pools leave threads behind that would disturb the figures above.
     eprintln!("procspawn ...");
-    let procspawn: [(&str, fn() -> f64); 5] = [
+    type Measure = fn() -> f64;
+    let procspawn: [(&str, Measure); 5] = [
         ("per-task", procspawn_per_task),
         ("round trip", procspawn_latency_us),
         ("payload", procspawn_payload_mbs),
