@@ -37,11 +37,24 @@ struct Shared {
     next_id: AtomicU64,
 }
 
-#[derive(Debug, Default)]
+/// What to do with a call's reply; runs on the task that reads the child's replies, so the
+/// caller is woken directly, without a hop through another task.
+type OnReply = Box<dyn FnOnce(Reply) + Send>;
+
+#[derive(Default)]
 struct Calls {
-    pending: HashMap<u64, (oneshot::Sender<Reply>, String)>,
+    pending: HashMap<u64, (OnReply, String)>,
     /// Set once the child is gone: later calls fail with it at once.
     failed: Option<Error>,
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calls")
+            .field("pending", &self.pending.len())
+            .field("failed", &self.failed)
+            .finish()
+    }
 }
 
 impl Supervised {
@@ -85,14 +98,47 @@ impl Supervised {
         batch: bool,
         then_exit: bool,
     ) -> Result<oneshot::Receiver<Reply>> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
+        let on_reply: OnReply = Box::new(move |reply| {
+            let _ = sender.send(reply);
+        });
+        self.send_call(worker, payload, batch, then_exit, on_reply)
+            .map_err(|(error, _)| error)?;
+        Ok(receiver)
+    }
+
+    /// Sends a call; `on_reply` runs with its reply, or with the error that prevented one
+    /// (at once, if the call could not be sent). It runs on the task that reads the child's
+    /// replies, so it must not block.
+    pub(crate) fn call_then(
+        &self,
+        worker: &str,
+        payload: Vec<u8>,
+        batch: bool,
+        on_reply: impl FnOnce(Reply) + Send + 'static,
+    ) {
+        if let Err((error, on_reply)) =
+            self.send_call(worker, payload, batch, false, Box::new(on_reply))
+        {
+            on_reply(Err(error));
+        }
+    }
+
+    fn send_call(
+        &self,
+        worker: &str,
+        payload: Vec<u8>,
+        batch: bool,
+        then_exit: bool,
+        on_reply: OnReply,
+    ) -> Result<(), (Error, OnReply)> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut calls = self.shared.calls.lock().expect("calls lock");
             if let Some(error) = &calls.failed {
-                return Err(error.clone());
+                return Err((error.clone(), on_reply));
             }
-            calls.pending.insert(id, (sender, worker.to_string()));
+            calls.pending.insert(id, (on_reply, worker.to_string()));
         }
         let header = ToChild::Call {
             id,
@@ -107,16 +153,23 @@ impl Supervised {
                 self.shared.name
             ))),
         };
-        if let Err(error) = sent {
-            self.shared
-                .calls
-                .lock()
-                .expect("calls lock")
-                .pending
-                .remove(&id);
-            return Err(error);
+        match sent {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let pending = self
+                    .shared
+                    .calls
+                    .lock()
+                    .expect("calls lock")
+                    .pending
+                    .remove(&id);
+                match pending {
+                    Some((on_reply, _)) => Err((error, on_reply)),
+                    // The reader already failed it (the child died meanwhile).
+                    None => Ok(()),
+                }
+            }
         }
-        Ok(receiver)
     }
 
     /// Waits until every call sent so far is written to the child's socket.
@@ -226,27 +279,29 @@ async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
             return;
         };
         let waiter = shared.calls.lock().expect("calls lock").pending.remove(&id);
-        if let Some((sender, _)) = waiter {
-            let reply = match outcome {
+        if let Some((on_reply, _)) = waiter {
+            on_reply(match outcome {
                 Ok(()) => Ok(frame.into_payload()),
                 Err(remote) => Err(remote.into_error()),
-            };
-            let _ = sender.send(reply);
+            });
         }
     }
 }
 
 fn fail_all(shared: &Shared, status: Option<ExitStatus>) {
-    let mut calls = shared.calls.lock().expect("calls lock");
-    calls.failed = Some(Error::worker_died(
-        &shared.name,
-        shared.pid,
-        status,
-        "this call was being sent",
-    ));
-    for (_, (sender, worker)) in calls.pending.drain() {
+    let pending: Vec<_> = {
+        let mut calls = shared.calls.lock().expect("calls lock");
+        calls.failed = Some(Error::worker_died(
+            &shared.name,
+            shared.pid,
+            status,
+            "this call was being sent",
+        ));
+        calls.pending.drain().map(|(_, pending)| pending).collect()
+    };
+    for (on_reply, worker) in pending {
         let doing = format!("running `{worker}`");
-        let _ = sender.send(Err(Error::worker_died(
+        on_reply(Err(Error::worker_died(
             &shared.name,
             shared.pid,
             status,

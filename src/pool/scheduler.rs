@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -65,6 +66,12 @@ pub(crate) enum Command {
     Join(oneshot::Sender<Result<()>>),
     /// Cancel everything, stop the workers, answer once they are gone.
     Terminate(oneshot::Sender<()>),
+}
+
+fn cancelled_by_terminate() -> Error {
+    Error::cancelled(
+        "the pool was terminated before this call finished; submit it to a running pool",
+    )
 }
 
 /// Queued jobs, grouped by caller operation; groups take turns.
@@ -127,9 +134,6 @@ enum State {
     Joined,
 }
 
-/// What one finished call tells the scheduler: which worker is free again.
-type CallDone = u64;
-
 pub(crate) struct Scheduler {
     config: Arc<Config>,
     shared: Arc<Shared>,
@@ -138,7 +142,14 @@ pub(crate) struct Scheduler {
     workers: HashMap<u64, PoolWorker>,
     next_worker: u64,
     starting: FuturesUnordered<BoxFuture<'static, Result<Supervised>>>,
-    calls: FuturesUnordered<BoxFuture<'static, CallDone>>,
+    /// Finished calls report the worker that is free again; the caller was answered already,
+    /// straight from the worker's reader task.
+    done: mpsc::UnboundedReceiver<u64>,
+    done_sender: mpsc::UnboundedSender<u64>,
+    /// Calls sent and not yet answered.
+    running: usize,
+    /// Set by `terminate`: calls still running are answered as cancelled.
+    terminated: Arc<AtomicBool>,
     exits: FuturesUnordered<BoxFuture<'static, (u64, ExitStatus)>>,
     /// Failed starts since the last successful one.
     failures: u32,
@@ -154,6 +165,7 @@ impl Scheduler {
         commands: mpsc::UnboundedReceiver<Command>,
         ready: oneshot::Sender<Result<()>>,
     ) -> Self {
+        let (done_sender, done) = mpsc::unbounded_channel();
         Scheduler {
             config,
             shared,
@@ -162,7 +174,10 @@ impl Scheduler {
             workers: HashMap::new(),
             next_worker: 0,
             starting: FuturesUnordered::new(),
-            calls: FuturesUnordered::new(),
+            done,
+            done_sender,
+            running: 0,
+            terminated: Arc::new(AtomicBool::new(false)),
             exits: FuturesUnordered::new(),
             failures: 0,
             ready: Some(ready),
@@ -197,7 +212,8 @@ impl Scheduler {
                 Some(started) = self.starting.next(), if !self.starting.is_empty() => {
                     self.started(started);
                 }
-                Some(worker) = self.calls.next(), if !self.calls.is_empty() => {
+                Some(worker) = self.done.recv() => {
+                    self.running -= 1;
                     self.call_done(worker);
                 }
                 Some((worker, status)) = self.exits.next(), if !self.exits.is_empty() => {
@@ -259,30 +275,22 @@ impl Scheduler {
             items,
             reply,
         } = job;
-        let receiver = match worker.supervised.call(name, payload, batch, false) {
-            Ok(receiver) => receiver,
-            Err(error) => {
-                let _ = reply.send(Err(error));
-                return;
-            }
-        };
         worker.in_flight += 1;
         worker.assigned_items += items;
-        let supervised = worker.supervised.clone();
-        // A caller that gives up drops its receiver; the reply is then dropped here, but the
-        // slot is freed only when the child answers, since the worker is busy until then.
-        self.calls.push(Box::pin(async move {
-            let outcome = receiver.await.unwrap_or_else(|_| {
-                Err(Error::worker_died(
-                    supervised.name(),
-                    supervised.pid(),
-                    supervised.exit_status(),
-                    "running a pool task",
-                ))
+        self.running += 1;
+        let done = self.done_sender.clone();
+        let terminated = self.terminated.clone();
+        worker
+            .supervised
+            .call_then(name, payload, batch, move |outcome| {
+                let outcome = if terminated.load(Ordering::Relaxed) {
+                    Err(cancelled_by_terminate())
+                } else {
+                    outcome
+                };
+                let _ = reply.send(outcome);
+                let _ = done.send(id);
             });
-            let _ = reply.send(outcome);
-            id
-        }));
         let limit = self.config.max_tasks_per_child;
         if limit.is_some_and(|limit| worker.assigned_items >= limit) {
             worker.retiring = true;
@@ -376,7 +384,7 @@ impl Scheduler {
         if self.ready.is_some() && self.workers.len() >= self.config.processes {
             let _ = self.ready.take().expect("checked").send(Ok(()));
         }
-        if self.state == State::Closing && self.queue.is_empty() && self.calls.is_empty() {
+        if self.state == State::Closing && self.queue.is_empty() && self.running == 0 {
             for worker in self.workers.values() {
                 worker.supervised.shutdown();
             }
@@ -402,13 +410,10 @@ impl Scheduler {
     /// Cancels every queued and running call, then stops every worker: `SIGTERM`, and
     /// `SIGKILL` for one still alive a second later.
     async fn terminate(&mut self) {
-        let cancelled = Error::cancelled(
-            "the pool was terminated before this call finished; submit it to a running pool",
-        );
+        let cancelled = cancelled_by_terminate();
         self.queue.fail_all(&cancelled);
-        // Dropping a running call drops its caller's reply channel, which the caller reads
-        // as a cancellation.
-        self.calls.clear();
+        // Running calls are answered as cancelled when their workers die below.
+        self.terminated.store(true, Ordering::Relaxed);
         for joiner in self.joiners.drain(..) {
             let _ = joiner.send(Err(cancelled.clone()));
         }
