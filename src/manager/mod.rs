@@ -160,10 +160,11 @@ fn name_of<W: crate::Worker<M>, M>(_: W) -> &'static str {
     worker_name::<W, M>()
 }
 
-/// The handle an object serializes to.
-fn handle_of<S: Serialize>(object: &S) -> std::result::Result<Handle, String> {
+/// An object's encoding: what a handle to it is sent as. A `Queue<()>` encodes as any
+/// `Queue<T>` does (the item type is only a marker), so the caller decodes the type it wants.
+fn handle_of<S: Serialize>(object: &S) -> std::result::Result<serde_bytes::ByteBuf, String> {
     encode(object, "a hosted object")
-        .and_then(|bytes| decode(&bytes, "a hosted object"))
+        .map(serde_bytes::ByteBuf::from)
         .map_err(|error| error.to_string())
 }
 
@@ -175,7 +176,7 @@ fn manager_start_store() -> std::result::Result<Handle, String> {
 
 /// Runs in the manager's process: creates a queue, lock, ... on its hub.
 #[crate::worker]
-fn manager_host(kind: Hosted) -> std::result::Result<Handle, String> {
+fn manager_host(kind: Hosted) -> std::result::Result<serde_bytes::ByteBuf, String> {
     match kind {
         Hosted::Queue(None) => handle_of(&Queue::<()>::new()),
         Hosted::Queue(Some(capacity)) => handle_of(&Queue::<()>::bounded(capacity)),
@@ -479,11 +480,11 @@ impl Manager {
 
     async fn host<S: DeserializeOwned>(&self, kind: Hosted) -> Result<S> {
         let doing = format!("creating a {kind:?} in the manager");
-        let handle: std::result::Result<Handle, String> =
+        let encoded: std::result::Result<serde_bytes::ByteBuf, String> =
             self.run(name_of(manager_host), &(kind,), &doing).await?;
-        let handle =
-            handle.map_err(|message| Error::invalid_state(format!("{doing}: {message}")))?;
-        decode(&encode(&handle, "a handle")?, "a hosted object")
+        let encoded =
+            encoded.map_err(|message| Error::invalid_state(format!("{doing}: {message}")))?;
+        decode(&encoded, "a hosted object")
     }
 }
 
