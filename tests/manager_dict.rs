@@ -196,3 +196,27 @@ async fn dropping_the_manager_stops_its_process() {
     .await;
     assert!(error.is_closed(), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_confused_proxy_gets_an_error_and_the_server_keeps_serving() {
+    let manager = within(Manager::start()).await.unwrap();
+    let d = within(manager.dict::<u64, u64>()).await.unwrap();
+    within(d.insert(1, 1)).await.unwrap();
+    // A dict's proxy decoded as a list's: every list operation is refused, none panics.
+    let bytes = postcard::to_stdvec(&d).unwrap();
+    let l: multiproc::ListProxy<u64> = postcard::from_bytes(&bytes).unwrap();
+    assert!(within(l.push(1)).await.is_err());
+    assert!(within(l.pop()).await.is_err());
+    assert!(within(l.sort()).await.is_err());
+    // A value stored as one type and read as another is a serialization error.
+    let ns = within(manager.namespace()).await.unwrap();
+    within(ns.set("s", "text")).await.unwrap();
+    assert!(
+        within(ns.get::<bool>("s"))
+            .await
+            .unwrap_err()
+            .is_serialization()
+    );
+    assert_eq!(within(d.get(&1)).await.unwrap(), Some(1));
+    within(manager.shutdown()).await.unwrap();
+}

@@ -368,9 +368,17 @@ impl Manager {
     }
 
     async fn create(&self, kind: Kind, items: Vec<Vec<u8>>) -> Result<Target> {
+        self.ask(StoreOp::Create(kind), items).await
+    }
+
+    async fn named(&self, kind: Kind, name: &str, items: Vec<Vec<u8>>) -> Result<Target> {
+        let name = name.to_string();
+        self.ask(StoreOp::Named { kind, name }, items).await
+    }
+
+    async fn ask(&self, op: StoreOp, items: Vec<Vec<u8>>) -> Result<Target> {
         self.check_open()?;
-        let reply =
-            client::call(&self.store, Op::Manager(StoreOp::Create(kind)), items, None).await?;
+        let reply = client::call(&self.store, Op::Manager(op), items, None).await?;
         match reply.outcome {
             Ok(Answer::Count(entry)) => Ok(Target {
                 store: self.store.clone(),
@@ -475,6 +483,105 @@ impl Manager {
         let items = vec![encode(&initial, "a manager value")?];
         Ok(ValueProxy::from_target(
             self.create(Kind::Value, items).await?,
+        ))
+    }
+
+    /// The dict registered as `name` in this manager, created empty by the first caller.
+    /// How processes that share only an address find the same objects: Python's
+    /// `BaseManager.register("get_dict", ...)`. A name holds one kind of object.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidState`](crate::ErrorKind::InvalidState) if `name` holds another kind of
+    /// object; [`Closed`](crate::ErrorKind::Closed) once the manager has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the dict may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let jobs = manager.dict_named::<u32, String>("jobs").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn dict_named<K: Value, V: Value>(&self, name: &str) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::from_target(
+            self.named(Kind::Dict, name, Vec::new()).await?,
+        ))
+    }
+
+    /// The list registered as `name`, created empty by the first caller; see
+    /// [`dict_named`](Self::dict_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the list may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let log = manager.list_named::<String>("log").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_named<T: Value>(&self, name: &str) -> Result<ListProxy<T>> {
+        Ok(ListProxy::from_target(
+            self.named(Kind::List, name, Vec::new()).await?,
+        ))
+    }
+
+    /// The namespace registered as `name`, created empty by the first caller; see
+    /// [`dict_named`](Self::dict_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the namespace may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let config = manager.namespace_named("config").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn namespace_named(&self, name: &str) -> Result<Namespace> {
+        Ok(Namespace::from_target(
+            self.named(Kind::Namespace, name, Vec::new()).await?,
+        ))
+    }
+
+    /// The value registered as `name`, created holding `initial` by the first caller (later
+    /// callers' `initial` is ignored); see [`dict_named`](Self::dict_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the value may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let total = manager.value_named("total", 0u64).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn value_named<T: Value>(&self, name: &str, initial: T) -> Result<ValueProxy<T>> {
+        let items = vec![encode(&initial, "a manager value")?];
+        Ok(ValueProxy::from_target(
+            self.named(Kind::Value, name, items).await?,
         ))
     }
 

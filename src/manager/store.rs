@@ -48,6 +48,8 @@ impl Entry {
 pub(crate) struct Store {
     entries: HashMap<EntryId, Entry>,
     next: EntryId,
+    /// Objects registered by name, with their kind.
+    names: HashMap<String, (Kind, EntryId)>,
 }
 
 fn invalid(message: impl Into<String>) -> Reply {
@@ -106,6 +108,22 @@ impl Store {
         self.next += 1;
         self.entries.insert(self.next, entry);
         Reply::ok(Answer::Count(self.next))
+    }
+
+    fn named(&mut self, kind: Kind, name: String, items: Items) -> Reply {
+        match self.names.get(&name) {
+            Some((existing, id)) if *existing == kind => Reply::ok(Answer::Count(*id)),
+            Some((existing, _)) => invalid(format!(
+                "`{name}` names a {existing:?} in this manager, not a {kind:?}"
+            )),
+            None => {
+                let reply = self.create(kind, items);
+                if let Ok(Answer::Count(id)) = reply.outcome {
+                    self.names.insert(name, (kind, id));
+                }
+                reply
+            }
+        }
     }
 
     fn apply(&mut self, entry: EntryId, op: EntryOp, items: Items) -> Reply {
@@ -282,6 +300,7 @@ impl Object for Store {
     fn call(&mut self, request: Request, op: Op, items: Items) {
         let reply = match op {
             Op::Manager(StoreOp::Create(kind)) => self.create(kind, items),
+            Op::Manager(StoreOp::Named { kind, name }) => self.named(kind, name, items),
             Op::Manager(StoreOp::On { entry, op }) => self.apply(entry, op, items),
             _ => invalid("not an operation of a manager"),
         };

@@ -23,6 +23,10 @@ pub(crate) enum Kind {
 pub(crate) enum StoreOp {
     /// Creates an object; answered with its id as a `Count`.
     Create(Kind),
+    /// The object registered under `name`, created (and registered) if there is none yet;
+    /// answered with its id as a `Count`. How clients that share nothing but an address
+    /// find the same objects (Python registers typeids on a `BaseManager` for this).
+    Named { kind: Kind, name: String },
     /// An operation on the object `entry`.
     On { entry: EntryId, op: EntryOp },
 }
