@@ -131,7 +131,9 @@ async fn answer_challenge<S: AsyncRead + AsyncWrite + Unpin>(
     send_message(stream, &response(key, message)).await?;
     match recv_message(stream).await?.as_slice() {
         WELCOME => Ok(()),
-        FAILURE => Err(auth_error("the peer refused our authkey (the keys differ)")),
+        FAILURE => Err(auth_error(
+            "the manager refused our authkey: the keys differ; connect with the authkey it was served with",
+        )),
         _ => Err(auth_error("the peer answered the handshake with nonsense")),
     }
 }
