@@ -91,7 +91,7 @@ mod child;
 mod current;
 mod error;
 mod logging;
-mod manager;
+pub mod manager;
 mod panic;
 pub mod pool;
 pub mod process;

@@ -197,7 +197,7 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// The spawn errors of [`Process::start`](crate::Process::start) (a daemon process cannot
+    /// The spawn errors of [`Process::start`](crate::ProcessBuilder::start) (a daemon process cannot
     /// start one; a child that does not start within the default start timeout), or a
     /// [`WorkerDied`](crate::ErrorKind::WorkerDied) error if the server dies while starting.
     ///
