@@ -58,6 +58,40 @@ async fn shared_writer(addr: SocketAddr, key: Vec<u8>, name: String, value: u64)
     ns.set(&name, value).await.unwrap();
 }
 
+/// Runs in another process: uses a proxy received from the parent's TCP connection.
+#[worker]
+async fn use_passed_proxy(
+    addr: SocketAddr,
+    key: Vec<u8>,
+    l: multiproc::ListProxy<String>,
+) -> Result<(String, usize), String> {
+    // Not yet connected: a clear error, not a hang.
+    let before = l.push("too early".into()).await.unwrap_err().to_string();
+    let _manager = Manager::connect(addr, &key)
+        .await
+        .map_err(|e| e.to_string())?;
+    l.push("from the child".into())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((before, l.len().await.map_err(|e| e.to_string())?))
+}
+
+#[tokio::test]
+async fn a_tcp_proxy_passed_to_a_child_works_once_it_connects() {
+    let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let l = within(client.list::<String>()).await.unwrap();
+    within(l.push("from the parent".into())).await.unwrap();
+    let p = within(Process::new(use_passed_proxy, (addr, KEY.to_vec(), l.clone())).start())
+        .await
+        .unwrap();
+    let (before, len) = within(p.join()).await.unwrap().unwrap();
+    assert!(before.contains("Manager::connect"), "{before}");
+    assert_eq!(len, 2);
+    within(server.shutdown()).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_client_process_reaches_a_served_manager() {
     let server = within(Manager::serve(localhost(), KEY)).await.unwrap();

@@ -73,8 +73,11 @@
 //! Python 3.12's mutual HMAC-SHA256 challenge before anything else is read (see the `tcp`
 //! module), and handshake messages are capped at 256 bytes. Over TCP, dicts, lists,
 //! namespaces and values are available; manager-hosted queues and locks are not (they are
-//! served on local sockets). Proxies from [`Manager::connect`] work in the process that
-//! connected: a child given one must call [`Manager::connect`] itself.
+//! served on local sockets). A proxy from [`Manager::connect`] names the server's address:
+//! another process given one uses it once it has called [`Manager::connect`] to that address
+//! itself (the key is never sent along with a proxy); before that, calls fail with a
+//! [`Closed`](crate::ErrorKind::Closed) error saying so. Processes that share only an
+//! address find the same objects by name: [`Manager::dict_named`] and friends.
 //!
 //! # What is different from Python
 //!

@@ -233,10 +233,17 @@ async fn serve_peer(
     hub.serve_stream(reader, writer, 0).await;
 }
 
+/// The hub name of a manager reached over TCP at `addr`.
+pub(crate) fn hub_name(addr: SocketAddr) -> String {
+    format!("{TCP_PREFIX}{addr}")
+}
+
+/// What the hub names of TCP managers start with.
+pub(crate) const TCP_PREFIX: &str = "tcp://";
+
 /// Connects to a manager served at `addr`, proves `key` both ways, and registers the
 /// connection as the link to the hub it names. Returns the hub's name and the store's id.
 pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, ObjectId)> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     runtime()
         .spawn(async move {
             let attempt = async {
@@ -253,11 +260,10 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
                     None => return Err(Error::closed(format!("the manager at {addr} hung up"))),
                 };
                 let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
-                // A fresh name per connection: a reconnect after a failure gets a fresh link.
-                let hub = format!(
-                    "tcp://{addr}#{}",
-                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                );
+                // Named by the address alone, so that a proxy received from another process
+                // that connected to the same address works here once this process has
+                // connected too. A reconnect replaces the link.
+                let hub = hub_name(addr);
                 crate::shared::client::adopt(hub.clone(), reader, writer);
                 Ok((hub, welcome.store))
             };

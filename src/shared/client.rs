@@ -171,6 +171,15 @@ fn start_remote<R: AsyncRead + Unpin + Send + 'static>(
     remote
 }
 
+/// Whether this process has a link (open or closed) to the hub named `hub`.
+pub(crate) fn has_link(hub: &str) -> bool {
+    REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .as_ref()
+        .is_some_and(|remotes| remotes.get(hub).is_some_and(|slot| slot.initialized()))
+}
+
 /// Registers an already authenticated connection of another kind (the manager's TCP client)
 /// as this process's link to the hub named `hub`, so that handles naming `hub` use it. Must
 /// be called on the [shared runtime](super::hub::runtime), which carries the reading task.
