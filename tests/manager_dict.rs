@@ -32,6 +32,16 @@ fn explode(_n: u64) -> u64 {
 }
 
 #[worker]
+async fn waits(n: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    n
+}
+
+fn not_registered(n: u64) -> u64 {
+    n
+}
+
+#[worker]
 async fn count_up(d: DictProxy<String, u64>, times: u64) {
     for _ in 0..times {
         d.update_or(&"hits".to_string(), 0, increment)
@@ -218,5 +228,41 @@ async fn a_confused_proxy_gets_an_error_and_the_server_keeps_serving() {
             .is_serialization()
     );
     assert_eq!(within(d.get(&1)).await.unwrap(), Some(1));
+    within(manager.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn update_refuses_waiting_and_unregistered_functions() {
+    let manager = within(Manager::start()).await.unwrap();
+    let d = within(manager.dict::<u64, u64>()).await.unwrap();
+    within(d.insert(1, 1)).await.unwrap();
+    let error = within(d.update(&1, waits)).await.unwrap_err();
+    assert!(
+        error.message().contains("must complete without waiting"),
+        "{error}"
+    );
+    let error = within(d.update(&1, not_registered)).await.unwrap_err();
+    assert!(error.is_unknown_worker(), "{error:?}");
+    assert_eq!(within(d.get(&1)).await.unwrap(), Some(1));
+    within(manager.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn many_tasks_of_one_process_share_its_connection() {
+    let manager = within(Manager::start()).await.unwrap();
+    let d = within(manager.dict::<u64, u64>()).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..100 {
+                d.insert(t * 100 + n, n).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        within(task).await.unwrap();
+    }
+    assert_eq!(within(d.len()).await.unwrap(), 1600);
     within(manager.shutdown()).await.unwrap();
 }
