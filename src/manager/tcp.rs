@@ -15,6 +15,12 @@
 //! must finish within [`HANDSHAKE_TIMEOUT`]. Nothing after it is read from a peer that failed.
 //! The key never crosses the wire; a nonce is never reused. Once both sides are proven, the
 //! server sends the store's object id and the connection carries ordinary hub frames.
+//!
+//! The authkey is the whole trust boundary, as in Python: an authenticated peer can address
+//! any object of the serving process's hub (as any process of the local tree can) and can ask
+//! `update` to run any one-argument `#[worker]` registered in the server's binary. Unlike
+//! Python's pickle, nothing a peer sends can run code that is not already registered there.
+//! The connection is not encrypted: over an untrusted network, tunnel it (SSH, WireGuard).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
