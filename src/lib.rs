@@ -91,6 +91,7 @@ mod child;
 mod current;
 mod error;
 mod logging;
+pub mod manager;
 mod panic;
 pub mod pool;
 pub mod process;
@@ -107,6 +108,7 @@ pub use child::init;
 pub use current::{ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
+pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
 pub use pool::{AsyncResult, Imap, Map, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use shared::{

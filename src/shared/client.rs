@@ -25,7 +25,8 @@ use tokio::sync::{OnceCell, oneshot};
 use super::hub::{Caller, Hub, Items, LOCAL, Replier, Reply, Request, decode_items, runtime};
 use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, grants, undo_of};
 use crate::error::{Error, Result};
-use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameWriter};
+use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter};
+use tokio::io::AsyncRead;
 
 /// The name of one object: its hub and its id there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,9 +108,17 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
                 "the process that serves this object is gone ({error})"
             ))
         })?;
-    let transport::Connection {
-        mut reader, writer, ..
-    } = connection;
+    let transport::Connection { reader, writer, .. } = connection;
+    Ok(start_remote(hub, reader, writer))
+}
+
+/// Makes a [`Remote`] of an authenticated connection and starts reading its answers on the
+/// shared runtime.
+fn start_remote<R: AsyncRead + Unpin + Send + 'static>(
+    hub: String,
+    mut reader: FrameReader<R>,
+    writer: FrameWriter,
+) -> Arc<Remote> {
     let remote = Arc::new(Remote {
         hub,
         writer,
@@ -159,7 +168,34 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
         // Dropping the senders wakes every waiter with "the hub is gone".
         receiving.waiting.lock().expect("waiting poisoned").clear();
     });
-    Ok(remote)
+    remote
+}
+
+/// Whether this process has a link (open or closed) to the hub named `hub`.
+pub(crate) fn has_link(hub: &str) -> bool {
+    REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .as_ref()
+        .is_some_and(|remotes| remotes.get(hub).is_some_and(|slot| slot.initialized()))
+}
+
+/// Registers an already authenticated connection of another kind (the manager's TCP client)
+/// as this process's link to the hub named `hub`, so that handles naming `hub` use it. Must
+/// be called on the [shared runtime](super::hub::runtime), which carries the reading task.
+/// A connection already registered under that name is replaced.
+pub(crate) fn adopt<R: AsyncRead + Unpin + Send + 'static>(
+    hub: String,
+    reader: FrameReader<R>,
+    writer: FrameWriter,
+) {
+    let remote = start_remote(hub.clone(), reader, writer);
+    let slot = Arc::new(OnceCell::new_with(Some(remote)));
+    REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .get_or_insert_with(HashMap::new)
+        .insert(hub, slot);
 }
 
 impl Remote {

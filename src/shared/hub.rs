@@ -41,7 +41,8 @@ use tokio::sync::oneshot;
 use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op};
 use crate::error::Result;
 use crate::protocol::{decode, encode};
-use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameWriter, Listener};
+use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, Listener};
+use tokio::io::AsyncRead;
 
 /// Identifies a connection to the hub; [`LOCAL`] is the hub's own process.
 pub(crate) type ConnId = u64;
@@ -298,16 +299,34 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Handle {
     })
 }
 
+/// Connection ids, unique in this process whatever listener (local or the manager's TCP
+/// front) accepted the connection.
+static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(LOCAL + 1);
+
+fn next_conn() -> ConnId {
+    NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn accept_connections(hub: Arc<Hub>, listener: Listener) {
-    let mut next_conn: ConnId = LOCAL + 1;
     loop {
         match listener
             .accept(None, HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_LEN)
             .await
         {
             Ok(connection) => {
-                tokio::spawn(serve_connection(hub.clone(), next_conn, connection));
-                next_conn += 1;
+                let transport::Connection {
+                    reader,
+                    writer,
+                    peer_pid,
+                    ..
+                } = connection;
+                tokio::spawn(serve_connection(
+                    hub.clone(),
+                    next_conn(),
+                    reader,
+                    writer,
+                    peer_pid,
+                ));
             }
             Err(error) => {
                 // Out of descriptors, most likely: keep serving the connections already
@@ -319,13 +338,27 @@ async fn accept_connections(hub: Arc<Hub>, listener: Listener) {
     }
 }
 
-async fn serve_connection(hub: Arc<Hub>, conn: ConnId, connection: transport::Connection) {
-    let transport::Connection {
-        mut reader,
-        writer,
-        peer_pid,
-        ..
-    } = connection;
+impl Hub {
+    /// Serves requests read from `reader` on an already authenticated stream of another
+    /// kind (the manager's TCP front) exactly as a local connection's, answering on `writer`.
+    /// `peer` names the peer in logs. Returns when the stream ends.
+    pub(crate) async fn serve_stream<R: AsyncRead + Unpin>(
+        self: Arc<Self>,
+        reader: FrameReader<R>,
+        writer: FrameWriter,
+        peer: u32,
+    ) {
+        serve_connection(self, next_conn(), reader, writer, peer).await;
+    }
+}
+
+async fn serve_connection<R: AsyncRead + Unpin>(
+    hub: Arc<Hub>,
+    conn: ConnId,
+    mut reader: FrameReader<R>,
+    writer: FrameWriter,
+    peer_pid: u32,
+) {
     loop {
         let frame = match reader.read().await {
             Ok(Some(frame)) => frame,

@@ -60,16 +60,16 @@
 //!   with a [`Closed`](crate::ErrorKind::Closed) error instead of hanging.
 
 mod barrier;
-mod client;
+pub(crate) mod client;
 mod condition;
 mod event;
-mod hub;
+pub(crate) mod hub;
 mod joinable;
 mod lock;
 mod pipe;
 mod queue;
 mod semaphore;
-mod wire;
+pub(crate) mod wire;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};

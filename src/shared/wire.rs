@@ -102,6 +102,9 @@ pub(crate) enum Op {
     Condition(ConditionOp),
     Barrier(BarrierOp),
     Pipe(PipeOp),
+    /// An operation on one of a [`Manager`](crate::Manager)'s dicts, lists, namespaces or
+    /// values, all held by one store object (see `crate::manager::store`).
+    Manager(crate::manager::wire::StoreOp),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

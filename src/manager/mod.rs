@@ -1,0 +1,801 @@
+//! Managers: dicts, lists, namespaces and values served by a process, reached from any
+//! process, locally or across machines.
+//!
+//! Python's `multiprocessing.Manager()` starts a server process holding shared objects that
+//! every process reaches through proxies. [`Manager::start`] does the same: it starts a child,
+//! `SyncManager-N`, and returns a handle that creates objects there and hands out typed
+//! proxies: [`DictProxy`], [`ListProxy`], [`Namespace`] and [`ValueProxy`], plus
+//! manager-hosted [`Queue`], [`JoinableQueue`], [`Event`], [`Lock`], [`RLock`],
+//! [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and [`Barrier`]. Proxies are
+//! `Clone + Serialize + Deserialize`: pass them to workers as arguments.
+//!
+//! ```no_run
+//! use multiproc::{worker, DictProxy, Manager, Process};
+//!
+//! #[worker]
+//! async fn fill(d: DictProxy<u32, String>, n: u32) {
+//!     d.insert(n, format!("from {n}")).await.expect("the manager is up");
+//! }
+//!
+//! #[multiproc::main]
+//! async fn main() -> multiproc::Result<()> {
+//!     let manager = Manager::start().await?;
+//!     let d = manager.dict::<u32, String>().await?;
+//!     let mut children = Vec::new();
+//!     for n in 0..10 {
+//!         children.push(Process::new(fill, (d.clone(), n)).start().await?);
+//!     }
+//!     for child in children {
+//!         child.join().await?;
+//!     }
+//!     assert_eq!(d.len().await?, 10);
+//!     manager.shutdown().await
+//! }
+//! ```
+//!
+//! # A value read out of a proxy is a copy
+//!
+//! As in Python, `d.get(&k)` returns a copy. Mutating it changes nothing in the manager; and
+//! reading, changing and writing back races with every other writer. For read-modify-write
+//! use [`DictProxy::update`] / [`ValueProxy::update`], which apply a registered `#[worker]`
+//! function on the server, atomically:
+//!
+//! ```no_run
+//! # use multiproc::DictProxy;
+//! #[multiproc::worker]
+//! fn increment(n: u64) -> u64 { n + 1 }
+//!
+//! # async fn demo(hits: DictProxy<String, u64>) -> multiproc::Result<()> {
+//! hits.update_or(&"page".to_string(), 0, increment).await?; // never loses a count
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! The manager's child runs one internal worker that creates a *store* on its
+//! [hub](crate::shared) (the server every process already runs for its queues and locks) and
+//! returns the store's handle; the child then stays, idle, answering the hub's connections
+//! from the hub's thread until it is asked to exit. The store is one hub object holding every
+//! dict, list, namespace and value, keyed by id; a proxy is (store handle, id). So the
+//! manager uses the crate's one transport and one request path: each process opens one
+//! authenticated connection to the manager's hub and multiplexes every request of every
+//! task over it, and many requests may be in flight at once.
+//!
+//! Values are kept encoded (postcard); the server never needs your types. Dict keys are
+//! compared as encoded bytes (see [`DictProxy`]). Queues, events and locks hosted by a manager
+//! are the crate's ordinary [`Queue`], [`Event`], ... created in the manager's process, so they
+//! outlive the process that asked for them and live as long as the manager.
+//!
+//! # Across machines
+//!
+//! [`Manager::serve`] serves a store from the calling process on a TCP address; any process
+//! with the same authkey reaches it with [`Manager::connect`]. Both sides prove the key with
+//! Python 3.12's mutual HMAC-SHA256 challenge before anything else is read (see the `tcp`
+//! module), and handshake messages are capped at 256 bytes. Over TCP, dicts, lists,
+//! namespaces and values are available; manager-hosted queues and locks are not (they are
+//! served on local sockets). A proxy from [`Manager::connect`] names the server's address:
+//! another process given one uses it once it has called [`Manager::connect`] to that address
+//! itself (the key is never sent along with a proxy); before that, calls fail with a
+//! [`Closed`](crate::ErrorKind::Closed) error saying so. Processes that share only an
+//! address find the same objects by name: [`Manager::dict_named`] and friends.
+//!
+//! # What is different from Python
+//!
+//! - Proxies are typed; a dict proxy is `DictProxy<K, V>` and decodes what it reads.
+//! - Every method is async and is one round trip (pipelined when called from several tasks).
+//! - `update` runs a registered function on the server: Python has no atomic equivalent.
+//! - Objects live as long as the manager; they are not reference counted.
+//! - After [`Manager::shutdown`] (or once the manager is dropped), every proxy call fails
+//!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging.
+
+mod proxy;
+pub(crate) mod store;
+mod tcp;
+pub(crate) mod wire;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use proxy::Target;
+pub use proxy::{DictProxy, ListProxy, Namespace, ValueProxy};
+use store::Store;
+use wire::{Kind, StoreOp};
+
+use crate::error::{Error, Result};
+use crate::protocol::{decode, encode};
+use crate::shared::client::{self, Handle};
+use crate::shared::hub::Hub;
+use crate::shared::wire::{Answer, Op};
+use crate::spawn::{self, ChildSpec, DEFAULT_START_TIMEOUT};
+use crate::supervisor::Supervised;
+use crate::worker::{Value, worker_name};
+use crate::{
+    Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, Queue, RLock, Semaphore,
+    current,
+};
+
+/// How long [`Manager::shutdown`] waits for the server to exit after asking, before it
+/// terminates it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// A manager: a process (or a TCP server) holding shared objects, and the way to create them.
+///
+/// See the [module docs](self). Dropping a manager started with [`start`](Self::start) shuts
+/// its process down (without waiting for it); prefer [`shutdown`](Self::shutdown), which
+/// waits.
+#[derive(Debug)]
+pub struct Manager {
+    store: Handle,
+    server: Server,
+    closed: AtomicBool,
+}
+
+#[derive(Debug)]
+enum Server {
+    /// A `SyncManager-N` child started by [`Manager::start`].
+    Child(Supervised),
+    /// A store served by this process over TCP.
+    Serving(tcp::TcpFront),
+    /// A connection to a store served elsewhere.
+    Connected(SocketAddr),
+}
+
+/// What the manager's process creates on request: the shared objects hosted by a manager.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+enum Hosted {
+    Queue(Option<usize>),
+    JoinableQueue(Option<usize>),
+    Event,
+    Lock,
+    RLock,
+    Semaphore(u64),
+    BoundedSemaphore(u64),
+    Condition,
+    Barrier(usize),
+}
+
+/// The registered name of a worker function item.
+fn name_of<W: crate::Worker<M>, M>(_: W) -> &'static str {
+    worker_name::<W, M>()
+}
+
+/// An object's encoding: what a handle to it is sent as. A `Queue<()>` encodes as any
+/// `Queue<T>` does (the item type is only a marker), so the caller decodes the type it wants.
+fn handle_of<S: Serialize>(object: &S) -> std::result::Result<serde_bytes::ByteBuf, String> {
+    encode(object, "a hosted object")
+        .map(serde_bytes::ByteBuf::from)
+        .map_err(|error| error.to_string())
+}
+
+/// Runs in the manager's process: creates the store on its hub.
+#[crate::worker]
+fn manager_start_store() -> std::result::Result<Handle, String> {
+    Handle::create(Box::new(Store::default())).map_err(|error| error.to_string())
+}
+
+/// Runs in the manager's process: creates a queue, lock, ... on its hub.
+#[crate::worker]
+fn manager_host(kind: Hosted) -> std::result::Result<serde_bytes::ByteBuf, String> {
+    match kind {
+        Hosted::Queue(None) => handle_of(&Queue::<()>::new()),
+        Hosted::Queue(Some(capacity)) => handle_of(&Queue::<()>::bounded(capacity)),
+        Hosted::JoinableQueue(None) => handle_of(&JoinableQueue::<()>::new()),
+        Hosted::JoinableQueue(Some(capacity)) => handle_of(&JoinableQueue::<()>::bounded(capacity)),
+        Hosted::Event => handle_of(&Event::new()),
+        Hosted::Lock => handle_of(&Lock::new()),
+        Hosted::RLock => handle_of(&RLock::new()),
+        Hosted::Semaphore(permits) => handle_of(&Semaphore::new(permits)),
+        Hosted::BoundedSemaphore(permits) => handle_of(&BoundedSemaphore::new(permits)),
+        Hosted::Condition => handle_of(&Condition::new()),
+        Hosted::Barrier(parties) => handle_of(&Barrier::new(parties)),
+    }
+}
+
+impl Manager {
+    /// Starts a manager process, `SyncManager-N`, and waits until it serves.
+    ///
+    /// # Errors
+    ///
+    /// The spawn errors of [`Process::start`](crate::ProcessBuilder::start) (a daemon process cannot
+    /// start one; a child that does not start within the default start timeout), or a
+    /// [`WorkerDied`](crate::ErrorKind::WorkerDied) error if the server dies while starting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a server started when the future is dropped is told to exit but not
+    /// waited for.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let manager = multiproc::Manager::start().await?;
+    /// let d = manager.dict::<String, u64>().await?;
+    /// manager.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start() -> Result<Manager> {
+        let identity = current::next_identity();
+        let spec = ChildSpec {
+            name: current::default_name("SyncManager", &identity),
+            identity,
+            daemon: false,
+            // Like Python's manager, it is stopped when its owner exits.
+            stop_at_exit: true,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            max_frame_len: crate::DEFAULT_MAX_FRAME_LEN,
+            stall: false,
+        };
+        let spawned = spawn::spawn(&spec).await?;
+        let supervised = Supervised::start(spawned, spec.name);
+        let mut manager = Manager {
+            store: Handle {
+                hub: String::new(),
+                object: 0,
+            },
+            server: Server::Child(supervised),
+            closed: AtomicBool::new(false),
+        };
+        let store: std::result::Result<Handle, String> = manager
+            .run(name_of(manager_start_store), &(), "starting the manager")
+            .await?;
+        let store = store.map_err(|message| {
+            Error::invalid_state(format!("the manager could not start its store: {message}"))
+        })?;
+        manager.store = store;
+        Ok(manager)
+    }
+
+    /// Runs an internal worker in the manager's process.
+    async fn run<A: Serialize, T: DeserializeOwned>(
+        &self,
+        worker: &str,
+        args: &A,
+        doing: &str,
+    ) -> Result<T> {
+        let Server::Child(server) = &self.server else {
+            return Err(Error::invalid_state(format!(
+                "{doing}: only a manager started with Manager::start can host queues and locks"
+            )));
+        };
+        self.check_open()?;
+        let payload = encode(args, "a manager request")?;
+        let reply = server.call(worker, payload, false, false)?;
+        let bytes = reply.await.unwrap_or_else(|_| {
+            Err(Error::worker_died(
+                server.name(),
+                server.pid(),
+                server.exit_status(),
+                doing,
+            ))
+        })?;
+        decode(&bytes, "a manager reply")
+    }
+
+    /// Serves a new, empty store from this process on `addr` (for tests, `127.0.0.1:0`; then
+    /// [`local_addr`](Self::local_addr) tells the port), for any process that proves `authkey`
+    /// with [`connect`](Self::connect). Python's `BaseManager(address, authkey).get_server()`.
+    ///
+    /// The returned manager creates objects in this process, without a round trip; the store
+    /// is served until [`shutdown`](Self::shutdown) or drop.
+    ///
+    /// # Errors
+    ///
+    /// An [`Io`](crate::ErrorKind::Io) error if `addr` cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a listener bound when the future is dropped is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let server = multiproc::Manager::serve("127.0.0.1:50000".parse().unwrap(), b"secret").await?;
+    /// let shared = server.dict::<String, String>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
+        let hub = Hub::get_or_start()?;
+        let object = hub.create(Box::new(Store::default()));
+        let store = Handle {
+            hub: hub.name().to_string(),
+            object,
+        };
+        let front = tcp::serve(addr, authkey.to_vec(), hub, object).await?;
+        Ok(Manager {
+            store,
+            server: Server::Serving(front),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Connects to a manager [served](Self::serve) at `addr`, proving `authkey` (and checking
+    /// that the server knows it too) before anything else is exchanged.
+    ///
+    /// # Errors
+    ///
+    /// An [`Auth`](crate::ErrorKind::Auth) error if either side's key is wrong (within about a
+    /// second); an [`Io`](crate::ErrorKind::Io) error if nothing listens at `addr`; a
+    /// [`Timeout`](crate::ErrorKind::Timeout) if the server does not answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let manager = multiproc::Manager::connect("127.0.0.1:50000".parse().unwrap(), b"secret").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
+        let (hub, object) = tcp::connect(addr, authkey.to_vec()).await?;
+        Ok(Manager {
+            store: Handle { hub, object },
+            server: Server::Connected(addr),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The TCP address of the manager: the one bound by [`serve`](Self::serve) (with its
+    /// actual port when bound to port 0), or the one reached by [`connect`](Self::connect).
+    /// `None` for a manager from [`start`](Self::start).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.server {
+            Server::Serving(front) => Some(front.local_addr),
+            Server::Connected(addr) => Some(*addr),
+            Server::Child(_) => None,
+        }
+    }
+
+    /// The pid of the manager's process, for a manager from [`start`](Self::start).
+    pub fn pid(&self) -> Option<u32> {
+        match &self.server {
+            Server::Child(server) => Some(server.pid()),
+            _ => None,
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Error::closed("the manager has been shut down"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn create(&self, kind: Kind, items: Vec<Vec<u8>>) -> Result<Target> {
+        self.ask(StoreOp::Create(kind), items).await
+    }
+
+    async fn named(&self, kind: Kind, name: &str, items: Vec<Vec<u8>>) -> Result<Target> {
+        let name = name.to_string();
+        self.ask(StoreOp::Named { kind, name }, items).await
+    }
+
+    async fn ask(&self, op: StoreOp, items: Vec<Vec<u8>>) -> Result<Target> {
+        self.check_open()?;
+        let reply = client::call(&self.store, Op::Manager(op), items, None).await?;
+        match reply.outcome {
+            Ok(Answer::Count(entry)) => Ok(Target {
+                store: self.store.clone(),
+                entry,
+            }),
+            Ok(other) => Err(Error::new(
+                crate::ErrorKind::Protocol,
+                format!("the manager answered a creation with {other:?}"),
+            )),
+            Err(failure) => Err(failure.into_error("the manager")),
+        }
+    }
+
+    /// Creates an empty dict; Python's `manager.dict()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; a dict may have been created and left unused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let d = manager.dict::<u32, String>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn dict<K: Value, V: Value>(&self) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::from_target(
+            self.create(Kind::Dict, Vec::new()).await?,
+        ))
+    }
+
+    /// Creates an empty list; Python's `manager.list()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; a list may have been created and left unused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let l = manager.list::<u64>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn list<T: Value>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::from_target(
+            self.create(Kind::List, Vec::new()).await?,
+        ))
+    }
+
+    /// Creates an empty namespace; Python's `manager.Namespace()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; a namespace may have been created and left unused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let ns = manager.namespace().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn namespace(&self) -> Result<Namespace> {
+        Ok(Namespace::from_target(
+            self.create(Kind::Namespace, Vec::new()).await?,
+        ))
+    }
+
+    /// Creates a value holding `initial`; Python's `manager.Value(typecode, initial)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down;
+    /// [`Serialization`](crate::ErrorKind::Serialization) if `initial` does not encode.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; a value may have been created and left unused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let counter = manager.value(0u64).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn value<T: Value>(&self, initial: T) -> Result<ValueProxy<T>> {
+        let items = vec![encode(&initial, "a manager value")?];
+        Ok(ValueProxy::from_target(
+            self.create(Kind::Value, items).await?,
+        ))
+    }
+
+    /// The dict registered as `name` in this manager, created empty by the first caller.
+    /// How processes that share only an address find the same objects: Python's
+    /// `BaseManager.register("get_dict", ...)`. A name holds one kind of object.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidState`](crate::ErrorKind::InvalidState) if `name` holds another kind of
+    /// object; [`Closed`](crate::ErrorKind::Closed) once the manager has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the dict may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let jobs = manager.dict_named::<u32, String>("jobs").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn dict_named<K: Value, V: Value>(&self, name: &str) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::from_target(
+            self.named(Kind::Dict, name, Vec::new()).await?,
+        ))
+    }
+
+    /// The list registered as `name`, created empty by the first caller; see
+    /// [`dict_named`](Self::dict_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the list may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let log = manager.list_named::<String>("log").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_named<T: Value>(&self, name: &str) -> Result<ListProxy<T>> {
+        Ok(ListProxy::from_target(
+            self.named(Kind::List, name, Vec::new()).await?,
+        ))
+    }
+
+    /// The namespace registered as `name`, created empty by the first caller; see
+    /// [`dict_named`](Self::dict_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the namespace may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let config = manager.namespace_named("config").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn namespace_named(&self, name: &str) -> Result<Namespace> {
+        Ok(Namespace::from_target(
+            self.named(Kind::Namespace, name, Vec::new()).await?,
+        ))
+    }
+
+    /// The value registered as `name`, created holding `initial` by the first caller (later
+    /// callers' `initial` is ignored); see [`dict_named`](Self::dict_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the value may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let total = manager.value_named("total", 0u64).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn value_named<T: Value>(&self, name: &str, initial: T) -> Result<ValueProxy<T>> {
+        let items = vec![encode(&initial, "a manager value")?];
+        Ok(ValueProxy::from_target(
+            self.named(Kind::Value, name, items).await?,
+        ))
+    }
+
+    async fn host<S: DeserializeOwned>(&self, kind: Hosted) -> Result<S> {
+        let doing = format!("creating a {kind:?} in the manager");
+        let encoded: std::result::Result<serde_bytes::ByteBuf, String> =
+            self.run(name_of(manager_host), &(kind,), &doing).await?;
+        let encoded =
+            encoded.map_err(|message| Error::invalid_state(format!("{doing}: {message}")))?;
+        decode(&encoded, "a hosted object")
+    }
+}
+
+macro_rules! hosted {
+    ($(#[$doc:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) -> $out:ty = $kind:expr, $example:literal) => {
+        impl Manager {
+            $(#[$doc])*
+            ///
+            /// # Errors
+            ///
+            /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down;
+            /// [`InvalidState`](crate::ErrorKind::InvalidState) for a manager from
+            /// [`serve`](Self::serve) or [`connect`](Self::connect), which hosts only dicts,
+            /// lists, namespaces and values.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe in that nothing is lost; an object may have been created and left
+            /// unused.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+            #[doc = $example]
+            /// # Ok(()) }
+            /// ```
+            pub async fn $name(&self $(, $arg: $ty)*) -> Result<$out> {
+                self.host($kind).await
+            }
+        }
+    };
+}
+
+impl Manager {
+    /// Creates an unbounded [`Queue`] in the manager's process; Python's `manager.Queue()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down;
+    /// [`InvalidState`](crate::ErrorKind::InvalidState) for a manager from
+    /// [`serve`](Self::serve) or [`connect`](Self::connect), which hosts only dicts, lists,
+    /// namespaces and values.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; a queue may have been created and left unused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let q = manager.queue::<String>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue<T: Value>(&self) -> Result<Queue<T>> {
+        self.host(Hosted::Queue(None)).await
+    }
+
+    /// Creates a [`Queue`] holding at most `capacity` items in the manager's process.
+    ///
+    /// # Errors
+    ///
+    /// As [`queue`](Self::queue).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; a queue may have been created and left unused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let q = manager.bounded_queue::<u64>(16).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn bounded_queue<T: Value>(&self, capacity: usize) -> Result<Queue<T>> {
+        self.host(Hosted::Queue(Some(capacity))).await
+    }
+
+    /// Creates a [`JoinableQueue`] in the manager's process; Python's
+    /// `manager.JoinableQueue()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`queue`](Self::queue).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; a queue may have been created and left unused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let q = manager.joinable_queue::<u64>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn joinable_queue<T: Value>(&self) -> Result<JoinableQueue<T>> {
+        self.host(Hosted::JoinableQueue(None)).await
+    }
+}
+
+hosted!(
+    /// Creates an [`Event`] in the manager's process; Python's `manager.Event()`.
+    event() -> Event = Hosted::Event,
+    "let e = manager.event().await?;"
+);
+hosted!(
+    /// Creates a [`Lock`] in the manager's process; Python's `manager.Lock()`.
+    lock() -> Lock = Hosted::Lock,
+    "let l = manager.lock().await?;"
+);
+hosted!(
+    /// Creates an [`RLock`] in the manager's process; Python's `manager.RLock()`.
+    rlock() -> RLock = Hosted::RLock,
+    "let l = manager.rlock().await?;"
+);
+hosted!(
+    /// Creates a [`Semaphore`] with `permits` in the manager's process; Python's
+    /// `manager.Semaphore(permits)`.
+    semaphore(permits: u64) -> Semaphore = Hosted::Semaphore(permits),
+    "let s = manager.semaphore(2).await?;"
+);
+hosted!(
+    /// Creates a [`BoundedSemaphore`] with `permits` in the manager's process.
+    bounded_semaphore(permits: u64) -> BoundedSemaphore = Hosted::BoundedSemaphore(permits),
+    "let s = manager.bounded_semaphore(2).await?;"
+);
+hosted!(
+    /// Creates a [`Condition`] in the manager's process; Python's `manager.Condition()`.
+    condition() -> Condition = Hosted::Condition,
+    "let c = manager.condition().await?;"
+);
+hosted!(
+    /// Creates a [`Barrier`] for `parties` in the manager's process; Python's
+    /// `manager.Barrier(parties)`.
+    barrier(parties: usize) -> Barrier = Hosted::Barrier(parties),
+    "let b = manager.barrier(3).await?;"
+);
+
+impl Manager {
+    /// Stops the manager: every proxy call made afterwards, from any process, fails with a
+    /// [`Closed`](crate::ErrorKind::Closed) error.
+    ///
+    /// For a manager from [`start`](Self::start): asks the process to exit, waits
+    /// [`SHUTDOWN_GRACE`], then terminates it (`SIGTERM`, then `SIGKILL`) and reaps it. For
+    /// one from [`serve`](Self::serve): stops listening and drops every TCP client. For one
+    /// from [`connect`](Self::connect): only this handle is closed; the server goes on.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for reporting a server that could not be reaped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the request to exit is sent before the first await, and the supervisor
+    /// reaps the process whatever happens to this future.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let manager = multiproc::Manager::start().await?;
+    /// manager.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) -> Result<()> {
+        self.closed.store(true, Ordering::SeqCst);
+        match &self.server {
+            Server::Child(server) => {
+                server.shutdown();
+                if tokio::time::timeout(SHUTDOWN_GRACE, server.wait())
+                    .await
+                    .is_err()
+                {
+                    server.signal(libc::SIGTERM);
+                    if tokio::time::timeout(SHUTDOWN_GRACE, server.wait())
+                        .await
+                        .is_err()
+                    {
+                        server.signal(libc::SIGKILL);
+                        server.wait().await;
+                    }
+                }
+            }
+            Server::Serving(front) => front.stop(),
+            Server::Connected(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        match &self.server {
+            // The supervisor's task reaps it; a runtime that ends first leaves it to the
+            // exit hook, which terminates children marked stop_at_exit.
+            Server::Child(server) => server.shutdown(),
+            Server::Serving(front) => front.stop(),
+            Server::Connected(_) => {}
+        }
+    }
+}

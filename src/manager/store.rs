@@ -1,0 +1,319 @@
+//! The store: one hub [`Object`] holding every dict, list, namespace and value of a manager.
+//!
+//! One object rather than one per dict keeps the hub untouched (creating an object from
+//! inside a request would need the hub's lock, which the request already holds) and lets a
+//! [`StoreOp::Create`] arrive over any connection, TCP included.
+//!
+//! Everything is kept encoded (postcard bytes): the server never needs the user's types, and
+//! a value is decoded only by the proxy that reads it. Dict keys are ordered by their encoded
+//! bytes, which is equality-correct for every type (postcard encodes equal values to equal
+//! bytes) but is not the type's `Ord` order.
+//!
+//! No request waits: each is answered at once, so `cancel` and `disconnected` have nothing to
+//! do. A request that does not fit its object (a list operation on a dict, a missing item) is
+//! answered with a failure; nothing here panics on a client's input, and a registered worker
+//! applied by `update` runs under `catch_unwind` (in the registry's dispatcher).
+
+use std::collections::{BTreeMap, HashMap};
+use std::task::{Context, Poll};
+
+use super::wire::{EntryId, EntryOp, Kind, StoreOp};
+use crate::protocol::encode;
+use crate::shared::hub::{ConnId, Items, Object, Reply, Request};
+use crate::shared::wire::{Answer, Failure, Op};
+
+enum Entry {
+    Dict(BTreeMap<Vec<u8>, Vec<u8>>),
+    List {
+        items: Vec<Vec<u8>>,
+        generation: u64,
+    },
+    Namespace(BTreeMap<String, Vec<u8>>),
+    Value(Vec<u8>),
+}
+
+impl Entry {
+    fn kind(&self) -> &'static str {
+        match self {
+            Entry::Dict(_) => "a dict",
+            Entry::List { .. } => "a list",
+            Entry::Namespace(_) => "a namespace",
+            Entry::Value(_) => "a value",
+        }
+    }
+}
+
+/// Every object of one manager.
+#[derive(Default)]
+pub(crate) struct Store {
+    entries: HashMap<EntryId, Entry>,
+    next: EntryId,
+    /// Objects registered by name, with their kind.
+    names: HashMap<String, (Kind, EntryId)>,
+}
+
+fn invalid(message: impl Into<String>) -> Reply {
+    Reply::failed(Failure::InvalidState(message.into()))
+}
+
+fn maybe(item: Option<Vec<u8>>) -> Reply {
+    Reply::items(item.into_iter().collect())
+}
+
+/// Applies the registered worker `name` to `value`: `fn(V) -> V`, whose encoded argument
+/// tuple `(V,)` is `V`'s encoding. The worker must finish without waiting: it runs under the
+/// hub's lock, which is what makes the update atomic.
+fn apply(name: &str, value: &[u8]) -> Result<Vec<u8>, Reply> {
+    let Some(dispatch) = crate::registry::lookup(name) else {
+        return Err(invalid(format!(
+            "`{name}` is not registered in the manager's process; mark it #[worker]"
+        )));
+    };
+    let mut future = dispatch(value, false);
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(output)) => Ok(output),
+        Poll::Ready(Err(error)) => Err(invalid(format!(
+            "the update function `{name}` failed: {}",
+            error.into_error()
+        ))),
+        Poll::Pending => Err(invalid(format!(
+            "the update function `{name}` awaited; update functions run under the manager's \
+             lock and must complete without waiting (use a plain fn)"
+        ))),
+    }
+}
+
+/// The request's next item.
+fn take(items: &mut impl Iterator<Item = Vec<u8>>, what: &str) -> Result<Vec<u8>, Reply> {
+    items
+        .next()
+        .ok_or_else(|| invalid(format!("the request carries no {what}")))
+}
+
+impl Store {
+    fn create(&mut self, kind: Kind, mut items: Items) -> Reply {
+        let entry = match kind {
+            Kind::Dict => Entry::Dict(BTreeMap::new()),
+            Kind::List => Entry::List {
+                items: Vec::new(),
+                generation: 0,
+            },
+            Kind::Namespace => Entry::Namespace(BTreeMap::new()),
+            Kind::Value => match items.pop() {
+                Some(value) => Entry::Value(value),
+                None => return invalid("a value needs an initial value"),
+            },
+        };
+        self.next += 1;
+        self.entries.insert(self.next, entry);
+        Reply::ok(Answer::Count(self.next))
+    }
+
+    fn named(&mut self, kind: Kind, name: String, items: Items) -> Reply {
+        match self.names.get(&name) {
+            Some((existing, id)) if *existing == kind => Reply::ok(Answer::Count(*id)),
+            Some((existing, _)) => invalid(format!(
+                "`{name}` names a {existing:?} in this manager, not a {kind:?}"
+            )),
+            None => {
+                let reply = self.create(kind, items);
+                if let Ok(Answer::Count(id)) = reply.outcome {
+                    self.names.insert(name, (kind, id));
+                }
+                reply
+            }
+        }
+    }
+
+    fn apply(&mut self, entry: EntryId, op: EntryOp, items: Items) -> Reply {
+        let Some(target) = self.entries.get_mut(&entry) else {
+            return Reply::failed(Failure::NoSuchObject);
+        };
+        let kind = target.kind();
+        let mut items = items.into_iter();
+        let result: Result<Reply, Reply> = (|| {
+            Ok(match (target, op) {
+                (Entry::Dict(map), EntryOp::Insert) => {
+                    let key = take(&mut items, "key")?;
+                    maybe(map.insert(key, take(&mut items, "value")?))
+                }
+                (Entry::Dict(map), EntryOp::Get) => {
+                    maybe(map.get(&take(&mut items, "key")?).cloned())
+                }
+                (Entry::Dict(map), EntryOp::Remove) => maybe(map.remove(&take(&mut items, "key")?)),
+                (Entry::Dict(map), EntryOp::ContainsKey) => {
+                    Reply::ok(Answer::Flag(map.contains_key(&take(&mut items, "key")?)))
+                }
+                (Entry::Dict(map), EntryOp::Keys) => Reply::items(map.keys().cloned().collect()),
+                (Entry::Dict(map), EntryOp::Values) => {
+                    Reply::items(map.values().cloned().collect())
+                }
+                (Entry::Dict(map), EntryOp::Items) => Reply::items(
+                    map.iter()
+                        .flat_map(|(k, v)| [k.clone(), v.clone()])
+                        .collect(),
+                ),
+                (Entry::Dict(map), EntryOp::InsertMany) => {
+                    while let Ok(key) = take(&mut items, "key") {
+                        let value = take(&mut items, "value")?;
+                        map.insert(key, value);
+                    }
+                    Reply::ok(Answer::Done)
+                }
+                (Entry::Dict(map), EntryOp::Update { worker }) => {
+                    let key = take(&mut items, "key")?;
+                    let current = match (map.get(&key), take(&mut items, "default")) {
+                        (Some(value), _) => value.clone(),
+                        (None, Ok(default)) => default,
+                        (None, Err(_)) => return Ok(maybe(None)),
+                    };
+                    let updated = apply(&worker, &current)?;
+                    map.insert(key, updated.clone());
+                    maybe(Some(updated))
+                }
+                (Entry::Dict(map), EntryOp::Len) => Reply::ok(Answer::Count(map.len() as u64)),
+                (Entry::Dict(map), EntryOp::Clear) => {
+                    map.clear();
+                    Reply::ok(Answer::Done)
+                }
+
+                (
+                    Entry::List {
+                        items: list,
+                        generation,
+                    },
+                    op,
+                ) => {
+                    let changes =
+                        !matches!(op, EntryOp::GetAt { .. } | EntryOp::Len | EntryOp::Snapshot);
+                    let reply = match op {
+                        EntryOp::Push => {
+                            list.extend(items.by_ref());
+                            Reply::ok(Answer::Count(list.len() as u64))
+                        }
+                        EntryOp::Pop => maybe(list.pop()),
+                        EntryOp::GetAt { index } => maybe(
+                            usize::try_from(index)
+                                .ok()
+                                .and_then(|i| list.get(i))
+                                .cloned(),
+                        ),
+                        EntryOp::SetAt { index } => {
+                            let value = take(&mut items, "value")?;
+                            let len = list.len();
+                            match usize::try_from(index).ok().and_then(|i| list.get_mut(i)) {
+                                Some(slot) => {
+                                    *slot = value;
+                                    Reply::ok(Answer::Done)
+                                }
+                                None => {
+                                    return Err(invalid(format!(
+                                        "index {index} is out of range for a list of {len} items"
+                                    )));
+                                }
+                            }
+                        }
+                        EntryOp::InsertAt { index } => {
+                            let value = take(&mut items, "value")?;
+                            let at = usize::try_from(index).unwrap_or(usize::MAX).min(list.len());
+                            list.insert(at, value);
+                            Reply::ok(Answer::Done)
+                        }
+                        EntryOp::RemoveAt { index } => {
+                            let at = usize::try_from(index).unwrap_or(usize::MAX);
+                            maybe((at < list.len()).then(|| list.remove(at)))
+                        }
+                        EntryOp::Reverse => {
+                            list.reverse();
+                            Reply::ok(Answer::Done)
+                        }
+                        EntryOp::Snapshot => {
+                            let mut all = Vec::with_capacity(list.len() + 1);
+                            all.push(generation.to_le_bytes().to_vec());
+                            all.extend(list.iter().cloned());
+                            Reply::items(all)
+                        }
+                        EntryOp::ReplaceIf { generation: seen } => {
+                            if seen == *generation {
+                                *list = items.by_ref().collect();
+                                Reply::ok(Answer::Flag(true))
+                            } else {
+                                return Ok(Reply::ok(Answer::Flag(false)));
+                            }
+                        }
+                        EntryOp::Len => Reply::ok(Answer::Count(list.len() as u64)),
+                        EntryOp::Clear => {
+                            list.clear();
+                            Reply::ok(Answer::Done)
+                        }
+                        other => {
+                            return Err(invalid(format!("{other:?} does not apply to {kind}")));
+                        }
+                    };
+                    if changes {
+                        *generation += 1;
+                    }
+                    reply
+                }
+
+                (Entry::Namespace(fields), EntryOp::SetField { name }) => {
+                    maybe(fields.insert(name, take(&mut items, "value")?))
+                }
+                (Entry::Namespace(fields), EntryOp::GetField { name }) => {
+                    maybe(fields.get(&name).cloned())
+                }
+                (Entry::Namespace(fields), EntryOp::RemoveField { name }) => {
+                    maybe(fields.remove(&name))
+                }
+                (Entry::Namespace(fields), EntryOp::Fields) => Reply::items(
+                    fields
+                        .keys()
+                        .map(|name| encode(name, "a field name").expect("a string encodes"))
+                        .collect(),
+                ),
+                (Entry::Namespace(fields), EntryOp::Len) => {
+                    Reply::ok(Answer::Count(fields.len() as u64))
+                }
+                (Entry::Namespace(fields), EntryOp::Clear) => {
+                    fields.clear();
+                    Reply::ok(Answer::Done)
+                }
+
+                (Entry::Value(value), EntryOp::Load) => maybe(Some(value.clone())),
+                (Entry::Value(value), EntryOp::Store) => {
+                    maybe(Some(std::mem::replace(value, take(&mut items, "value")?)))
+                }
+                (Entry::Value(value), EntryOp::Update { worker }) => {
+                    *value = apply(&worker, value)?;
+                    maybe(Some(value.clone()))
+                }
+
+                (_, other) => return Err(invalid(format!("{other:?} does not apply to {kind}"))),
+            })
+        })();
+        result.unwrap_or_else(|failure| failure)
+    }
+}
+
+impl Object for Store {
+    fn call(&mut self, request: Request, op: Op, items: Items) {
+        let reply = match op {
+            Op::Manager(StoreOp::Create(kind)) => self.create(kind, items),
+            Op::Manager(StoreOp::Named { kind, name }) => self.named(kind, name, items),
+            Op::Manager(StoreOp::On { entry, op }) => self.apply(entry, op, items),
+            _ => invalid("not an operation of a manager"),
+        };
+        let _ = request.answer(reply);
+    }
+
+    fn cancel(&mut self, _conn: ConnId, _id: u64) -> Option<Request> {
+        // Every request is answered at once: nothing is ever parked.
+        None
+    }
+
+    fn disconnected(&mut self, _conn: ConnId) {
+        // Objects belong to the manager, not to a connection: a client that goes away leaves
+        // its writes in place, as with Python's manager.
+    }
+}

@@ -1,0 +1,285 @@
+//! The manager's TCP front: Python's mutual HMAC challenge, then hub frames.
+//!
+//! Local connections prove the process tree's key ([`transport::auth`](crate::transport::auth));
+//! a TCP peer may be another machine with no common ancestor, so both sides prove a key given
+//! by the user, as Python 3.12+ does (`multiprocessing.connection.deliver_challenge` and
+//! `answer_challenge`):
+//!
+//! 1. the server sends `#CHALLENGE#{sha256}` + 40 random bytes; the client answers
+//!    `{sha256}` + HMAC-SHA256(key, `{sha256}` + nonce); the server replies `#WELCOME#` or
+//!    `#FAILURE#`;
+//! 2. the client challenges the server the same way.
+//!
+//! Each message is a 4-byte big-endian length and its bytes, as in Python's `Connection`; a
+//! length over 256 bytes is refused before anything is allocated, and the whole handshake
+//! must finish within [`HANDSHAKE_TIMEOUT`]. Nothing after it is read from a peer that failed.
+//! The key never crosses the wire; a nonce is never reused. Once both sides are proven, the
+//! server sends the store's object id and the connection carries ordinary hub frames.
+//!
+//! The authkey is the whole trust boundary, as in Python: an authenticated peer can address
+//! any object of the serving process's hub (as any process of the local tree can) and can ask
+//! `update` to run any one-argument `#[worker]` registered in the server's binary. Unlike
+//! Python's pickle, nothing a peer sends can run code that is not already registered there.
+//! The connection is not encrypted: over an untrusted network, tunnel it (SSH, WireGuard).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::shared::hub::{Hub, runtime};
+use crate::shared::wire::ObjectId;
+use crate::transport::auth::{keys_match, random_bytes};
+use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter};
+
+/// How long a peer has to complete the whole handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The largest handshake message accepted, as in Python.
+const MAX_MESSAGE_LEN: usize = 256;
+
+const CHALLENGE: &[u8] = b"#CHALLENGE#";
+const WELCOME: &[u8] = b"#WELCOME#";
+const FAILURE: &[u8] = b"#FAILURE#";
+const SHA256: &[u8] = b"{sha256}";
+const NONCE_LEN: usize = 40;
+
+/// The first frame after the handshake: which object of the server's hub is the store.
+#[derive(Debug, Serialize, Deserialize)]
+struct Welcome {
+    store: ObjectId,
+}
+
+fn auth_error(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Auth, message)
+}
+
+async fn send_message<S: AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) -> Result<()> {
+    let mut bytes = (message.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(message);
+    stream
+        .write_all(&bytes)
+        .await
+        .map_err(|error| auth_error(format!("the handshake failed to write: {error}")))
+}
+
+async fn recv_message<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|error| auth_error(format!("the peer closed during the handshake ({error})")))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE_LEN {
+        return Err(auth_error(format!(
+            "a handshake message of {len} bytes exceeds the limit of {MAX_MESSAGE_LEN}"
+        )));
+    }
+    let mut message = vec![0u8; len];
+    stream
+        .read_exact(&mut message)
+        .await
+        .map_err(|error| auth_error(format!("the peer closed during the handshake ({error})")))?;
+    Ok(message)
+}
+
+/// `{sha256}` + HMAC-SHA256(key, message).
+fn response(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    let mut out = SHA256.to_vec();
+    out.extend_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+/// Challenges the peer to prove `key`.
+async fn deliver_challenge<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &[u8],
+) -> Result<()> {
+    let nonce: [u8; NONCE_LEN] = random_bytes();
+    let mut message = SHA256.to_vec();
+    message.extend_from_slice(&nonce);
+    send_message(stream, &[CHALLENGE, &message].concat()).await?;
+    let answer = recv_message(stream).await?;
+    if keys_match(&answer, &response(key, &message)) {
+        send_message(stream, WELCOME).await
+    } else {
+        // Best effort: the peer learns why before the connection closes.
+        let _ = send_message(stream, FAILURE).await;
+        Err(auth_error(
+            "the peer did not prove the authkey (wrong key or not a multiproc manager)",
+        ))
+    }
+}
+
+/// Answers the peer's challenge with `key`.
+async fn answer_challenge<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &[u8],
+) -> Result<()> {
+    let challenge = recv_message(stream).await?;
+    let Some(message) = challenge.strip_prefix(CHALLENGE) else {
+        return Err(auth_error("the peer sent no challenge"));
+    };
+    if !message.starts_with(SHA256) || message.len() < SHA256.len() + 20 {
+        return Err(auth_error(
+            "the peer's challenge is not {sha256} with a nonce",
+        ));
+    }
+    send_message(stream, &response(key, message)).await?;
+    match recv_message(stream).await?.as_slice() {
+        WELCOME => Ok(()),
+        FAILURE => Err(auth_error(
+            "the manager refused our authkey: the keys differ; connect with the authkey it was served with",
+        )),
+        _ => Err(auth_error("the peer answered the handshake with nonsense")),
+    }
+}
+
+/// A TCP front serving one store, and the connections it accepted.
+#[derive(Debug)]
+pub(crate) struct TcpFront {
+    pub(crate) local_addr: SocketAddr,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl TcpFront {
+    /// Stops accepting and drops every connection: their clients' calls fail as closed.
+    pub(crate) fn stop(&self) {
+        for task in self.tasks.lock().expect("front tasks poisoned").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Listens on `addr` and serves `store` of this process's `hub` to every client that proves
+/// `key`.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    key: Vec<u8>,
+    hub: Arc<Hub>,
+    store: ObjectId,
+) -> Result<TcpFront> {
+    // Bound and served on the shared runtime, so the front outlives the caller's runtime as
+    // the hub does.
+    let listener = runtime()
+        .spawn(async move { TcpListener::bind(addr).await })
+        .await
+        .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
+        .map_err(|error| Error::io(&format!("binding {addr}"), error))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|error| Error::io("reading the bound address", error))?;
+    let tasks = Arc::new(Mutex::new(Vec::new()));
+    let key: Arc<[u8]> = key.into();
+    let accepting = {
+        let tasks = tasks.clone();
+        runtime().spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(target: "multiproc", "the manager stopped accepting on {local_addr}: {error}");
+                        return;
+                    }
+                };
+                // Each peer is handshaken in its own task: a slow or hostile peer delays
+                // nobody else.
+                let served = tokio::spawn(serve_peer(stream, peer, key.clone(), hub.clone(), store));
+                let mut tasks = tasks.lock().expect("front tasks poisoned");
+                tasks.retain(|task: &AbortHandle| !task.is_finished());
+                tasks.push(served.abort_handle());
+            }
+        })
+    };
+    tasks
+        .lock()
+        .expect("front tasks poisoned")
+        .push(accepting.abort_handle());
+    Ok(TcpFront { local_addr, tasks })
+}
+
+async fn serve_peer(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    key: Arc<[u8]>,
+    hub: Arc<Hub>,
+    store: ObjectId,
+) {
+    let _ = stream.set_nodelay(true);
+    let handshake = async {
+        deliver_challenge(&mut stream, &key).await?;
+        answer_challenge(&mut stream, &key).await
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(target: "multiproc", "the manager refused {peer}: {error}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(target: "multiproc", "the manager refused {peer}: the handshake timed out");
+            return;
+        }
+    }
+    let (read, write) = stream.into_split();
+    let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
+    if writer.send(&Welcome { store }, Vec::new()).is_err() {
+        return;
+    }
+    let reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
+    hub.serve_stream(reader, writer, 0).await;
+}
+
+/// The hub name of a manager reached over TCP at `addr`.
+pub(crate) fn hub_name(addr: SocketAddr) -> String {
+    format!("{TCP_PREFIX}{addr}")
+}
+
+/// What the hub names of TCP managers start with.
+pub(crate) const TCP_PREFIX: &str = "tcp://";
+
+/// Connects to a manager served at `addr`, proves `key` both ways, and registers the
+/// connection as the link to the hub it names. Returns the hub's name and the store's id.
+pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, ObjectId)> {
+    runtime()
+        .spawn(async move {
+            let attempt = async {
+                let mut stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|error| Error::io(&format!("connecting to {addr}"), error))?;
+                let _ = stream.set_nodelay(true);
+                answer_challenge(&mut stream, &key).await?;
+                deliver_challenge(&mut stream, &key).await?;
+                let (read, write) = stream.into_split();
+                let mut reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
+                let welcome: Welcome = match reader.read().await? {
+                    Some(frame) => frame.header()?,
+                    None => return Err(Error::closed(format!("the manager at {addr} hung up"))),
+                };
+                let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
+                // Named by the address alone, so that a proxy received from another process
+                // that connected to the same address works here once this process has
+                // connected too. A reconnect replaces the link.
+                let hub = hub_name(addr);
+                crate::shared::client::adopt(hub.clone(), reader, writer);
+                Ok((hub, welcome.store))
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT * 5, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::timeout(format!(
+                    "connecting to the manager at {addr} timed out"
+                ))),
+            }
+        })
+        .await
+        .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
+}

@@ -1,0 +1,115 @@
+//! The store's operations: what a proxy asks of the manager's hub.
+//!
+//! Keys and values never appear in these headers: they travel, already encoded, as the
+//! request's items (the frame's payload), so a header stays a few bytes whatever the values.
+
+use serde::{Deserialize, Serialize};
+
+/// The id of one dict, list, namespace or value within the store.
+pub(crate) type EntryId = u64;
+
+/// What kind of object to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Dict,
+    List,
+    Namespace,
+    /// A value; its initial encoding is the request's one item.
+    Value,
+}
+
+/// One request to the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum StoreOp {
+    /// Creates an object; answered with its id as a `Count`.
+    Create(Kind),
+    /// The object registered under `name`, created (and registered) if there is none yet;
+    /// answered with its id as a `Count`. How clients that share nothing but an address
+    /// find the same objects (Python registers typeids on a `BaseManager` for this).
+    Named { kind: Kind, name: String },
+    /// An operation on the object `entry`.
+    On { entry: EntryId, op: EntryOp },
+}
+
+/// An operation on one object. Items named below are the request's or the answer's items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum EntryOp {
+    // Dicts; every request's first item is the encoded key.
+    /// Items `[key, value]`; answers the previous value, if any.
+    Insert,
+    /// Items `[key]`; answers the value, if any.
+    Get,
+    /// Items `[key]`; answers the removed value, if any.
+    Remove,
+    /// Items `[key]`; answers a `Flag`.
+    ContainsKey,
+    /// Answers every key.
+    Keys,
+    /// Answers every value, in key order.
+    Values,
+    /// Answers keys and values, alternating.
+    Items,
+    /// Items `[key, value]...`: inserts them all at once.
+    InsertMany,
+    /// Items `[key]` or `[key, default]`: applies the registered worker `worker` to the value
+    /// (first inserting `default` when the key is missing); answers the new value, or nothing
+    /// when the key is missing and there is no default.
+    Update {
+        worker: String,
+    },
+
+    // Lists; indexes are resolved on the server so that concurrent writers see one order.
+    /// Items `[value]...`: appends them all.
+    Push,
+    /// Answers the removed last item, if any.
+    Pop,
+    /// Answers the item at `index`, if any.
+    GetAt {
+        index: u64,
+    },
+    /// Items `[value]`: replaces the item at `index`; an `InvalidState` failure when out of range.
+    SetAt {
+        index: u64,
+    },
+    /// Items `[value]`: inserts at `index` (clamped to the length, like Python's `insert`).
+    InsertAt {
+        index: u64,
+    },
+    /// Answers the removed item at `index`, if any.
+    RemoveAt {
+        index: u64,
+    },
+    Reverse,
+    /// Answers the generation (8 bytes, little endian) followed by every item.
+    Snapshot,
+    /// Items: the new contents; applied only if nothing changed the list since `generation`.
+    /// Answers a `Flag`.
+    ReplaceIf {
+        generation: u64,
+    },
+
+    // Namespaces; fields are named in the header, since names are short strings.
+    /// Items `[value]`; answers the previous value, if any.
+    SetField {
+        name: String,
+    },
+    GetField {
+        name: String,
+    },
+    RemoveField {
+        name: String,
+    },
+    /// Answers the field names, each encoded as a `String`.
+    Fields,
+
+    // Values.
+    /// Answers the value.
+    Load,
+    /// Items `[value]`: replaces it; answers the previous value.
+    Store,
+
+    // Any kind.
+    /// Answers the number of entries (a `Count`).
+    Len,
+    Clear,
+}
