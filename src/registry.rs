@@ -121,7 +121,14 @@ pub fn dispatch_worker<W: Worker<M>, M>(
             let inputs = inputs.map_err(remote)?;
             let mut outputs = Vec::with_capacity(inputs.len());
             for args in inputs {
-                outputs.push(caught(worker.invoke(args)).await);
+                // A plain fn runs inline: no future to allocate per item of the batch.
+                let output =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| worker.invoke_blocking(args)));
+                outputs.push(match output {
+                    Ok(Ok(output)) => Ok(output),
+                    Ok(Err(args)) => caught(worker.invoke(args)).await,
+                    Err(payload) => Err(RemoteError::Panic(crate::panic::take(payload))),
+                });
             }
             encode(&outputs, "a batch of worker results").map_err(remote)
         })

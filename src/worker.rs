@@ -27,6 +27,11 @@ pub trait Worker<Marker>: Copy + Send + Sync + 'static {
 
     #[doc(hidden)]
     fn invoke(self, args: Self::Args) -> LocalBoxFuture<'static, Self::Output>;
+
+    /// Runs a plain `fn` to completion without a future; `Err` gives the arguments back for
+    /// an `async fn`, which must be awaited through [`invoke`](Worker::invoke).
+    #[doc(hidden)]
+    fn invoke_blocking(self, args: Self::Args) -> Result<Self::Output, Self::Args>;
 }
 
 /// Markers that keep the blanket [`Worker`] implementations apart.
@@ -57,6 +62,11 @@ macro_rules! impl_worker {
             fn invoke(self, ($($arg,)*): Self::Args) -> LocalBoxFuture<'static, R> {
                 Box::pin(async move { self($($arg),*) })
             }
+
+            #[allow(clippy::unused_unit)]
+            fn invoke_blocking(self, ($($arg,)*): Self::Args) -> Result<R, Self::Args> {
+                Ok(self($($arg),*))
+            }
         }
 
         impl<F, Fut, $($ty),*> Worker<markers::Async<($($ty,)*)>> for F
@@ -71,6 +81,10 @@ macro_rules! impl_worker {
 
             fn invoke(self, ($($arg,)*): Self::Args) -> LocalBoxFuture<'static, Fut::Output> {
                 Box::pin(self($($arg),*))
+            }
+
+            fn invoke_blocking(self, args: Self::Args) -> Result<Fut::Output, Self::Args> {
+                Err(args)
             }
         }
     };
