@@ -182,6 +182,11 @@ macro_rules! test_support {
     };
 }
 
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Used by the macros; not public API.
 #[doc(hidden)]
 pub mod __private {
