@@ -1,18 +1,11 @@
 //! JoinableQueue: task_done and join across processes.
 
-use std::time::Duration;
-
 use multiproc::{JoinableQueue, Process, Queue, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+mod common;
+use common::within;
 
 #[worker]
 async fn consumer(tasks: JoinableQueue<Option<u64>>, results: Queue<u64>) {

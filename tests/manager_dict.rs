@@ -6,13 +6,8 @@ use multiproc::{DictProxy, Manager, Process, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+mod common;
+use common::within;
 
 #[worker]
 async fn fill(d: DictProxy<u64, String>, from: u64, count: u64) {

@@ -1,18 +1,11 @@
 //! Manager lists, namespaces, values and hosted queues/events/locks, used from real processes.
 
-use std::time::Duration;
-
 use multiproc::{Event, ListProxy, Lock, Manager, Namespace, Process, Queue, ValueProxy, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+mod common;
+use common::within;
 
 #[worker]
 async fn push_range(l: ListProxy<u64>, from: u64, count: u64) {

@@ -9,14 +9,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(30);
-const KEY: &[u8] = b"the right key";
+mod common;
+use common::within;
 
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+const KEY: &[u8] = b"the right key";
 
 fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()

@@ -6,7 +6,8 @@ use multiproc::{Pool, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::within;
 
 #[worker]
 fn square(x: u64) -> u64 {
@@ -22,12 +23,6 @@ fn sleep_then(ms: u64, value: u64) -> u64 {
 #[worker]
 fn describe(name: String, count: u32) -> String {
     format!("{name}:{count}")
-}
-
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
 }
 
 async fn pool(processes: usize) -> Pool {

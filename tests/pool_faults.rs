@@ -8,7 +8,8 @@ use serde::{Serialize, Serializer};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::within;
 
 #[worker]
 fn square(x: u64) -> u64 {
@@ -62,12 +63,6 @@ impl<'de> serde::Deserialize<'de> for Unserializable {
 #[worker]
 fn unserializable() -> Unserializable {
     Unserializable
-}
-
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
 }
 
 async fn pool(processes: usize) -> Pool {

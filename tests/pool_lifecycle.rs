@@ -9,7 +9,8 @@ use multiproc::{ErrorKind, Pool, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::within;
 
 static LEVEL: AtomicU64 = AtomicU64::new(0);
 
@@ -42,12 +43,6 @@ fn sleep_ms(ms: u64) -> u64 {
 #[worker]
 fn die() {
     std::process::exit(3);
-}
-
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
 }
 
 fn alive(pid: u32) -> bool {

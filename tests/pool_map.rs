@@ -7,7 +7,8 @@ use multiproc::{Pool, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::within;
 
 #[worker]
 fn square(x: u64) -> u64 {
@@ -29,12 +30,6 @@ fn slow_inverse(x: u64) -> u64 {
 #[worker]
 fn pid_of(_x: u64) -> u32 {
     std::process::id()
-}
-
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
 }
 
 async fn pool(processes: usize) -> Pool {

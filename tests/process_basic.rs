@@ -1,12 +1,11 @@
 //! Process: arguments in, results out, names, join semantics.
 
-use std::time::Duration;
-
 use multiproc::{Process, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::within;
 
 #[worker]
 fn square(x: u64) -> u64 {
@@ -33,12 +32,6 @@ fn fallible(ok: bool) -> Result<u32, String> {
 fn whoami() -> (String, u32, Option<String>) {
     let me = multiproc::current_process();
     (me.name, me.pid, multiproc::parent_process().map(|p| p.name))
-}
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
 }
 
 #[tokio::test]

@@ -7,13 +7,8 @@ use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+mod common;
+use common::within;
 
 #[worker]
 fn my_name() -> String {

@@ -1,19 +1,12 @@
 //! Process names and the counter behind them. The only test in its binary, so no other test
 //! moves the counter while it reads it.
 
-use std::time::Duration;
-
 use multiproc::{Process, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+mod common;
+use common::within;
 
 #[worker]
 fn my_name() -> String {

@@ -1,18 +1,11 @@
 //! A process killed in the middle of a get breaks nothing for the others.
 
-use std::time::Duration;
-
 use multiproc::{Event, Process, Queue, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+mod common;
+use common::within;
 
 #[worker]
 async fn get_forever(queue: Queue<u32>, waiting: Event) -> u32 {

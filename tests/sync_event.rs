@@ -6,13 +6,8 @@ use multiproc::{Event, Process, worker};
 
 multiproc::test_support!();
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("timed out")
-}
+mod common;
+use common::within;
 
 #[worker]
 async fn wait_for(event: Event) -> bool {
