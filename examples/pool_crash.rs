@@ -49,7 +49,12 @@ async fn main() -> multiproc::Result<()> {
 
     let squares = pool.map(square, 0..10u64).await?;
     println!("the pool still works: {squares:?}");
-    println!("workers now: {:?}", pool.pids());
+    // The replacement starts in the background; give it up to 2 s to join the pool.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while pool.pids().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!("workers now (the killed one replaced): {:?}", pool.pids());
     pool.terminate().await?;
     Ok(())
 }
