@@ -17,7 +17,7 @@ use crate::error::RemoteError;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
 use crate::spawn::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
-use crate::transport::{self, auth};
+use crate::transport::{self, InFrame, auth};
 
 /// Diverts a re-executed child to its job; returns at once in the main process.
 ///
@@ -64,10 +64,21 @@ pub fn init() {
         std::process::exit(2);
     }
     auth::inherit_key(key);
-    run(bootstrap)
+    let first_call =
+        match InFrame::read_blocking(&mut std::io::stdin(), bootstrap.max_frame_len as usize) {
+            Ok(call) => call,
+            Err(error) => {
+                eprintln!(
+                    "multiproc: {}: a malformed first call: {error}; exiting",
+                    bootstrap.name
+                );
+                std::process::exit(2);
+            }
+        };
+    run(bootstrap, first_call)
 }
 
-fn run(bootstrap: Bootstrap) -> ! {
+fn run(bootstrap: Bootstrap, first_call: Option<InFrame>) -> ! {
     current::set_child(Current {
         name: bootstrap.name.clone(),
         identity: bootstrap.identity.clone(),
@@ -87,7 +98,7 @@ fn run(bootstrap: Bootstrap) -> ! {
         .enable_all()
         .build()
         .expect("building the child's runtime");
-    let code = runtime.block_on(serve(&bootstrap));
+    let code = runtime.block_on(serve(&bootstrap, first_call));
     crate::shared::flush_before_exit();
     tracing::info!(target: "multiproc", "process exiting with exitcode {code}");
     std::process::exit(code)
@@ -114,7 +125,7 @@ fn watch_parent(parent_pid: u32) {
 }
 
 /// Serves calls; returns the exit code.
-async fn serve(bootstrap: &Bootstrap) -> i32 {
+async fn serve(bootstrap: &Bootstrap, mut first_call: Option<InFrame>) -> i32 {
     let max_frame_len = bootstrap.max_frame_len as usize;
     let connection = match transport::connect(&bootstrap.socket, max_frame_len).await {
         Ok(connection) => connection,
@@ -129,8 +140,16 @@ async fn serve(bootstrap: &Bootstrap) -> i32 {
         writer_task,
         ..
     } = connection;
+    // The hello must be out before a blocking first call can hold this thread.
+    if first_call.is_some() && writer.flush().await.is_err() {
+        return 1;
+    }
     let code = loop {
-        let frame = match reader.read().await {
+        let next = match first_call.take() {
+            Some(call) => Ok(Some(call)),
+            None => reader.read().await,
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break 0,
             Err(error) => {

@@ -66,11 +66,12 @@ use tokio::sync::oneshot;
 
 use crate::current;
 use crate::error::{Error, Result};
+use crate::protocol::ToChild;
 use crate::protocol::{decode, encode};
 use crate::registry::{self, RUN_HINT, WORKER_HINT};
 use crate::spawn::{self, ChildSpec, DEFAULT_START_TIMEOUT};
-use crate::supervisor::{Reply, Supervised};
-use crate::transport::{DEFAULT_MAX_FRAME_LEN, check_payload_len};
+use crate::supervisor::{FIRST_CALL_ID, Reply, Supervised};
+use crate::transport::{DEFAULT_MAX_FRAME_LEN, OutFrame, check_payload_len};
 use crate::worker::{Run, Value, Worker, worker_name};
 
 /// A process that has not started yet: returned by [`Process::new`] and
@@ -247,17 +248,17 @@ impl<T: Value> ProcessBuilder<T> {
             max_frame_len: self.max_frame_len,
             stall: self.stall,
         };
-        let spawned = spawn::spawn(&spec).await?;
-        let supervised = Supervised::start(spawned, spec.name);
-        let receiver = match supervised.call(job.worker, job.payload, false, true) {
-            Ok(receiver) => receiver,
-            Err(error) => {
-                supervised.signal(libc::SIGKILL);
-                return Err(error);
-            }
+        // The call travels with the key, so the child runs it as soon as it is up (and it
+        // cannot be lost if this runtime ends right after `start`).
+        let call = ToChild::Call {
+            id: FIRST_CALL_ID,
+            worker: job.worker.to_string(),
+            batch: false,
+            then_exit: true,
         };
-        // The call must reach the child even if this runtime ends right after `start`.
-        supervised.flush().await?;
+        let call = OutFrame::new(&call, job.payload, self.max_frame_len)?;
+        let spawned = spawn::spawn_with_call(&spec, Some(call)).await?;
+        let (supervised, receiver) = Supervised::start_with_call(spawned, spec.name, job.worker);
         Ok(Process {
             inner: Arc::new(Inner {
                 name: self.name,

@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::current::{self, ProcessInfo};
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
-use crate::transport::{Connection, Listener};
+use crate::transport::{Connection, Listener, OutFrame};
 
 /// The environment variable that tells a re-executed binary it is a child.
 pub(crate) const BOOTSTRAP_ENV: &str = "MULTIPROC_BOOTSTRAP";
@@ -116,6 +116,15 @@ pub(crate) struct Spawned {
 
 /// Starts a child and waits until it has connected and proved the key.
 pub(crate) async fn spawn(spec: &ChildSpec) -> Result<Spawned> {
+    spawn_with_call(spec, None).await
+}
+
+/// Starts a child whose first call travels on its standard input right after the key, so it
+/// can run as soon as the child is up instead of waiting for the connection.
+pub(crate) async fn spawn_with_call(
+    spec: &ChildSpec,
+    first_call: Option<OutFrame>,
+) -> Result<Spawned> {
     let this = current::this();
     if this.daemon {
         return Err(Error::invalid_state(format!(
@@ -189,6 +198,11 @@ pub(crate) async fn spawn(spec: &ChildSpec) -> Result<Spawned> {
             .write_all(crate::transport::auth::process_key())
             .await
             .map_err(|error| Error::io(&format!("handing the key to {}", spec.name), error))?;
+        if let Some(call) = &first_call {
+            call.write_to(&mut stdin)
+                .await
+                .map_err(|error| Error::io(&format!("handing the call to {}", spec.name), error))?;
+        }
         drop(stdin);
         listener
             .accept(Some(pid), spec.start_timeout, spec.max_frame_len)

@@ -18,6 +18,9 @@ use crate::protocol::{FromChild, ToChild};
 use crate::spawn::Spawned;
 use crate::transport::{FrameReader, FrameWriter, SharedStream};
 
+/// The id of a call handed to a child at start-up.
+pub(crate) const FIRST_CALL_ID: u64 = 0;
+
 /// The reply to one call: the encoded result, or why there is none.
 pub(crate) type Reply = Result<Vec<u8>>;
 
@@ -60,6 +63,26 @@ impl std::fmt::Debug for Calls {
 impl Supervised {
     /// Takes over a freshly spawned child and starts its supervising task.
     pub(crate) fn start(spawned: Spawned, name: String) -> Self {
+        Self::start_inner(spawned, name, None).0
+    }
+
+    /// As [`start`](Self::start), for a child that was handed call [`FIRST_CALL_ID`] at
+    /// start-up (see [`spawn_with_call`](crate::spawn::spawn_with_call)); the receiver gets
+    /// its reply.
+    pub(crate) fn start_with_call(
+        spawned: Spawned,
+        name: String,
+        worker: &str,
+    ) -> (Self, oneshot::Receiver<Reply>) {
+        let (supervised, receiver) = Self::start_inner(spawned, name, Some(worker));
+        (supervised, receiver.expect("a first call was registered"))
+    }
+
+    fn start_inner(
+        spawned: Spawned,
+        name: String,
+        first_call: Option<&str>,
+    ) -> (Self, Option<oneshot::Receiver<Reply>>) {
         let Spawned {
             child,
             pid,
@@ -70,7 +93,18 @@ impl Supervised {
             name,
             writer: Mutex::new(Some(connection.writer)),
             calls: Mutex::new(Calls::default()),
-            next_id: AtomicU64::new(0),
+            next_id: AtomicU64::new(FIRST_CALL_ID + 1),
+        });
+        let receiver = first_call.map(|worker| {
+            let (sender, receiver) = oneshot::channel();
+            let on_reply: OnReply = Box::new(move |reply| {
+                let _ = sender.send(reply);
+            });
+            let mut calls = shared.calls.lock().expect("calls lock");
+            calls
+                .pending
+                .insert(FIRST_CALL_ID, (on_reply, worker.to_string()));
+            receiver
         });
         let (exit_sender, exit) = watch::channel(None);
         tokio::spawn(supervise(
@@ -79,7 +113,7 @@ impl Supervised {
             connection.reader,
             exit_sender,
         ));
-        Supervised { shared, exit }
+        (Supervised { shared, exit }, receiver)
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -172,21 +206,6 @@ impl Supervised {
         }
     }
 
-    /// Waits until every call sent so far is written to the child's socket.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    pub(crate) async fn flush(&self) -> Result<()> {
-        let writer = self.shared.writer.lock().expect("writer lock").clone();
-        match writer {
-            Some(writer) => writer.flush().await,
-            None => Err(Error::closed(format!(
-                "{} is shutting down",
-                self.shared.name
-            ))),
-        }
-    }
 
     /// The number of calls sent and not yet answered.
     #[allow(dead_code)] // the pool counts its calls itself

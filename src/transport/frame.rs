@@ -58,6 +58,52 @@ impl OutFrame {
     }
 }
 
+impl OutFrame {
+    /// Writes the frame to `out` (a child's standard input) as it would go on a socket.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&self, out: &mut W) -> std::io::Result<()> {
+        out.write_all(&self.head).await?;
+        out.write_all(&self.payload).await
+    }
+}
+
+impl InFrame {
+    /// Reads one frame from a blocking reader; `Ok(None)` at a clean end of stream.
+    pub(crate) fn read_blocking(
+        input: &mut impl std::io::Read,
+        max_len: usize,
+    ) -> Result<Option<Self>> {
+        let mut prefix = [0u8; 4];
+        match input.read_exact(&mut prefix) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(Error::io("reading a frame", error)),
+        }
+        let body_len = u32::from_le_bytes(prefix) as usize;
+        if !(4..=max_len).contains(&body_len) {
+            return Err(Error::new(
+                ErrorKind::FrameTooLarge,
+                format!("a frame of {body_len} bytes is outside 4..={max_len}"),
+            ));
+        }
+        let mut body = vec![0u8; body_len];
+        input
+            .read_exact(&mut body)
+            .map_err(|error| Error::io("reading a frame", error))?;
+        Self::from_body(body).map(Some)
+    }
+
+    fn from_body(body: Vec<u8>) -> Result<Self> {
+        let header_len = u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
+        if header_len > body.len() - 4 {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "a frame header longer than its frame",
+            ));
+        }
+        Ok(InFrame { body, header_len })
+    }
+}
+
 /// Fails, before anything is spawned or sent, if a payload of `payload_len` bytes cannot fit
 /// in a frame of at most `max_len` bytes (allowing room for a header).
 pub(crate) fn check_payload_len(payload_len: usize, max_len: usize, what: &str) -> Result<()> {
@@ -148,14 +194,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             .read_exact(&mut body)
             .await
             .map_err(|error| Error::io("reading a frame", error))?;
-        let header_len = u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
-        if header_len > body_len - 4 {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                "a frame header longer than its frame",
-            ));
-        }
-        Ok(Some(InFrame { body, header_len }))
+        InFrame::from_body(body).map(Some)
     }
 }
 
