@@ -208,29 +208,38 @@ pub(crate) async fn spawn_with_call(
             .accept(Some(pid), spec.start_timeout, spec.max_frame_len)
             .await
     };
+    let timed_out = || {
+        Error::new(
+            ErrorKind::Spawn,
+            format!(
+                "{} (pid {pid}) did not connect back within {:?}; it was killed",
+                spec.name, spec.start_timeout
+            ),
+        )
+    };
+    let handshake = tokio::time::timeout(spec.start_timeout, handshake);
+    tokio::pin!(handshake);
     let outcome = tokio::select! {
-        accepted = tokio::time::timeout(spec.start_timeout, handshake) => match accepted {
-            Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(Error::new(
-                ErrorKind::Spawn,
-                format!(
-                    "{} (pid {pid}) did not connect back within {:?}; it was killed",
-                    spec.name, spec.start_timeout
-                ),
-            )),
-        },
+        biased;
+        accepted = &mut handshake => accepted.unwrap_or_else(|_| Err(timed_out())),
         status = child.wait() => {
-            let status = status.map(ExitStatus::from_std).ok();
-            Err(Error::new(
-                ErrorKind::Spawn,
-                format!(
-                    "{} (pid {pid}) exited during start-up ({}); does this binary call \
-                     multiproc::init() first in main?",
-                    spec.name,
-                    status.map_or("status unknown".to_string(), |s| s.to_string()),
-                ),
-            ))
+            // A child handed a quick first call may finish it and exit before its connection
+            // is accepted; the connection, with its reply, is still waiting in the backlog.
+            match tokio::time::timeout(Duration::from_millis(250), &mut handshake).await {
+                Ok(Ok(Ok(connection))) => Ok(connection),
+                _ => {
+                    let status = status.map(ExitStatus::from_std).ok();
+                    Err(Error::new(
+                        ErrorKind::Spawn,
+                        format!(
+                            "{} (pid {pid}) exited during start-up ({}); does this binary call \
+                             multiproc::init() first in main?",
+                            spec.name,
+                            status.map_or("status unknown".to_string(), |s| s.to_string()),
+                        ),
+                    ))
+                }
+            }
         }
     };
     match outcome {

@@ -206,7 +206,6 @@ impl Supervised {
         }
     }
 
-
     /// The number of calls sent and not yet answered.
     #[allow(dead_code)] // the pool counts its calls itself
     pub(crate) fn in_flight(&self) -> usize {
