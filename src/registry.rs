@@ -153,3 +153,20 @@ pub fn dispatch_run<R: Run>(
         encode(&output, "the process's result").map_err(remote)
     })
 }
+
+/// The registered name equal to `name`, as the `'static` string the registry holds.
+#[cfg(feature = "nats")]
+pub(crate) fn static_name(name: &str) -> Option<&'static str> {
+    registry()
+        .by_name
+        .get_key_value(name)
+        .map(|(name, _)| *name)
+}
+
+/// Every registered name, sorted.
+#[cfg(feature = "nats")]
+pub(crate) fn names() -> Vec<&'static str> {
+    let mut names: Vec<_> = registry().by_name.keys().copied().collect();
+    names.sort_unstable();
+    names
+}

@@ -614,3 +614,21 @@ impl<T> fmt::Debug for AsyncResult<T> {
             .finish()
     }
 }
+
+#[cfg(feature = "nats")]
+impl Pool {
+    /// Runs a registered worker, by name, on an already encoded argument tuple (or, with
+    /// `batch`, a `Vec` of `items` of them) and returns the encoded reply. Used by a
+    /// [`Node`](crate::Node) to run the tasks it pulls from the cluster.
+    pub(crate) async fn call_encoded(
+        &self,
+        worker: &'static str,
+        payload: Vec<u8>,
+        batch: bool,
+        items: usize,
+    ) -> Result<Vec<u8>> {
+        let (job, receiver) = Job::new(worker, payload, batch, items);
+        self.submit(self.new_group(), vec![job])?;
+        reply(receiver).await
+    }
+}

@@ -1,0 +1,315 @@
+//! The same `#[worker]` functions on many machines, through a NATS JetStream server
+//! (feature `nats`).
+//!
+//! Start a [`Node`] on every machine, from your own binary (behind a flag of your CLI), and
+//! connect a [`RemotePool`] from the service that submits work:
+//!
+//! ```no_run
+//! use multiproc::{worker, Node, Pool};
+//!
+//! #[worker]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! #[multiproc::main]
+//! async fn main() -> multiproc::Result<()> {
+//!     let url = "nats://127.0.0.1:4222";
+//!     if std::env::args().any(|arg| arg == "--node") {
+//!         // On each worker machine: a local pool of 8 child processes.
+//!         return Node::connect(url).slots(8).serve().await;
+//!     }
+//!     // In the service: the pool's methods, run on the nodes.
+//!     let pool = Pool::connect(url).build().await?;
+//!     let squares: Vec<u64> = pool.map(square, 0..1_000u64).await?;
+//!     assert_eq!(squares[3], 9);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Running a cluster
+//!
+//! Run `nats-server -js` (2.9 or later; JetStream must be on), start the nodes, then the
+//! service. Everything lives under a *namespace* (`"default"` unless set with
+//! [`NodeBuilder::namespace`] and [`RemotePoolBuilder::namespace`]):
+//!
+//! - a work-queue stream `MP_<namespace>_TASKS`, subjects `mp.<namespace>.task.<fingerprint>`,
+//!   from which the nodes of one build pull through one durable pull consumer;
+//! - a key-value bucket `mp_<namespace>_nodes` in which every node writes a heartbeat (its
+//!   id, host, pid, slots, workers and registry fingerprint) that expires when the node
+//!   stops beating;
+//! - a stream `MP_<namespace>_RESULTS` (subjects `mp.<namespace>.result.<pool id>`, kept 15
+//!   minutes) on which the nodes publish results, each pool reading its own subject through
+//!   an ordered consumer, so that results survive a server restart.
+//!
+//! Connection options (user and password, token, NKeys, credentials files, TLS) pass through
+//! [`NodeBuilder::options`] and [`RemotePoolBuilder::options`] as an
+//! [`async_nats::ConnectOptions`].
+//!
+//! # Delivery guarantee: at least once
+//!
+//! A task (one chunk of a `map`, or one `apply`) is acknowledged *late*: only after its
+//! result has been published. So:
+//!
+//! - a child process that crashes while running a task makes its node reject the task at
+//!   once, and JetStream delivers it again, to another slot or another node;
+//! - a node that vanishes has its tasks delivered again after the ack wait (30 s by default,
+//!   [`NodeBuilder::ack_wait`]); a node keeps the lease of a long task alive with progress
+//!   acks, so a long task is not delivered twice merely for being long;
+//! - after [`max_deliver`](NodeBuilder::max_deliver) deliveries (3 by default) that all
+//!   crashed, the caller gets a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming the
+//!   task and the last failure, and the message is removed from the stream. When the
+//!   deliveries ended because the nodes vanished rather than crashed, JetStream notices the
+//!   exhausted task (and the caller gets its error) the next time a node asks for work.
+//!
+//! A task may therefore run more than once (a node that died after running it but before
+//! acknowledging it, a node cut off longer than the ack wait): **workers run on a cluster
+//! should be idempotent**. Each task has an id (`<pool id>.<n>`), which travels in the
+//! `Mp-Task` header and names the task in errors. A duplicate result is discarded by the
+//! caller.
+//!
+//! # Builds and fingerprints
+//!
+//! Workers are found by name, so every node must run the same build as the caller. Each
+//! binary computes a fingerprint of its worker registry (the sorted names of its
+//! `#[worker]`s); tasks are published on a subject carrying the caller's fingerprint, so a
+//! node of another build never receives them. A call for which no live node of the
+//! caller's fingerprint serves the worker fails at once with an
+//! [`UnknownWorker`](crate::ErrorKind::UnknownWorker) error that says what nodes are alive.
+
+mod node;
+mod pool;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+
+pub use node::{Node, NodeBuilder};
+pub use pool::{RemoteAsyncResult, RemoteImap, RemoteMap, RemotePool, RemotePoolBuilder};
+
+/// The connection options of `async-nats`, re-exported: credentials, NKeys, token, TLS.
+pub use async_nats::ConnectOptions;
+
+/// The namespace used unless one is set.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// How long results are kept in the results stream for a caller to read them.
+const RESULT_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// How often a node writes its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long a heartbeat stays valid: a node silent this long is taken for dead.
+const NODE_TTL: Duration = Duration::from_secs(5);
+
+/// Header: the task id.
+const TASK_HEADER: &str = "Mp-Task";
+/// Header: the subject the result goes to.
+const REPLY_HEADER: &str = "Mp-Reply";
+/// Header: the worker's registered name.
+const WORKER_HEADER: &str = "Mp-Worker";
+/// Header: the number of items in the task's batch.
+const ITEMS_HEADER: &str = "Mp-Items";
+/// Header: the node that ran the task (on results).
+const NODE_HEADER: &str = "Mp-Node";
+
+/// Room kept for the headers when checking a payload against the server's `max_payload`.
+const HEADER_ROOM: usize = 1024;
+
+/// The names one namespace uses on the server.
+#[derive(Debug, Clone)]
+struct Names {
+    stream: String,
+    results: String,
+    results_prefix: String,
+    bucket: String,
+    subject_prefix: String,
+}
+
+impl Names {
+    fn new(namespace: &str) -> Result<Names> {
+        let valid = !namespace.is_empty()
+            && namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the namespace {namespace:?} must be made of ASCII letters, digits, `_` and `-`"
+                ),
+            ));
+        }
+        Ok(Names {
+            stream: format!("MP_{namespace}_TASKS"),
+            results: format!("MP_{namespace}_RESULTS"),
+            results_prefix: format!("mp.{namespace}.result"),
+            bucket: format!("mp_{namespace}_nodes"),
+            subject_prefix: format!("mp.{namespace}.task"),
+        })
+    }
+
+    fn task_subject(&self, fingerprint: &str) -> String {
+        format!("{}.{fingerprint}", self.subject_prefix)
+    }
+
+    fn consumer(&self, fingerprint: &str) -> String {
+        format!("nodes_{fingerprint}")
+    }
+}
+
+/// What a node announces in its heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeInfo {
+    pub(crate) id: String,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) slots: usize,
+    pub(crate) fingerprint: String,
+    pub(crate) workers: Vec<String>,
+    /// Milliseconds since the Unix epoch when the heartbeat was written.
+    pub(crate) at_ms: u64,
+}
+
+impl NodeInfo {
+    fn is_fresh(&self) -> bool {
+        now_ms().saturating_sub(self.at_ms) < NODE_TTL.as_millis() as u64
+    }
+}
+
+/// The answer to a task, as a node publishes it.
+#[derive(Debug, Serialize, Deserialize)]
+enum Outcome {
+    /// The encoded reply of the batch call: one `Result<Output, RemoteError>` per item.
+    Done(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Every delivery crashed; the task was removed after `attempts` deliveries.
+    GaveUp { attempts: u64, last: String },
+    /// The task cannot run (unknown worker, undecodable, result too large).
+    Failed { kind: FailKind, message: String },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum FailKind {
+    UnknownWorker,
+    Serialization,
+    TooLarge,
+    Other,
+}
+
+impl FailKind {
+    fn of(error: &Error) -> FailKind {
+        match error.kind() {
+            ErrorKind::UnknownWorker => FailKind::UnknownWorker,
+            ErrorKind::Serialization => FailKind::Serialization,
+            ErrorKind::FrameTooLarge => FailKind::TooLarge,
+            _ => FailKind::Other,
+        }
+    }
+
+    fn kind(self) -> ErrorKind {
+        match self {
+            FailKind::UnknownWorker => ErrorKind::UnknownWorker,
+            FailKind::Serialization => ErrorKind::Serialization,
+            FailKind::TooLarge => ErrorKind::FrameTooLarge,
+            FailKind::Other => ErrorKind::Protocol,
+        }
+    }
+}
+
+/// The fingerprint of this binary's worker registry: FNV-1a over the sorted names, in hex.
+pub(crate) fn fingerprint() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in crate::registry::names() {
+        for byte in name.bytes().chain([b'\n']) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// An error of the NATS client, while `doing` something.
+fn nats_error(doing: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::Io, format!("NATS: {doing}: {source}")).with_source(source)
+}
+
+async fn connect(url: &str, options: Option<ConnectOptions>) -> Result<async_nats::Client> {
+    options
+        .unwrap_or_default()
+        .connect(url)
+        .await
+        .map_err(|error| nats_error(&format!("connecting to {url}"), error))
+}
+
+/// Creates (or finds) the streams and the node bucket of a namespace. Nodes and pools
+/// starting at the same time race to create them; a lost race is retried.
+async fn ensure_layout(
+    js: &jetstream::Context,
+    names: &Names,
+) -> Result<(jetstream::stream::Stream, jetstream::kv::Store)> {
+    let mut attempt = 0;
+    loop {
+        match try_ensure_layout(js, names).await {
+            Err(error) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "multiproc: setting up the streams; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// The bucket's stream is created by hand: `create_key_value` of `async-nats` fails against
+/// the 2.9 servers of Debian, while `get_key_value` on an existing stream works.
+async fn try_ensure_layout(
+    js: &jetstream::Context,
+    names: &Names,
+) -> Result<(jetstream::stream::Stream, jetstream::kv::Store)> {
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: names.stream.clone(),
+            subjects: vec![format!("{}.>", names.subject_prefix)],
+            retention: jetstream::stream::RetentionPolicy::WorkQueue,
+            storage: jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| nats_error(&format!("creating the stream {}", names.stream), error))?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: names.results.clone(),
+        subjects: vec![format!("{}.>", names.results_prefix)],
+        max_age: RESULT_TTL,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|error| nats_error(&format!("creating the stream {}", names.results), error))?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{}", names.bucket),
+        subjects: vec![format!("$KV.{}.>", names.bucket)],
+        max_messages_per_subject: 1,
+        max_age: NODE_TTL,
+        discard: jetstream::stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|error| nats_error(&format!("creating the bucket {}", names.bucket), error))?;
+    let bucket = js
+        .get_key_value(names.bucket.clone())
+        .await
+        .map_err(|error| nats_error(&format!("opening the bucket {}", names.bucket), error))?;
+    Ok((stream, bucket))
+}

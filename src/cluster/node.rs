@@ -1,0 +1,465 @@
+//! [`Node`]: a machine's local pool, serving the tasks of a NATS JetStream cluster.
+//!
+//! Each slot (one per child process) pulls *one* task at a time, and only when it is free:
+//! a batch prefetch would strand the tasks it reserved on a node that dies. The task is
+//! acknowledged after its result is published; while it runs, the node extends its lease with
+//! progress acks every third of the ack wait. A task whose child process died is rejected
+//! (`nak`) for immediate redelivery, unless it was its last delivery: then the caller is told
+//! and the message is terminated, which removes it from the work queue.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pool::Pool;
+use crate::protocol::encode;
+
+use super::{
+    ConnectOptions, DEFAULT_NAMESPACE, FailKind, HEADER_ROOM, HEARTBEAT, ITEMS_HEADER, NODE_HEADER,
+    Names, NodeInfo, Outcome, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, ensure_layout,
+    fingerprint, nats_error, now_ms,
+};
+
+/// The default ack wait: a node silent this long has its tasks delivered elsewhere.
+const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// The default number of deliveries of a task before the caller gets an error.
+const DEFAULT_MAX_DELIVER: i64 = 3;
+
+/// How many times a node tries to store a result before it gives the task back.
+const ANSWER_ATTEMPTS: u32 = 60;
+
+/// How long one pull request waits for a task before it is renewed.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// A worker node: serves the tasks of a NATS JetStream cluster on a local pool of child
+/// processes. See the [module docs](crate::cluster).
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// A builder for a node connected to the server at `url` (`"nats://host:4222"`).
+    pub fn connect(url: impl Into<String>) -> NodeBuilder {
+        NodeBuilder {
+            url: url.into(),
+            options: None,
+            slots: None,
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            name: None,
+            fingerprint: None,
+            ack_wait: DEFAULT_ACK_WAIT,
+            max_deliver: DEFAULT_MAX_DELIVER,
+        }
+    }
+}
+
+/// Configures a [`Node`]; returned by [`Node::connect`].
+#[must_use = "a node serves only when `serve` is awaited"]
+pub struct NodeBuilder {
+    url: String,
+    options: Option<ConnectOptions>,
+    slots: Option<usize>,
+    namespace: String,
+    name: Option<String>,
+    fingerprint: Option<String>,
+    ack_wait: Duration,
+    max_deliver: i64,
+}
+
+impl NodeBuilder {
+    /// The number of child processes, hence of tasks run at once (default:
+    /// [`cpu_count()`](crate::cpu_count)).
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = Some(slots);
+        self
+    }
+
+    /// Connection options: credentials, NKeys, token, TLS, reconnection.
+    pub fn options(mut self, options: ConnectOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+
+    /// The namespace to serve (default `"default"`); see the [module docs](crate::cluster).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The node's id in heartbeats and results (default `<host>-<pid>`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Not public API: poses as a build with another worker registry, for the tests of the
+    /// refusal of a node of another build. Hex digits only.
+    #[doc(hidden)]
+    pub fn fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.fingerprint = Some(fingerprint.into());
+        self
+    }
+
+    /// How long a delivered task may go without an ack or a progress ack before JetStream
+    /// delivers it again (default 30 s). Fixed by the first node of a build to create the
+    /// consumer.
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// How many times a task is delivered before its caller gets an error (default 3).
+    /// Fixed by the first node of a build to create the consumer.
+    pub fn max_deliver(mut self, deliveries: u32) -> Self {
+        self.max_deliver = i64::from(deliveries.max(1));
+        self
+    }
+
+    /// Connects, starts the local pool, announces the node and serves tasks until an error
+    /// stops it.
+    ///
+    /// # Errors
+    ///
+    /// - [`Io`](crate::ErrorKind::Io) if the server cannot be reached or refuses to create
+    ///   the stream, the consumer or the node bucket (is JetStream on? `nats-server -js`).
+    /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace or 0
+    ///   slots; the local pool's start error if its children cannot start.
+    ///
+    /// Lost connections are not errors: the client reconnects and the node goes on.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the node: its child processes exit, and the tasks it held
+    /// are delivered to other nodes after the ack wait.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// multiproc::Node::connect("nats://127.0.0.1:4222")
+    ///     .slots(4)
+    ///     .serve()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve(mut self) -> Result<()> {
+        let names = Names::new(&self.namespace)?;
+        let mut pool = Pool::builder();
+        if let Some(slots) = self.slots {
+            pool = pool.processes(slots);
+        }
+        let pool = pool.build().await?;
+        let client = connect(&self.url, self.options.take()).await?;
+        let js = jetstream::new(client.clone());
+        let (stream, bucket) = ensure_layout(&js, &names).await?;
+        let fingerprint = self.fingerprint.take().unwrap_or_else(fingerprint);
+        let consumer: PullConsumer = self.consumer(&stream, &names, &fingerprint).await?;
+        let config = &consumer.cached_info().config;
+        let node = Arc::new(Serving {
+            id: self
+                .name
+                .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
+            client,
+            js,
+            pool,
+            ack_wait: config.ack_wait,
+            max_deliver: config.max_deliver,
+        });
+        let info = NodeInfo {
+            id: node.id.clone(),
+            host: hostname(),
+            pid: std::process::id(),
+            slots: node.pool.processes(),
+            fingerprint,
+            workers: crate::registry::names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            at_ms: 0,
+        };
+        let key = node_key(&node.id);
+        beat(&bucket, &key, &info).await?;
+        tracing::info!(node = %node.id, slots = info.slots, "multiproc node serving");
+
+        let heartbeat = async {
+            let mut ticks = tokio::time::interval(HEARTBEAT);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = beat(&bucket, &key, &info).await {
+                    tracing::warn!(%error, "multiproc node: heartbeat failed");
+                }
+            }
+        };
+        let slots = futures::future::join_all(
+            (0..node.pool.processes()).map(|_| node.clone().slot(consumer.clone())),
+        );
+        tokio::select! {
+            () = heartbeat => Ok(()),
+            _ = slots => Ok(()),
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Creates (or finds) the durable pull consumer of this build's nodes; a lost creation
+    /// race with another node is retried.
+    async fn consumer(
+        &self,
+        stream: &jetstream::stream::Stream,
+        names: &Names,
+        fingerprint: &str,
+    ) -> Result<PullConsumer> {
+        let mut attempt = 0;
+        loop {
+            let created = stream
+                .get_or_create_consumer(
+                    &names.consumer(fingerprint),
+                    jetstream::consumer::pull::Config {
+                        durable_name: Some(names.consumer(fingerprint)),
+                        filter_subject: names.task_subject(fingerprint),
+                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                        ack_wait: self.ack_wait,
+                        max_deliver: self.max_deliver,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            match created {
+                Ok(consumer) => return Ok(consumer),
+                Err(error) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(%error, attempt, "multiproc node: creating the consumer; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(error) => return Err(nats_error("creating the nodes' consumer", error)),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("url", &self.url)
+            .field("slots", &self.slots)
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("ack_wait", &self.ack_wait)
+            .field("max_deliver", &self.max_deliver)
+            .finish()
+    }
+}
+
+/// A running node, shared by its slots.
+struct Serving {
+    id: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    pool: Pool,
+    ack_wait: Duration,
+    max_deliver: i64,
+}
+
+impl Serving {
+    /// One slot: pulls one task, runs it, answers it; again and again.
+    async fn slot(self: Arc<Self>, consumer: PullConsumer) {
+        loop {
+            let batch = consumer
+                .batch()
+                .max_messages(1)
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "multiproc node: pulling a task failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(message) => self.run(message).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "multiproc node: receiving a task failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one task and answers it; never fails (every failure is an answer or a `nak`).
+    async fn run(&self, message: jetstream::Message) {
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(name))
+                .map(|value| value.as_str().to_string())
+        };
+        let (Some(task), Some(reply), Some(worker)) = (
+            header(TASK_HEADER),
+            header(REPLY_HEADER),
+            header(WORKER_HEADER),
+        ) else {
+            tracing::warn!("multiproc node: a task without its headers; terminated");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        };
+        let items = header(ITEMS_HEADER)
+            .and_then(|items| items.parse().ok())
+            .unwrap_or(1);
+        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+        let Some(name) = crate::registry::static_name(&worker) else {
+            let error = Error::new(
+                ErrorKind::UnknownWorker,
+                format!("node {} has no worker `{worker}`", self.id),
+            );
+            self.answer(&task, &reply, &Outcome::failed(&error)).await;
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        };
+
+        let call = self
+            .pool
+            .call_encoded(name, message.payload.to_vec(), true, items);
+        tokio::pin!(call);
+        let mut progress = tokio::time::interval(self.ack_wait / 3);
+        progress.tick().await;
+        let reply_bytes = loop {
+            tokio::select! {
+                reply = &mut call => break reply,
+                _ = progress.tick() => {
+                    if let Err(error) = message.ack_with(AckKind::Progress).await {
+                        tracing::warn!(%error, task, "multiproc node: progress ack failed");
+                    }
+                }
+            }
+        };
+        match reply_bytes {
+            Ok(bytes) => {
+                if !self.answer(&task, &reply, &Outcome::Done(bytes)).await {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                    return;
+                }
+                if let Err(error) = message.double_ack().await {
+                    tracing::warn!(%error, task, "multiproc node: ack failed");
+                }
+            }
+            Err(error) if error.is_worker_died() && delivered < self.max_deliver => {
+                tracing::warn!(%error, task, delivered, "multiproc node: task crashed; rejected");
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+            Err(error) if error.is_worker_died() => {
+                let outcome = Outcome::GaveUp {
+                    attempts: delivered.max(0) as u64,
+                    last: format!("on node {}: {error}", self.id),
+                };
+                self.answer(&task, &reply, &outcome).await;
+                let _ = message.double_ack_with(AckKind::Term).await;
+            }
+            Err(error) if error.is_cancelled() || error.is_closed() => {
+                // The node is stopping: someone else will run it.
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+            }
+            Err(error) => {
+                self.answer(&task, &reply, &Outcome::failed(&error)).await;
+                let _ = message.double_ack().await;
+            }
+        }
+    }
+
+    /// Publishes the answer to `task` on the results stream, replacing a result too large
+    /// for the server by an error saying so. Returns whether the server stored it; a lost
+    /// connection is retried for a while.
+    async fn answer(&self, task: &str, reply: &str, outcome: &Outcome) -> bool {
+        let mut bytes = match encode(outcome, "a task's outcome") {
+            Ok(bytes) => bytes,
+            Err(error) => encode(&Outcome::failed(&error), "a task's outcome")
+                .expect("an error outcome encodes"),
+        };
+        let max = self.client.server_info().max_payload;
+        if bytes.len() + HEADER_ROOM > max {
+            let error = Error::new(
+                ErrorKind::FrameTooLarge,
+                format!(
+                    "the result of task {task} is {} bytes, over the NATS server's max_payload of \
+                     {max} bytes; return less, or raise max_payload",
+                    bytes.len()
+                ),
+            );
+            bytes = encode(&Outcome::failed(&error), "a task's outcome")
+                .expect("an error outcome encodes");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(TASK_HEADER, task);
+        headers.insert(NODE_HEADER, self.id.as_str());
+        for attempt in 0..ANSWER_ATTEMPTS {
+            let stored = async {
+                self.js
+                    .publish_with_headers(reply.to_string(), headers.clone(), bytes.clone().into())
+                    .await?
+                    .await
+            }
+            .await;
+            match stored {
+                Ok(_) => return true,
+                Err(error) => {
+                    tracing::warn!(%error, task, attempt, "multiproc node: storing a result failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        false
+    }
+}
+
+impl Outcome {
+    fn failed(error: &Error) -> Outcome {
+        Outcome::Failed {
+            kind: FailKind::of(error),
+            message: error.to_string(),
+        }
+    }
+}
+
+async fn beat(bucket: &jetstream::kv::Store, key: &str, info: &NodeInfo) -> Result<()> {
+    let info = NodeInfo {
+        at_ms: now_ms(),
+        ..info.clone()
+    };
+    let bytes = encode(&info, "a node heartbeat")?;
+    bucket
+        .put(key, bytes.into())
+        .await
+        .map_err(|error| nats_error("writing the node's heartbeat", error))?;
+    Ok(())
+}
+
+/// A key-value key for a node id: letters, digits, `-`, `_` and `=` kept, the rest `_`.
+fn node_key(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '=' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

@@ -1,0 +1,627 @@
+//! The pool on a NATS JetStream cluster, against a real `nats-server -js` on 127.0.0.1: a map
+//! across two node processes, a child killed mid-task, a poison task, a long task keeping its
+//! lease, the no-node error, an oversized payload.
+//!
+//! Each test starts its own server (random port, temporary store) and its own node
+//! processes (this test binary re-executed into the `node_process` test), and kills them
+//! when done. Without `nats-server` on the `PATH` the tests are skipped with a message.
+#![cfg(feature = "nats")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multiproc::{ErrorKind, Node, Pool, RemotePool, worker};
+
+multiproc::test_support!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The tests run one at a time: each starts a server and node processes with their own
+/// children, and on two cores their timings (ack waits of 1 s) would interfere.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The node this task runs on (set in the node process's environment, which its child
+/// processes inherit).
+fn node_name() -> String {
+    std::env::var("MP_TEST_NODE_NAME").unwrap_or_default()
+}
+
+#[worker]
+fn square_on(x: u64) -> (u64, String) {
+    (x * x, node_name())
+}
+
+#[worker]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+/// Writes its pid into `dir`, then works for `ms`.
+#[worker]
+fn victim(dir: String, ms: u64) -> (u32, String) {
+    let pid = std::process::id();
+    std::fs::write(Path::new(&dir).join(pid.to_string()), b"").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    (pid, node_name())
+}
+
+#[worker]
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    x * x
+}
+
+/// Always crashes its child process.
+#[worker]
+fn poison() -> u64 {
+    std::process::exit(3)
+}
+
+#[worker]
+fn boom(x: u64) -> u64 {
+    if x == 3 {
+        panic!("item {x} is unlucky");
+    }
+    x
+}
+
+#[worker]
+fn len(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+/// Not a test: the body of a node process, started by [`NodeProcess::start`].
+#[test]
+fn node_process() {
+    let Ok(url) = std::env::var("MP_TEST_NODE_URL") else {
+        return;
+    };
+    let slots: usize = std::env::var("MP_TEST_NODE_SLOTS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ack_wait: u64 = std::env::var("MP_TEST_NODE_ACK_WAIT_MS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut node = Node::connect(url)
+        .name(node_name())
+        .slots(slots)
+        .ack_wait(Duration::from_millis(ack_wait))
+        .max_deliver(3);
+    if let Ok(fingerprint) = std::env::var("MP_TEST_NODE_FINGERPRINT") {
+        node = node.fingerprint(fingerprint);
+    }
+    if std::env::var_os("MP_TEST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let served = runtime.block_on(node.serve());
+    panic!("the node stopped: {served:?}");
+}
+
+/// A `nats-server -js` on a free port of 127.0.0.1, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server, or returns `None` (the test is then skipped) without `nats-server`.
+    fn start() -> Option<Server> {
+        let found = Command::new("nats-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            eprintln!("nats-server is not installed; skipping (apt-get install nats-server)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = scratch_dir("nats");
+        let child = Self::spawn(port, &dir);
+        let server = Server { child, port, dir };
+        server.wait_ready();
+        Some(server)
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        die_with_parent(
+            Command::new("nats-server")
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                .arg(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .spawn()
+        .expect("starting nats-server")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server and starts it again on the same port and store.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port, &self.dir);
+        self.wait_ready();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A node: this test binary re-executed into [`node_process`], killed on drop.
+struct NodeProcess {
+    child: Child,
+}
+
+impl NodeProcess {
+    fn start(server: &Server, name: &str, slots: usize, ack_wait_ms: u64) -> NodeProcess {
+        Self::start_with(server, name, slots, ack_wait_ms, &[])
+    }
+
+    fn start_with(
+        server: &Server,
+        name: &str,
+        slots: usize,
+        ack_wait_ms: u64,
+        env: &[(&str, &str)],
+    ) -> NodeProcess {
+        let child = die_with_parent(
+            Command::new(std::env::current_exe().unwrap())
+                .envs(env.iter().copied())
+                .args(["node_process", "--exact", "--nocapture", "--test-threads=1"])
+                .env("MP_TEST_NODE_URL", server.url())
+                .env("MP_TEST_NODE_NAME", name)
+                .env("MP_TEST_NODE_SLOTS", slots.to_string())
+                .env("MP_TEST_NODE_ACK_WAIT_MS", ack_wait_ms.to_string())
+                .stdout(Stdio::null()),
+        )
+        .spawn()
+        .expect("starting a node process");
+        NodeProcess { child }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes the process get `SIGKILL` if the test process dies first.
+fn die_with_parent(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "multiproc-test-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits (bounded) until the pool sees `count` live nodes.
+async fn wait_for_nodes(pool: &RemotePool, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes = pool.nodes().await.unwrap();
+        if nodes.len() >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {nodes:?} of {count} nodes came up in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connect(server: &Server) -> RemotePool {
+    tokio::time::timeout(LIMIT, Pool::connect(server.url()).build())
+        .await
+        .expect("connecting in time")
+        .expect("connecting")
+}
+
+#[tokio::test]
+async fn map_across_two_nodes_in_order() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
+    let _b = NodeProcess::start(&server, "node-b", 2, 30_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 2).await;
+    assert_eq!(pool.nodes().await.unwrap(), ["node-a", "node-b"]);
+    assert_eq!(pool.slots().await.unwrap(), 4);
+
+    let results = tokio::time::timeout(LIMIT, pool.map(square_on, 0..400u64).chunksize(4))
+        .await
+        .expect("the map finished in time")
+        .unwrap();
+    let squares: Vec<u64> = results.iter().map(|(square, _)| *square).collect();
+    assert_eq!(squares, (0..400u64).map(|x| x * x).collect::<Vec<_>>());
+    let ran_on: std::collections::BTreeSet<&str> =
+        results.iter().map(|(_, node)| node.as_str()).collect();
+    assert_eq!(ran_on, ["node-a", "node-b"].into(), "both nodes ran chunks");
+
+    // The rest of the API, with the local pool's semantics.
+    let default_chunks = tokio::time::timeout(LIMIT, pool.map(square_on, 0..50u64))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(default_chunks.len(), 50);
+    assert_eq!(
+        tokio::time::timeout(LIMIT, pool.starmap(add, vec![(1, 2), (3, 4)]))
+            .await
+            .unwrap()
+            .unwrap(),
+        [3, 7]
+    );
+    assert_eq!(pool.apply(add, (20, 22)).await.unwrap(), 42);
+    let handles: Vec<_> = (0..10).map(|x| pool.apply_async(add, (x, x))).collect();
+    for (x, handle) in handles.into_iter().enumerate() {
+        let sum = tokio::time::timeout(LIMIT, handle).await.unwrap().unwrap();
+        assert_eq!(sum, 2 * x as u64);
+    }
+    // imap: in order, lazily, from an endless iterator; imap_unordered: every item once.
+    use futures::StreamExt;
+    let first: Vec<u64> = tokio::time::timeout(
+        LIMIT,
+        pool.imap(square_on, 0..u64::MAX)
+            .chunksize(3)
+            .take(20)
+            .map(|result| result.unwrap().0)
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+    let mut unordered: Vec<u64> = tokio::time::timeout(
+        LIMIT,
+        pool.imap_unordered(square_on, 0..30u64)
+            .map(|result| result.unwrap().0)
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    unordered.sort_unstable();
+    assert_eq!(unordered, (0..30u64).map(|x| x * x).collect::<Vec<_>>());
+
+    // One item's panic fails the map with that item's error, as in the local pool.
+    let error = tokio::time::timeout(LIMIT, pool.map(boom, 0..8u64).chunksize(3))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(error.is_panic(), "{error}");
+    assert!(error.to_string().contains("item 3 is unlucky"), "{error}");
+}
+
+#[tokio::test]
+async fn killed_child_task_finishes_elsewhere() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
+    let _b = NodeProcess::start(&server, "node-b", 1, 30_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 2).await;
+
+    let dir = scratch_dir("victim");
+    let started = Instant::now();
+    let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 2_000));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let killed: u32 = loop {
+        let first = std::fs::read_dir(&dir).unwrap().next();
+        if let Some(entry) = first {
+            break entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .parse()
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "the task never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // SAFETY: kill(2) on the pid of a child process of a node of ours.
+    assert_eq!(unsafe { libc::kill(killed as i32, libc::SIGKILL) }, 0);
+
+    let (pid, node) = tokio::time::timeout(LIMIT, pending)
+        .await
+        .expect("the task finished in time")
+        .expect("the task was redelivered and finished");
+    assert_ne!(pid, killed, "it ran again, in another process");
+    assert!(node == "node-a" || node == "node-b", "{node}");
+    // Redelivered at once on the nak, not after the 30 s ack wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn poison_task_fails_after_the_retry_cap_and_is_removed() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 1).await;
+
+    let error = tokio::time::timeout(LIMIT, pool.apply(poison, ()))
+        .await
+        .expect("the caller does not hang")
+        .unwrap_err();
+    assert!(error.is_worker_died(), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("after 3 deliveries"), "{message}");
+    assert!(message.contains("task "), "names the task: {message}");
+    assert!(
+        message.contains("exit code 3"),
+        "the last failure: {message}"
+    );
+
+    // The message left the work queue.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("MP_default_TASKS").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let messages = stream.info().await.unwrap().state.messages;
+        if messages == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{messages} messages left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The node is still serving.
+    assert_eq!(pool.apply(add, (1, 1)).await.unwrap(), 2);
+}
+
+/// Waits (bounded) until `dir` holds `count` pid files; returns the newest pid.
+async fn wait_for_runs(dir: &Path, count: usize) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut runs: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .collect();
+        if runs.len() >= count {
+            runs.sort_by_key(|entry| entry.metadata().unwrap().modified().unwrap());
+            let newest = runs.last().unwrap().file_name();
+            return newest.to_string_lossy().parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "run {count} never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn vanished_node_task_is_redelivered_after_the_ack_wait() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let a = NodeProcess::start(&server, "node-a", 1, 1_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 1).await;
+
+    let dir = scratch_dir("vanish");
+    let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 1_500));
+    let first = wait_for_runs(&dir, 1).await;
+    drop(a); // SIGKILL: the node and its children vanish, without a nak.
+    let _b = NodeProcess::start(&server, "node-b", 1, 1_000);
+    let (pid, node) = tokio::time::timeout(LIMIT, pending)
+        .await
+        .expect("the task finished in time")
+        .expect("the task was redelivered to node-b");
+    assert_ne!(pid, first);
+    assert_eq!(node, "node-b");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn task_whose_nodes_all_vanish_fails_after_the_retry_cap() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let a = NodeProcess::start(&server, "node-a", 1, 1_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 1).await;
+
+    let dir = scratch_dir("vanish-all");
+    let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000));
+    wait_for_runs(&dir, 1).await;
+    drop(a);
+    for (delivery, name) in [(2, "node-b"), (3, "node-c")] {
+        let node = NodeProcess::start(&server, name, 1, 1_000);
+        wait_for_runs(&dir, delivery).await;
+        drop(node);
+    }
+    // JetStream notices the exhausted task when a node asks for work again.
+    let _d = NodeProcess::start(&server, "node-d", 1, 1_000);
+    let error = tokio::time::timeout(LIMIT, pending)
+        .await
+        .expect("the caller does not hang")
+        .unwrap_err();
+    assert!(error.is_worker_died(), "{error}");
+    assert!(error.to_string().contains("after 3 deliveries"), "{error}");
+
+    // The message, which JetStream keeps after max_deliver, was deleted.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("MP_default_TASKS").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+    let runs = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(runs, 3, "node-d never ran it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn node_of_another_build_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _other = NodeProcess::start_with(
+        &server,
+        "node-other",
+        1,
+        30_000,
+        &[("MP_TEST_NODE_FINGERPRINT", "00000000deadbeef")],
+    );
+    let pool = connect(&server).await;
+    // Wait for its heartbeat, through a call that fails until the node is seen.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        let error = pool.apply(add, (1, 2)).await.unwrap_err();
+        if error.to_string().contains("different build") || Instant::now() > deadline {
+            break error;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(error.is_unknown_worker(), "{error}");
+    assert!(error.to_string().contains("different build"), "{error}");
+    assert!(pool.nodes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn long_task_keeps_its_lease() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    // An ack wait of 1 s and a task of 3.5 s: only progress acks keep it from redelivery.
+    let _a = NodeProcess::start(&server, "node-a", 2, 1_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 1).await;
+
+    let dir = scratch_dir("long");
+    let (pid, _) = tokio::time::timeout(
+        LIMIT,
+        pool.apply(victim, (dir.to_string_lossy().into_owned(), 3_500)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let runs: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(runs.len(), 1, "ran once, in {pid}: {runs:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn no_live_node_fails_at_once() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let pool = connect(&server).await;
+    let started = Instant::now();
+    let error = tokio::time::timeout(LIMIT, pool.apply(add, (1, 2)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnknownWorker, "{error}");
+    assert!(error.to_string().contains("no node is alive"), "{error}");
+    let error = tokio::time::timeout(LIMIT, pool.map(square_on, 0..10u64))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(error.is_unknown_worker(), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn oversized_arguments_fail_clearly() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let pool = connect(&server).await;
+    let error = tokio::time::timeout(LIMIT, pool.apply(len, (vec![0u8; 2 << 20],)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::FrameTooLarge, "{error}");
+    assert!(error.to_string().contains("max_payload"), "{error}");
+}
+
+#[tokio::test]
+async fn map_survives_a_server_restart() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut server) = Server::start() else {
+        return;
+    };
+    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
+    let _b = NodeProcess::start(&server, "node-b", 2, 30_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 2).await;
+
+    let mapping = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.map(slow_square, 0..300u64).chunksize(1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.restart();
+    let squares = tokio::time::timeout(Duration::from_secs(45), mapping).await;
+    if squares.is_err() {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for name in ["MP_default_TASKS", "MP_default_RESULTS"] {
+            let mut stream = js.get_stream(name).await.unwrap();
+            eprintln!("{name}: {:?}", stream.info().await.unwrap().state);
+        }
+    }
+    let squares = squares.expect("the map finished in time").unwrap().unwrap();
+    assert_eq!(squares, (0..300u64).map(|x| x * x).collect::<Vec<_>>());
+}
