@@ -21,8 +21,9 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use crate::error::{Error, ErrorKind, RemoteError, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::pool::Pool;
+use crate::pool::map::{MAX_DEFAULT_IMAP_CHUNK, MapResults, decode_chunk, resolve_chunksize};
 use crate::protocol::{decode, encode};
 use crate::registry::{self, WORKER_HINT};
 use crate::worker::{Value, Worker, worker_name};
@@ -739,23 +740,6 @@ async fn wait(receiver: oneshot::Receiver<Reply>) -> Reply {
 }
 
 /// A batch's reply as one result per item.
-fn decode_chunk<T: Value>(reply: Reply, len: usize) -> Result<Vec<Result<T>>> {
-    let outcomes: Vec<Result<T, RemoteError>> = decode(&reply?, "the results of a task")?;
-    if outcomes.len() != len {
-        return Err(Error::new(
-            ErrorKind::Protocol,
-            format!(
-                "a task of {len} items came back with {} results",
-                outcomes.len()
-            ),
-        ));
-    }
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| outcome.map_err(RemoteError::into_error))
-        .collect())
-}
-
 impl fmt::Debug for RemotePool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemotePool")
@@ -808,16 +792,7 @@ where
                 return Ok(Vec::new());
             }
             pool.ensure_served(name).await?;
-            let chunksize = match chunksize {
-                Some(0) => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        "a chunk size must be at least 1; chunksize(0) was given",
-                    ));
-                }
-                Some(chunksize) => chunksize,
-                None => items.div_ceil(4 * pool.slots().await?.max(1)).max(1),
-            };
+            let chunksize = resolve_chunksize(chunksize, items, pool.slots().await?)?;
             let what = format!("a chunk of arguments of `{name}`");
             let chunks = inputs
                 .chunks(chunksize)
@@ -828,29 +803,11 @@ where
             for (payload, len) in chunks {
                 replies.push((pool.submit(name, payload, len).await?, len));
             }
-            let mut results = Vec::with_capacity(items);
-            let mut first_error = None;
+            let mut results = MapResults::with_capacity(items);
             for (receiver, len) in replies {
-                match decode_chunk::<W::Output>(wait(receiver).await, len) {
-                    Ok(outcomes) => {
-                        for outcome in outcomes {
-                            match outcome {
-                                Ok(value) => results.push(value),
-                                Err(error) => {
-                                    first_error.get_or_insert(error);
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        first_error.get_or_insert(error);
-                    }
-                }
+                results.add_chunk(wait(receiver).await, len);
             }
-            match first_error {
-                Some(error) => Err(error),
-                None => Ok(results),
-            }
+            results.finish()
         })
     }
 }
@@ -909,9 +866,6 @@ impl<T> fmt::Debug for RemoteAsyncResult<T> {
             .finish()
     }
 }
-
-/// The largest default chunk of an `imap`.
-const MAX_DEFAULT_IMAP_CHUNK: usize = 1024;
 
 type ItemStream<T> = futures::stream::BoxStream<'static, Result<T>>;
 type MakeStream<T> = Box<dyn FnOnce(Option<usize>) -> ItemStream<T> + Send>;

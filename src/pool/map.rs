@@ -26,10 +26,10 @@ use super::{Pool, reply};
 
 /// The largest default chunk of an `imap`, so that its window stays small even for a huge
 /// input.
-const MAX_DEFAULT_IMAP_CHUNK: usize = 1024;
+pub(crate) const MAX_DEFAULT_IMAP_CHUNK: usize = 1024;
 
 /// `ceil(items / (4 × processes))`, at least 1: Python's default, from the configured size.
-fn default_chunksize(items: usize, processes: usize) -> usize {
+pub(crate) fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(4 * processes).max(1)
 }
 
@@ -85,16 +85,7 @@ where
             if items == 0 {
                 return Ok(Vec::new());
             }
-            let chunksize = match chunksize {
-                Some(0) => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        "a chunk size must be at least 1; chunksize(0) was given",
-                    ));
-                }
-                Some(chunksize) => chunksize,
-                None => default_chunksize(items, pool.processes()),
-            };
+            let chunksize = resolve_chunksize(chunksize, items, pool.processes())?;
             let what = format!("a chunk of arguments of `{name}`");
             let mut jobs = Vec::with_capacity(items.div_ceil(chunksize));
             let mut replies = Vec::with_capacity(jobs.capacity());
@@ -105,35 +96,75 @@ where
             }
             drop(inputs);
             pool.submit(pool.new_group(), jobs)?;
-            let mut results = Vec::with_capacity(items);
-            let mut first_error = None;
+            let mut results = MapResults::with_capacity(items);
             for (receiver, len) in replies {
-                match decode_chunk::<W::Output>(reply(receiver).await, len) {
-                    Ok(outcomes) => {
-                        for outcome in outcomes {
-                            match outcome {
-                                Ok(value) => results.push(value),
-                                Err(error) => {
-                                    first_error.get_or_insert(error);
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        first_error.get_or_insert(error);
-                    }
-                }
+                results.add_chunk(reply(receiver).await, len);
             }
-            match first_error {
-                Some(error) => Err(error),
-                None => Ok(results),
-            }
+            results.finish()
         })
     }
 }
 
+/// The chunk size of a map: the caller's, or `ceil(items / (4 × workers))`.
+pub(crate) fn resolve_chunksize(
+    requested: Option<usize>,
+    items: usize,
+    workers: usize,
+) -> Result<usize> {
+    match requested {
+        Some(0) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "a chunk size must be at least 1; chunksize(0) was given",
+        )),
+        Some(chunksize) => Ok(chunksize),
+        None => Ok(default_chunksize(items, workers.max(1))),
+    }
+}
+
+/// A map's result gathered from its chunks' replies, in input order: every item's value, or
+/// the first error (every chunk still runs, as in Python).
+pub(crate) struct MapResults<T> {
+    values: Vec<T>,
+    first_error: Option<Error>,
+}
+
+impl<T: Value> MapResults<T> {
+    pub(crate) fn with_capacity(items: usize) -> Self {
+        MapResults {
+            values: Vec::with_capacity(items),
+            first_error: None,
+        }
+    }
+
+    /// Adds the reply to the next chunk, of `len` items.
+    pub(crate) fn add_chunk(&mut self, reply: Result<Vec<u8>>, len: usize) {
+        match decode_chunk::<T>(reply, len) {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    match outcome {
+                        Ok(value) => self.values.push(value),
+                        Err(error) => {
+                            self.first_error.get_or_insert(error);
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                self.first_error.get_or_insert(error);
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<Vec<T>> {
+        match self.first_error {
+            Some(error) => Err(error),
+            None => Ok(self.values),
+        }
+    }
+}
+
 /// A chunk's reply as one result per item.
-fn decode_chunk<T: Value>(reply: Result<Vec<u8>>, len: usize) -> Result<Vec<Result<T>>> {
+pub(crate) fn decode_chunk<T: Value>(reply: Result<Vec<u8>>, len: usize) -> Result<Vec<Result<T>>> {
     let outcomes: Vec<Result<T, RemoteError>> = decode(&reply?, "the results of a chunk")?;
     if outcomes.len() != len {
         return Err(Error::new(

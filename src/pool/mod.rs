@@ -79,7 +79,7 @@
 //! pool.
 
 mod builder;
-mod map;
+pub(crate) mod map;
 mod scheduler;
 mod worker;
 
