@@ -3,6 +3,9 @@
 //!
 //! Run with `cargo bench --bench manager`. Figures go in `benches/RESULTS-manager.md`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -116,15 +119,6 @@ if __name__ == '__main__':
         r = out.get(); p.join(); print(r)
 "#;
 
-fn python(script: &str) -> Option<f64> {
-    let output = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .ok()?;
-    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
-}
-
 fn main() {
     multiproc::init();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -134,7 +128,7 @@ fn main() {
         let sequential = tokio::time::timeout(limit, dict_rate(false)).await.unwrap();
         let pipelined = tokio::time::timeout(limit, dict_rate(true)).await.unwrap();
         let raw = tokio::time::timeout(limit, raw_rate()).await.unwrap();
-        let py = python(PY_DICT);
+        let py = common::python_figure(PY_DICT);
         println!(
             "{INSERTS} sequential dict inserts from a child: {sequential:.0}/s ({:.1} us each)",
             1e6 / sequential

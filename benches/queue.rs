@@ -2,6 +2,9 @@
 //!
 //! Run with `cargo bench --bench queue`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -194,15 +197,6 @@ async fn lock_rate() -> f64 {
     (2 * ROUNDS) as f64 / started.elapsed().as_secs_f64()
 }
 
-fn python(script: &str) -> Option<f64> {
-    let output = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .ok()?;
-    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
-}
-
 const PY_QUEUE: &str = r#"
 import multiprocessing as mp, time
 def feed(q, n):
@@ -259,9 +253,9 @@ fn main() {
         let raw_round_trips = raw_round_trip_rate().await;
         let hub_round_trips = hub_round_trip_rate().await;
         let local = local_rate().await;
-        let py_queue = python(PY_QUEUE);
-        let py_joinable = python(PY_JOINABLE);
-        let py_lock = python(PY_LOCK);
+        let py_queue = common::python_figure(PY_QUEUE);
+        let py_joinable = common::python_figure(PY_JOINABLE);
+        let py_lock = common::python_figure(PY_LOCK);
         println!("raw 16-byte messages over a Unix socket: {raw:.0}/s");
         println!(
             "Queue, {ITEMS} items child -> parent: {queue:.0} items/s; {}; {:.2}x raw",

@@ -7,6 +7,9 @@
 //! cargo bench --bench spawn
 //! ```
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use multiproc::{Process, worker};
@@ -82,16 +85,7 @@ if __name__ == "__main__":
     print(statistics.median(samples))
 "#
     );
-    let dir = std::env::temp_dir().join(format!("multiproc-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join("spawn_bench.py");
-    std::fs::write(&path, script).ok()?;
-    let output = std::process::Command::new("python3")
-        .arg(&path)
-        .output()
-        .ok()?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let seconds: f64 = String::from_utf8(output.stdout).ok()?.trim().parse().ok()?;
+    let seconds = common::python_figure(&script)?;
     Some(Duration::from_secs_f64(seconds))
 }
 
