@@ -2,8 +2,9 @@
 //!
 //! A child connects back to its parent, proves the key, and serves calls one at a time, in
 //! order, until it is told to shut down or its parent goes away. Calls run on a
-//! single-threaded runtime; replies are queued to the writer task, which sends all replies
-//! finished since its last write in one go, so a stream of small calls costs few system calls.
+//! single-threaded runtime. A reply is held while the next call has already arrived, and the
+//! replies held go out in one write once the child would wait for more, so a stream of small
+//! calls costs few system calls and a lone call's reply leaves at once.
 //!
 //! A child never outlives its parent: a watchdog thread notices the parent's death (the child
 //! is re-parented) within 100 ms and exits, and the end of the parent's connection ends the
@@ -186,16 +187,22 @@ async fn serve(bootstrap: &Bootstrap, mut first_call: Option<InFrame>) -> i32 {
             Ok(payload) => (Ok(()), payload),
             Err(error) => (Err(error), Vec::new()),
         };
-        if let Err(error) = writer.send(&FromChild::Done { id, outcome }, payload) {
+        if let Err(error) = writer.hold(&FromChild::Done { id, outcome }, payload) {
             let outcome = Err(RemoteError::TooLarge(format!(
                 "the result of `{worker}`: {error}"
             )));
             if writer
-                .send(&FromChild::Done { id, outcome }, Vec::new())
+                .hold(&FromChild::Done { id, outcome }, Vec::new())
                 .is_err()
             {
                 break 1;
             }
+        }
+        // Replies wait while the next call is already here, and go out together once this
+        // child would wait for more: one write for a run of small calls, none delayed longer
+        // than the calls queued ahead of it.
+        if !reader.has_buffered_frame() && writer.release().is_err() {
+            break 1;
         }
         if then_exit {
             break i32::from(panicked);

@@ -42,7 +42,7 @@ struct Shared {
 
 /// What to do with a call's reply; runs on the task that reads the child's replies, so the
 /// caller is woken directly, without a hop through another task.
-type OnReply = Box<dyn FnOnce(Reply) + Send>;
+pub(crate) type OnReply = Box<dyn FnOnce(Reply) + Send>;
 
 #[derive(Default)]
 struct Calls {
@@ -141,21 +141,18 @@ impl Supervised {
         Ok(receiver)
     }
 
-    /// Sends a call; `on_reply` runs with its reply, or with the error that prevented one
-    /// (at once, if the call could not be sent). It runs on the task that reads the child's
-    /// replies, so it must not block.
+    /// Sends a call; `on_reply` runs with its reply, or with the child's death. It runs on the
+    /// task that reads the child's replies, so it must not block. If the call cannot be sent,
+    /// `on_reply` is handed back with the error, uncalled, so that a caller holding a lock
+    /// `on_reply` takes can answer after releasing it.
     pub(crate) fn call_then(
         &self,
         worker: &str,
         payload: Vec<u8>,
         batch: bool,
-        on_reply: impl FnOnce(Reply) + Send + 'static,
-    ) {
-        if let Err((error, on_reply)) =
-            self.send_call(worker, payload, batch, false, Box::new(on_reply))
-        {
-            on_reply(Err(error));
-        }
+        on_reply: OnReply,
+    ) -> Result<(), (Error, OnReply)> {
+        self.send_call(worker, payload, batch, false, on_reply)
     }
 
     fn send_call(

@@ -102,7 +102,7 @@ use crate::registry::{self, WORKER_HINT};
 use crate::supervisor::Reply;
 use crate::worker::{Value, Worker, worker_name};
 use builder::Config;
-use scheduler::{Command, Job, Scheduler};
+use scheduler::{Command, Dispatch, Job, Scheduler};
 
 /// A pool of worker processes. See the [module docs](self).
 ///
@@ -116,6 +116,7 @@ struct Inner {
     config: Arc<Config>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
+    dispatch: Arc<Dispatch>,
     next_group: AtomicU64,
 }
 
@@ -173,12 +174,14 @@ impl Pool {
         let shared = Arc::new(Shared::default());
         let (commands, receiver) = mpsc::unbounded_channel();
         let (ready, is_ready) = oneshot::channel();
-        tokio::spawn(Scheduler::new(config.clone(), shared.clone(), receiver, ready).run());
+        let (scheduler, dispatch) = Scheduler::new(config.clone(), shared.clone(), receiver, ready);
+        tokio::spawn(scheduler.run());
         let pool = Pool {
             inner: Arc::new(Inner {
                 config,
                 shared,
                 commands,
+                dispatch,
                 next_group: AtomicU64::new(0),
             }),
         };
@@ -495,7 +498,7 @@ impl Pool {
         self.inner.next_group.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Hands jobs to the scheduler, unless the pool refuses work.
+    /// Hands jobs to the dispatch, unless the pool refuses work.
     fn submit(&self, group: u64, jobs: Vec<Job>) -> Result<()> {
         if self.is_closed() {
             return Err(Error::closed(
@@ -505,7 +508,8 @@ impl Pool {
         if let Some(error) = self.inner.shared.broken() {
             return Err(error);
         }
-        self.command(Command::Submit { group, jobs })
+        self.inner.dispatch.submit(group, jobs);
+        Ok(())
     }
 
     fn command(&self, command: Command) -> Result<()> {

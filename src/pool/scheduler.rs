@@ -1,29 +1,34 @@
-//! The scheduler: one task per pool that owns the workers and the queue of calls.
+//! The scheduler: where calls meet workers, and the one task per pool that keeps the workers.
 //!
 //! Callers never touch a worker. They encode their arguments in their own task (so encoding
-//! runs in parallel and its errors are theirs alone), and hand the scheduler [`Job`]s through
-//! a channel. The scheduler:
+//! runs in parallel and its errors are theirs alone) and hand [`Job`]s to the pool's
+//! [`Dispatch`], which:
 //!
 //! - **queues fairly**: each operation (one `map`, one `apply`, one `imap` stream) is a
 //!   group, and groups take turns, one call each; a `map` of ten thousand chunks does not
 //!   make a concurrent `apply` wait for all of them;
+//! - **sends without a hop**: a caller that finds a worker with room sends its call itself,
+//!   and a finished call sends the next queued one from the task that read its reply, so a
+//!   call passes through no task of the pool's on its way to a child or back;
 //! - **pipelines**: each worker holds up to [`WINDOW`] calls, so the next call is already in
 //!   the child's socket when it finishes one, and a stream of small calls does not pay a round
 //!   trip each;
 //! - **skips cancelled calls**: a caller that dropped its future has closed its reply
-//!   channel, and its queued calls are discarded instead of sent;
-//! - **replaces workers**: a worker that dies is replaced at once (its calls have already
-//!   failed, through its [`Supervised`](crate::supervisor::Supervised), with an error naming
-//!   its pid and status); a worker that reached `max_tasks_per_child` gets its replacement
-//!   before it leaves; failed starts back off, and ten in a row break the pool with the last
-//!   error rather than respawning in a loop.
+//!   channel, and its queued calls are discarded instead of sent.
+//!
+//! The [`Scheduler`] task does what needs waiting: it **replaces workers** (a worker that dies
+//! is replaced at once; its calls have already failed, through its
+//! [`Supervised`](crate::supervisor::Supervised), with an error naming its pid and status; a
+//! worker that reached `max_tasks_per_child` gets its replacement before it leaves; failed
+//! starts back off, and ten in a row break the pool with the last error rather than
+//! respawning in a loop), and it answers `join` and `terminate`.
 //!
 //! The scheduler holds no handle to the [`Pool`](super::Pool): when the last handle is
 //! dropped, its command channel closes and the scheduler stops the workers and ends.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -31,7 +36,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, ExitStatus, Result};
-use crate::supervisor::{Reply, Supervised};
+use crate::supervisor::{OnReply, Reply, Supervised};
 
 use super::Shared;
 use super::builder::Config;
@@ -59,8 +64,6 @@ pub(crate) struct Job {
 /// What a [`Pool`](super::Pool) asks of its scheduler.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Queue `jobs` under `group` (one caller operation).
-    Submit { group: u64, jobs: Vec<Job> },
     /// Answer once all submitted work is done and the workers have exited (the pool is
     /// closed already).
     Join(oneshot::Sender<Result<()>>),
@@ -125,6 +128,157 @@ impl Queue {
     }
 }
 
+/// Where calls meet workers; shared by the pool's handles, the scheduler task and the
+/// closures that receive replies. See the [module docs](self).
+pub(crate) struct Dispatch {
+    state: Mutex<Dispatching>,
+    /// Set by `terminate`: calls still running are answered as cancelled.
+    terminated: AtomicBool,
+    /// What only the scheduler task can do: start a replacement, answer a join.
+    events: mpsc::UnboundedSender<Event>,
+    max_tasks_per_child: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct Dispatching {
+    queue: Queue,
+    workers: HashMap<u64, PoolWorker>,
+    /// Calls sent and not yet answered.
+    running: usize,
+    /// Why new jobs are refused: the pool was joined, terminated or broken.
+    refusal: Option<Error>,
+    /// A join waits: tell the scheduler when the pool falls idle.
+    closing: bool,
+}
+
+#[derive(Debug)]
+enum Event {
+    /// A worker reached `max_tasks_per_child`: start its replacement.
+    Retiring,
+    /// A closing pool has nothing queued or running.
+    Idle,
+}
+
+/// Calls that could not be sent, with why; answered once the dispatch lock is released,
+/// since answering one runs its reply closure, which takes the lock.
+type Unsent = Vec<(Error, OnReply)>;
+
+impl Dispatch {
+    fn new(config: &Config, events: mpsc::UnboundedSender<Event>) -> Arc<Self> {
+        Arc::new(Dispatch {
+            state: Mutex::new(Dispatching::default()),
+            terminated: AtomicBool::new(false),
+            events,
+            max_tasks_per_child: config.max_tasks_per_child,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Dispatching> {
+        self.state.lock().expect("dispatch lock")
+    }
+
+    /// Queues `jobs` under `group` (one caller operation) and sends what workers have room
+    /// for, from the calling thread.
+    pub(crate) fn submit(self: &Arc<Self>, group: u64, jobs: Vec<Job>) {
+        let unsent = {
+            let mut state = self.lock();
+            if let Some(refusal) = &state.refusal {
+                for job in jobs {
+                    let _ = job.reply.send(Err(refusal.clone()));
+                }
+                return;
+            }
+            state.queue.push(group, jobs);
+            self.dispatch(&mut state)
+        };
+        answer(unsent);
+    }
+
+    /// Sends queued jobs to the least busy workers that have room in their window.
+    fn dispatch(self: &Arc<Self>, state: &mut Dispatching) -> Unsent {
+        let mut unsent = Vec::new();
+        while !state.queue.is_empty() {
+            let Some((&id, _)) = state
+                .workers
+                .iter()
+                .filter(|(_, w)| w.can_take(WINDOW))
+                .min_by_key(|(id, w)| (w.in_flight, **id))
+            else {
+                break;
+            };
+            let Some(job) = state.queue.pop() else {
+                break;
+            };
+            state.running += 1;
+            let worker = state
+                .workers
+                .get_mut(&id)
+                .expect("dispatch picked a live worker");
+            let Job {
+                worker: name,
+                payload,
+                batch,
+                items,
+                reply,
+            } = job;
+            worker.in_flight += 1;
+            worker.assigned_items += items;
+            let dispatch = self.clone();
+            let on_reply: OnReply = Box::new(move |outcome| {
+                let outcome = if dispatch.terminated.load(Ordering::Relaxed) {
+                    Err(cancelled_by_terminate())
+                } else {
+                    outcome
+                };
+                let _ = reply.send(outcome);
+                dispatch.call_done(id);
+            });
+            if let Err((error, on_reply)) =
+                worker.supervised.call_then(name, payload, batch, on_reply)
+            {
+                // A call too large to send is this caller's alone; a connection that is gone
+                // means a death about to be noticed: send that worker nothing more.
+                worker.send_failed = error.is_closed() || error.is_worker_died();
+                unsent.push((error, on_reply));
+            }
+            let limit = self.max_tasks_per_child;
+            if !worker.retiring && limit.is_some_and(|limit| worker.assigned_items >= limit) {
+                worker.retiring = true;
+                tracing::debug!(target: "multiproc", "{} reached max_tasks_per_child; starting its replacement", worker.supervised.name());
+                let _ = self.events.send(Event::Retiring);
+            }
+        }
+        unsent
+    }
+
+    /// A call on worker `id` was answered: its window has room again.
+    fn call_done(self: &Arc<Self>, id: u64) {
+        let (unsent, idle) = {
+            let mut state = self.lock();
+            state.running -= 1;
+            if let Some(worker) = state.workers.get_mut(&id) {
+                worker.in_flight -= 1;
+                if worker.retiring && worker.in_flight == 0 {
+                    worker.supervised.shutdown();
+                }
+            }
+            let unsent = self.dispatch(&mut state);
+            let idle = state.closing && state.running == 0 && state.queue.is_empty();
+            (unsent, idle)
+        };
+        answer(unsent);
+        if idle {
+            let _ = self.events.send(Event::Idle);
+        }
+    }
+}
+
+fn answer(unsent: Unsent) {
+    for (error, on_reply) in unsent {
+        on_reply(Err(error));
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Running,
@@ -134,22 +288,15 @@ enum State {
     Joined,
 }
 
+/// The task that keeps the pool's workers and answers `join` and `terminate`.
 pub(crate) struct Scheduler {
     config: Arc<Config>,
     shared: Arc<Shared>,
+    dispatch: Arc<Dispatch>,
     commands: mpsc::UnboundedReceiver<Command>,
-    queue: Queue,
-    workers: HashMap<u64, PoolWorker>,
+    events: mpsc::UnboundedReceiver<Event>,
     next_worker: u64,
     starting: FuturesUnordered<BoxFuture<'static, Result<Supervised>>>,
-    /// Finished calls report the worker that is free again; the caller was answered already,
-    /// straight from the worker's reader task.
-    done: mpsc::UnboundedReceiver<u64>,
-    done_sender: mpsc::UnboundedSender<u64>,
-    /// Calls sent and not yet answered.
-    running: usize,
-    /// Set by `terminate`: calls still running are answered as cancelled.
-    terminated: Arc<AtomicBool>,
     exits: FuturesUnordered<BoxFuture<'static, (u64, ExitStatus)>>,
     /// Failed starts since the last successful one.
     failures: u32,
@@ -159,31 +306,30 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
+    /// The scheduler, and the dispatch that the pool's handles submit to.
     pub(crate) fn new(
         config: Arc<Config>,
         shared: Arc<Shared>,
         commands: mpsc::UnboundedReceiver<Command>,
         ready: oneshot::Sender<Result<()>>,
-    ) -> Self {
-        let (done_sender, done) = mpsc::unbounded_channel();
-        Scheduler {
+    ) -> (Self, Arc<Dispatch>) {
+        let (event_sender, events) = mpsc::unbounded_channel();
+        let dispatch = Dispatch::new(&config, event_sender);
+        let scheduler = Scheduler {
             config,
             shared,
+            dispatch: dispatch.clone(),
             commands,
-            queue: Queue::default(),
-            workers: HashMap::new(),
+            events,
             next_worker: 0,
             starting: FuturesUnordered::new(),
-            done,
-            done_sender,
-            running: 0,
-            terminated: Arc::new(AtomicBool::new(false)),
             exits: FuturesUnordered::new(),
             failures: 0,
             ready: Some(ready),
             joiners: Vec::new(),
             state: State::Running,
-        }
+        };
+        (scheduler, dispatch)
     }
 
     /// Runs until every [`Pool`](super::Pool) handle is gone or the pool is terminated.
@@ -192,11 +338,9 @@ impl Scheduler {
             self.start_worker();
         }
         loop {
-            self.dispatch();
             self.settle();
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(Command::Submit { group, jobs }) => self.submit(group, jobs),
                     Some(Command::Join(joiner)) => self.join(joiner),
                     Some(Command::Terminate(done)) => {
                         self.terminate().await;
@@ -212,24 +356,14 @@ impl Scheduler {
                 Some(started) = self.starting.next(), if !self.starting.is_empty() => {
                     self.started(started);
                 }
-                Some(worker) = self.done.recv() => {
-                    self.running -= 1;
-                    self.call_done(worker);
-                }
+                Some(event) = self.events.recv() => match event {
+                    Event::Retiring => self.start_worker(),
+                    Event::Idle => {} // settled at the top of the loop
+                },
                 Some((worker, status)) = self.exits.next(), if !self.exits.is_empty() => {
                     self.exited(worker, status);
                 }
             }
-        }
-    }
-
-    fn submit(&mut self, group: u64, jobs: Vec<Job>) {
-        if let Some(error) = self.shared.broken() {
-            for job in jobs {
-                let _ = job.reply.send(Err(error.clone()));
-            }
-        } else {
-            self.queue.push(group, jobs);
         }
     }
 
@@ -240,70 +374,8 @@ impl Scheduler {
             }
             _ => {
                 self.state = State::Closing;
+                self.dispatch.lock().closing = true;
                 self.joiners.push(joiner);
-            }
-        }
-    }
-
-    /// Sends queued jobs to the least busy workers that have room in their window.
-    fn dispatch(&mut self) {
-        while !self.queue.is_empty() {
-            let Some((&id, _)) = self
-                .workers
-                .iter()
-                .filter(|(_, w)| w.can_take(WINDOW))
-                .min_by_key(|(id, w)| (w.in_flight, **id))
-            else {
-                return;
-            };
-            let Some(job) = self.queue.pop() else {
-                return;
-            };
-            self.send(id, job);
-        }
-    }
-
-    fn send(&mut self, id: u64, job: Job) {
-        let worker = self
-            .workers
-            .get_mut(&id)
-            .expect("dispatch picked a live worker");
-        let Job {
-            worker: name,
-            payload,
-            batch,
-            items,
-            reply,
-        } = job;
-        worker.in_flight += 1;
-        worker.assigned_items += items;
-        self.running += 1;
-        let done = self.done_sender.clone();
-        let terminated = self.terminated.clone();
-        worker
-            .supervised
-            .call_then(name, payload, batch, move |outcome| {
-                let outcome = if terminated.load(Ordering::Relaxed) {
-                    Err(cancelled_by_terminate())
-                } else {
-                    outcome
-                };
-                let _ = reply.send(outcome);
-                let _ = done.send(id);
-            });
-        let limit = self.config.max_tasks_per_child;
-        if limit.is_some_and(|limit| worker.assigned_items >= limit) {
-            worker.retiring = true;
-            tracing::debug!(target: "multiproc", "{} reached max_tasks_per_child; starting its replacement", worker.supervised.name());
-            self.start_worker();
-        }
-    }
-
-    fn call_done(&mut self, id: u64) {
-        if let Some(worker) = self.workers.get_mut(&id) {
-            worker.in_flight -= 1;
-            if worker.retiring && worker.in_flight == 0 {
-                worker.supervised.shutdown();
             }
         }
     }
@@ -327,7 +399,12 @@ impl Scheduler {
                 let waiter = supervised.clone();
                 self.exits
                     .push(Box::pin(async move { (id, waiter.wait().await) }));
-                self.workers.insert(id, PoolWorker::new(supervised));
+                let unsent = {
+                    let mut state = self.dispatch.lock();
+                    state.workers.insert(id, PoolWorker::new(supervised));
+                    self.dispatch.dispatch(&mut state)
+                };
+                answer(unsent);
                 self.publish_workers();
             }
             Err(error) => {
@@ -343,7 +420,11 @@ impl Scheduler {
     }
 
     fn exited(&mut self, id: u64, status: ExitStatus) {
-        let Some(worker) = self.workers.remove(&id) else {
+        let (worker, queued) = {
+            let mut state = self.dispatch.lock();
+            (state.workers.remove(&id), !state.queue.is_empty())
+        };
+        let Some(worker) = worker else {
             return;
         };
         self.publish_workers();
@@ -351,7 +432,7 @@ impl Scheduler {
             return; // its replacement was started when it began to retire
         }
         tracing::info!(target: "multiproc", "{} (pid {}) ended with {status}; starting a replacement", worker.supervised.name(), worker.supervised.pid());
-        let work_left = self.state == State::Running || !self.queue.is_empty();
+        let work_left = self.state == State::Running || queued;
         if work_left && self.shared.broken().is_none() {
             self.start_worker();
         }
@@ -367,12 +448,16 @@ impl Scheduler {
             ),
         );
         self.shared.set_broken(error.clone());
-        self.queue.fail_all(&error);
+        {
+            let mut state = self.dispatch.lock();
+            state.refusal = Some(error.clone());
+            state.queue.fail_all(&error);
+            for worker in state.workers.values() {
+                worker.supervised.shutdown();
+            }
+        }
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Err(error.clone()));
-        }
-        for worker in self.workers.values() {
-            worker.supervised.shutdown();
         }
         for joiner in self.joiners.drain(..) {
             let _ = joiner.send(Err(error.clone()));
@@ -381,15 +466,19 @@ impl Scheduler {
 
     /// Answers `build` once the pool is full, and the joiners once a closed pool is idle.
     fn settle(&mut self) {
-        if self.ready.is_some() && self.workers.len() >= self.config.processes {
+        let mut state = self.dispatch.lock();
+        if self.ready.is_some() && state.workers.len() >= self.config.processes {
             let _ = self.ready.take().expect("checked").send(Ok(()));
         }
-        if self.state == State::Closing && self.queue.is_empty() && self.running == 0 {
-            for worker in self.workers.values() {
+        if self.state == State::Closing && state.queue.is_empty() && state.running == 0 {
+            for worker in state.workers.values() {
                 worker.supervised.shutdown();
             }
-            if self.workers.is_empty() && self.starting.is_empty() {
+            if state.workers.is_empty() && self.starting.is_empty() {
                 self.state = State::Joined;
+                state.refusal = Some(Error::closed(
+                    "the pool was joined; it accepts no more work",
+                ));
                 for joiner in self.joiners.drain(..) {
                     let _ = joiner.send(Ok(()));
                 }
@@ -399,6 +488,8 @@ impl Scheduler {
 
     fn publish_workers(&self) {
         let pids = self
+            .dispatch
+            .lock()
             .workers
             .values()
             .filter(|w| !w.retiring)
@@ -411,9 +502,16 @@ impl Scheduler {
     /// `SIGKILL` for one still alive a second later.
     async fn terminate(&mut self) {
         let cancelled = cancelled_by_terminate();
-        self.queue.fail_all(&cancelled);
         // Running calls are answered as cancelled when their workers die below.
-        self.terminated.store(true, Ordering::Relaxed);
+        self.dispatch.terminated.store(true, Ordering::Relaxed);
+        let workers: Vec<Supervised> = {
+            let mut state = self.dispatch.lock();
+            state.refusal = Some(Error::closed(
+                "the pool was terminated; it accepts no more work",
+            ));
+            state.queue.fail_all(&cancelled);
+            state.workers.drain().map(|(_, w)| w.supervised).collect()
+        };
         for joiner in self.joiners.drain(..) {
             let _ = joiner.send(Err(cancelled.clone()));
         }
@@ -428,7 +526,6 @@ impl Scheduler {
                 supervised.wait().await;
             }
         }
-        let workers: Vec<Supervised> = self.workers.drain().map(|(_, w)| w.supervised).collect();
         self.shared.set_pids(Vec::new());
         for worker in &workers {
             worker.signal(libc::SIGTERM);
@@ -446,17 +543,10 @@ impl Scheduler {
         self.state = State::Joined;
     }
 
-    /// After `terminate`, answers what still comes: submissions fail, joins succeed.
+    /// After `terminate`, answers what still comes: joins succeed.
     async fn serve_after_terminate(mut self) {
         while let Some(command) = self.commands.recv().await {
             match command {
-                Command::Submit { jobs, .. } => {
-                    for job in jobs {
-                        let _ = job.reply.send(Err(Error::closed(
-                            "the pool was terminated; it accepts no more work",
-                        )));
-                    }
-                }
                 Command::Join(joiner) => {
                     let _ = joiner.send(Ok(()));
                 }

@@ -5,7 +5,7 @@
 //! worker's first call. Only a worker whose initializer returned is handed to the scheduler,
 //! so no task ever runs in a worker that is not initialized, replacements included.
 //!
-//! The scheduler keeps the bookkeeping here: how many calls the worker holds (its window),
+//! The pool's dispatch keeps the bookkeeping here: how many calls the worker holds (its window),
 //! how many items it has been given (for `max_tasks_per_child`), and whether it is retiring.
 
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub(crate) struct PoolWorker {
     pub(crate) assigned_items: usize,
     /// No new calls: it reached `max_tasks_per_child`, and leaves once its calls are done.
     pub(crate) retiring: bool,
+    /// A call could not be sent: its connection is gone, and its death is about to be noticed.
+    pub(crate) send_failed: bool,
 }
 
 impl PoolWorker {
@@ -37,14 +39,18 @@ impl PoolWorker {
             in_flight: 0,
             assigned_items: 0,
             retiring: false,
+            send_failed: false,
         }
     }
 
-    /// Whether the scheduler may send this worker another call now.
+    /// Whether this worker may be sent another call now.
     pub(crate) fn can_take(&self, window: usize) -> bool {
         // A child that died fails every call at once; sending more before its exit is noticed
         // would fail calls that never ran.
-        !self.retiring && self.in_flight < window && !self.supervised.is_failed()
+        !self.retiring
+            && !self.send_failed
+            && self.in_flight < window
+            && !self.supervised.is_failed()
     }
 }
 

@@ -9,15 +9,19 @@
 //! buffer is copied once into the frame's payload and never re-encoded inside the header.
 //!
 //! A reader refuses a frame whose announced length exceeds its maximum *before* allocating, so
-//! a corrupt or hostile length is an error, never a 4 GiB allocation. Writers coalesce: every
-//! frame queued while the socket is busy goes out in the same write.
+//! a corrupt or hostile length is an error, never a 4 GiB allocation. A writer writes a frame at
+//! once, from the sending thread, while the socket keeps up; frames sent while the socket is
+//! busy are coalesced by the writer's task into few writes.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -34,6 +38,8 @@ const BUFFER_SIZE: usize = 64 * 1024;
 pub(crate) struct OutFrame {
     head: Vec<u8>,
     payload: Vec<u8>,
+    /// Bytes already written, when a write took only part of the frame.
+    sent: usize,
 }
 
 impl OutFrame {
@@ -54,7 +60,33 @@ impl OutFrame {
         }
         head[0..4].copy_from_slice(&(body_len as u32).to_le_bytes());
         head[4..8].copy_from_slice(&(header_len as u32).to_le_bytes());
-        Ok(OutFrame { head, payload })
+        Ok(OutFrame {
+            head,
+            payload,
+            sent: 0,
+        })
+    }
+
+    /// What is left to write, as two buffers (either may be empty).
+    fn unsent(&self) -> [IoSlice<'_>; 2] {
+        let head = self.sent.min(self.head.len());
+        let payload = self.sent - head;
+        [
+            IoSlice::new(&self.head[head..]),
+            IoSlice::new(&self.payload[payload..]),
+        ]
+    }
+
+    /// Counts `written` bytes as sent; returns how many of them were beyond this frame.
+    fn advance(&mut self, written: usize) -> usize {
+        let left = self.head.len() + self.payload.len() - self.sent;
+        let taken = written.min(left);
+        self.sent += taken;
+        written - taken
+    }
+
+    fn is_sent(&self) -> bool {
+        self.sent == self.head.len() + self.payload.len()
     }
 }
 
@@ -161,6 +193,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.max_len = max_len;
     }
 
+    /// Whether a whole frame has already arrived, so that [`read`](Self::read) returns it
+    /// without waiting.
+    pub(crate) fn has_buffered_frame(&self) -> bool {
+        let buffered = self.inner.buffer();
+        buffered.len() >= 4
+            && buffered.len() - 4
+                >= u32::from_le_bytes(buffered[..4].try_into().expect("4 bytes")) as usize
+    }
+
     /// Reads the next frame. `Ok(None)` is a clean end of stream between frames.
     ///
     /// # Cancel safety
@@ -198,12 +239,49 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// The writing half of a connection: a cheap handle to a task that owns the socket's write side
-/// and coalesces queued frames into few writes.
-#[derive(Debug, Clone)]
+/// The writing half of a connection: a cheap, clonable handle through which any task or
+/// thread sends frames.
+///
+/// A frame sent while nothing else is waiting to go out is written at once, from the sending
+/// thread, with one non-blocking system call (where the connection allows it: see
+/// [`spawn_direct`](Self::spawn_direct)). Only when the socket is full, or frames are already
+/// waiting, does the frame go to the writer task, which owns the socket's write side until
+/// its queue is empty and coalesces everything queued meanwhile into few writes. Frames go out
+/// in the order they were sent either way.
+#[derive(Debug)]
 pub(crate) struct FrameWriter {
-    queue: mpsc::UnboundedSender<Queued>,
+    link: Arc<Link>,
     max_len: usize,
+}
+
+struct Link {
+    state: Mutex<WriteState>,
+    /// Wakes the writer task: frames to write, or the last handle gone.
+    wake: Notify,
+    /// Writes without waiting, for the fast path; `None` where the stream has no such call.
+    direct: Option<Box<dyn TryWrite>>,
+    handles: AtomicUsize,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("direct", &self.direct.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct WriteState {
+    /// Frames not yet (wholly) written, oldest first, with flush requests among them.
+    queue: VecDeque<Queued>,
+    /// The writer task owns the socket's write side until it has emptied the queue; nobody
+    /// else writes meanwhile, which keeps frames in order.
+    task_writes: bool,
+    /// A write failed: the connection is gone.
+    broken: bool,
+    /// Every handle is gone: the task writes what is left and shuts the write side.
+    closing: bool,
 }
 
 #[derive(Debug)]
@@ -213,18 +291,51 @@ enum Queued {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
+/// A stream that can attempt a write without waiting (tokio's `try_write_vectored`).
+pub(crate) trait TryWrite: Send + Sync + 'static {
+    /// Writes what the socket takes now; `WouldBlock` if it takes nothing.
+    fn try_write_vectored(&self, buffers: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// The most frames gathered into one direct write (two buffers each, under `IOV_MAX`).
+const MAX_FRAMES_PER_WRITE: usize = 256;
+
 impl FrameWriter {
-    /// Starts the writer task on the current tokio runtime. The task ends, after writing
+    /// Starts the writer task on the current tokio runtime for a stream without a
+    /// non-blocking write: every frame goes through the task. The task ends, after writing
     /// everything queued, once every clone of the writer is dropped.
     pub(crate) fn spawn<W: AsyncWrite + Unpin + Send + 'static>(
         inner: W,
         max_len: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::spawn_inner(inner, None, max_len)
+    }
+
+    /// As [`spawn`](Self::spawn), for a stream whose clone `direct` can write without
+    /// waiting: frames are written from the sending thread while the socket keeps up.
+    pub(crate) fn spawn_direct<W: AsyncWrite + TryWrite + Clone + Unpin>(
+        inner: W,
+        max_len: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let direct: Box<dyn TryWrite> = Box::new(inner.clone());
+        Self::spawn_inner(inner, Some(direct), max_len)
+    }
+
+    fn spawn_inner<W: AsyncWrite + Unpin + Send + 'static>(
+        inner: W,
+        direct: Option<Box<dyn TryWrite>>,
+        max_len: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         // The hello must fit whatever limit the caller chose for the rest.
         let max_len = max_len.max(HANDSHAKE_MAX_FRAME_LEN);
-        let (queue, frames) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_frames(inner, frames));
-        (FrameWriter { queue, max_len }, task)
+        let link = Arc::new(Link {
+            state: Mutex::new(WriteState::default()),
+            wake: Notify::new(),
+            direct,
+            handles: AtomicUsize::new(1),
+        });
+        let task = tokio::spawn(write_frames(inner, link.clone()));
+        (FrameWriter { link, max_len }, task)
     }
 
     /// Raises (or lowers) the largest frame this writer accepts: the handshake's limit is
@@ -233,61 +344,200 @@ impl FrameWriter {
         self.max_len = max_len;
     }
 
-    /// Queues a frame. Fails if the frame is too large or the connection's writer has stopped.
+    /// Sends a frame: written now if the socket takes it, else queued for the writer task.
+    /// Fails if the frame is too large or the connection is gone.
     pub(crate) fn send<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
-        let frame = OutFrame::new(header, payload, self.max_len)?;
-        self.queue
-            .send(Queued::Frame(frame))
-            .map_err(|_| Error::closed("the connection is closed"))
+        let mut state = self.enqueue(header, payload)?;
+        self.link.release(&mut state)
     }
 
-    /// Waits until every frame queued so far is written to the socket, so that it survives
-    /// the end of this runtime.
+    /// Queues a frame without writing it, so that frames produced in a burst go out in one
+    /// write: the next [`send`](Self::send) or [`release`](Self::release) writes it, ahead of
+    /// anything sent after it.
+    pub(crate) fn hold<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
+        self.enqueue(header, payload).map(drop)
+    }
+
+    /// Writes the frames [`hold`](Self::hold) kept back.
+    pub(crate) fn release(&self) -> Result<()> {
+        self.link.release(&mut self.link.lock())
+    }
+
+    fn enqueue<H: Serialize>(
+        &self,
+        header: &H,
+        payload: Vec<u8>,
+    ) -> Result<std::sync::MutexGuard<'_, WriteState>> {
+        let frame = OutFrame::new(header, payload, self.max_len)?;
+        let mut state = self.link.lock();
+        if state.broken || state.closing {
+            return Err(connection_closed());
+        }
+        state.queue.push_back(Queued::Frame(frame));
+        Ok(state)
+    }
+
+    /// Waits until every frame sent or held so far is written to the socket, so that it
+    /// survives the end of this runtime.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: the frames are written whether or not anyone waits.
     pub(crate) async fn flush(&self) -> Result<()> {
-        let (done, flushed) = tokio::sync::oneshot::channel();
-        self.queue
-            .send(Queued::Flush(done))
-            .map_err(|_| Error::closed("the connection is closed"))?;
+        let flushed = {
+            let mut state = self.link.lock();
+            self.link.release(&mut state)?;
+            if !state.task_writes {
+                return Ok(()); // written directly: nothing is buffered in this process
+            }
+            let (done, flushed) = tokio::sync::oneshot::channel();
+            state.queue.push_back(Queued::Flush(done));
+            flushed
+        };
         flushed
             .await
             .map_err(|_| Error::closed("the connection closed before a flush"))
     }
 }
 
-async fn write_frames<W: AsyncWrite + Unpin>(inner: W, mut queue: mpsc::UnboundedReceiver<Queued>) {
-    let mut out = BufWriter::with_capacity(BUFFER_SIZE, inner);
-    while let Some(first) = queue.recv().await {
-        let mut waiting = Vec::new();
-        let mut next = Some(first);
-        while let Some(queued) = next.take() {
-            match queued {
-                Queued::Frame(frame) => {
-                    if write_frame(&mut out, &frame).await.is_err() {
-                        return;
+impl Clone for FrameWriter {
+    fn clone(&self) -> Self {
+        self.link.handles.fetch_add(1, Ordering::Relaxed);
+        FrameWriter {
+            link: self.link.clone(),
+            max_len: self.max_len,
+        }
+    }
+}
+
+impl Drop for FrameWriter {
+    fn drop(&mut self) {
+        if self.link.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.link.lock().closing = true;
+            self.link.wake.notify_one();
+        }
+    }
+}
+
+fn connection_closed() -> Error {
+    Error::closed("the connection is closed")
+}
+
+impl Link {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriteState> {
+        self.state.lock().expect("writer lock")
+    }
+
+    /// Writes the queue directly as far as the socket takes it, unless the task owns the
+    /// write side; hands the rest to the task.
+    fn release(&self, state: &mut WriteState) -> Result<()> {
+        if state.broken {
+            return Err(connection_closed());
+        }
+        if state.task_writes || state.queue.is_empty() {
+            return Ok(());
+        }
+        if let Some(direct) = &self.direct {
+            while !state.queue.is_empty() {
+                match write_some(direct.as_ref(), &mut state.queue) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(_) => {
+                        state.broken = true;
+                        self.wake.notify_one();
+                        return Err(connection_closed());
                     }
                 }
+            }
+            if state.queue.is_empty() {
+                return Ok(());
+            }
+        }
+        state.task_writes = true;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// One non-blocking write of the frames at the head of `queue`; drops what was wholly
+/// written. `Ok(false)` once the socket takes no more.
+fn write_some(direct: &dyn TryWrite, queue: &mut VecDeque<Queued>) -> io::Result<bool> {
+    let mut buffers = Vec::with_capacity(2 * MAX_FRAMES_PER_WRITE.min(queue.len()));
+    for queued in queue.iter().take(MAX_FRAMES_PER_WRITE) {
+        match queued {
+            Queued::Frame(frame) => buffers.extend(frame.unsent()),
+            // Only the task queues flushes, and only while it owns the write side.
+            Queued::Flush(_) => break,
+        }
+    }
+    let mut written = match direct.try_write_vectored(&buffers) {
+        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+        Ok(written) => written,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    while written > 0 {
+        let Some(Queued::Frame(frame)) = queue.front_mut() else {
+            unreachable!("more written than queued");
+        };
+        written = frame.advance(written);
+        if frame.is_sent() {
+            queue.pop_front();
+        }
+    }
+    Ok(true)
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(inner: W, link: Arc<Link>) {
+    let mut out = BufWriter::with_capacity(BUFFER_SIZE, inner);
+    loop {
+        let (batch, closing) = loop {
+            {
+                let mut state = link.lock();
+                if state.broken {
+                    return;
+                }
+                if state.closing || (state.task_writes && !state.queue.is_empty()) {
+                    break (std::mem::take(&mut state.queue), state.closing);
+                }
+            }
+            link.wake.notified().await;
+        };
+        let mut waiting = Vec::new();
+        let mut written = Ok(());
+        for queued in batch {
+            match queued {
+                Queued::Frame(frame) if written.is_ok() => {
+                    written = write_frame(&mut out, &frame).await;
+                }
+                Queued::Frame(_) => {}
                 Queued::Flush(done) => waiting.push(done),
             }
-            next = queue.try_recv().ok();
         }
-        if out.flush().await.is_err() {
+        if written.is_err() || out.flush().await.is_err() {
+            link.lock().broken = true;
             return;
         }
         for done in waiting {
             let _ = done.send(());
         }
+        if closing {
+            let _ = out.shutdown().await;
+            return;
+        }
+        let mut state = link.lock();
+        if state.queue.is_empty() {
+            state.task_writes = false;
+        }
     }
-    let _ = out.shutdown().await;
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(
     out: &mut BufWriter<W>,
     frame: &OutFrame,
 ) -> io::Result<()> {
-    out.write_all(&frame.head).await?;
-    out.write_all(&frame.payload).await
+    for part in frame.unsent() {
+        out.write_all(&part).await?;
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@
 //! connection must still prove the key ([`auth`]) before anything else is read from it.
 //!
 //! A connection is split into a [`FrameReader`] owned by one task and a [`FrameWriter`] that
-//! any task can clone; the writer's task coalesces frames queued while the socket is busy.
+//! any task can clone. A frame is written by the thread that sends it while the socket keeps
+//! up, so a call costs no hop through another task; the writer's task takes over, and
+//! coalesces, only while the socket is busy.
 
 pub(crate) mod auth;
 pub(crate) mod frame;
@@ -60,6 +62,14 @@ impl AsyncWrite for SharedStream {
     }
 }
 
+impl frame::TryWrite for SharedStream {
+    fn try_write_vectored(&self, buffers: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match &*self.0 {
+            Stream::UdSocket(stream) => stream.inner().try_write_vectored(buffers),
+        }
+    }
+}
+
 /// An authenticated connection, split into its reader and writer.
 pub(crate) struct Connection {
     pub(crate) reader: FrameReader<SharedStream>,
@@ -80,7 +90,7 @@ impl std::fmt::Debug for Connection {
 fn split(stream: Stream, peer_pid: u32, max_frame_len: usize) -> Connection {
     let shared = SharedStream(Arc::new(stream));
     let reader = FrameReader::new(shared.clone(), max_frame_len);
-    let (writer, writer_task) = FrameWriter::spawn(shared, max_frame_len);
+    let (writer, writer_task) = FrameWriter::spawn_direct(shared, max_frame_len);
     Connection {
         reader,
         writer,
