@@ -89,6 +89,7 @@ fn run(bootstrap: Bootstrap, first_call: Option<InFrame>) -> ! {
     });
     crate::panic::install_hook();
     crate::logging::inherit(bootstrap.log_level);
+    keep_freed_buffers();
     watch_parent(bootstrap.parent.pid);
     if bootstrap.stall {
         loop {
@@ -103,6 +104,20 @@ fn run(bootstrap: Bootstrap, first_call: Option<InFrame>) -> ! {
     crate::shared::flush_before_exit();
     tracing::info!(target: "multiproc", "process exiting with exitcode {code}");
     std::process::exit(code)
+}
+
+/// Lets glibc's allocator keep freed megabyte buffers for the next call instead of handing
+/// them back to the kernel: left to itself it unmaps or trims each one, and every call with a
+/// large argument pays for its pages to be faulted in and zeroed again (a third of the cost of
+/// moving a 1 MiB buffer). Freed memory kept this way is capped at 64 MiB above the heap's
+/// live part; a program using another allocator is unaffected.
+fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; no allocation is in a state it affects.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
 
 /// Exits when the parent dies, even while a worker computes.

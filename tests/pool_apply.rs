@@ -55,6 +55,26 @@ async fn apply_async_is_a_future_with_ready() {
 }
 
 #[tokio::test]
+async fn get_timeout_times_out_and_the_call_goes_on() {
+    let pool = pool(1).await;
+    let mut handle = pool.apply_async(sleep_then, (500, 7));
+    let started = std::time::Instant::now();
+    let error = within(handle.get_timeout(Duration::from_millis(50)))
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(400), "{waited:?}");
+    assert_eq!(
+        within(handle.get_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap(),
+        7
+    );
+    within(pool.terminate()).await.unwrap();
+}
+
+#[tokio::test]
 async fn many_tasks_share_one_pool() {
     let pool = pool(2).await;
     let mut tasks = Vec::new();

@@ -588,6 +588,40 @@ impl<T> AsyncResult<T> {
     }
 }
 
+impl<T: Value> AsyncResult<T> {
+    /// Waits at most `timeout` for the result. Python's `AsyncResult.get(timeout)`: on a
+    /// timeout the call goes on, and the handle can be awaited (or asked again) later.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`](crate::ErrorKind::Timeout) if the result has not arrived in time; otherwise
+    /// as awaiting the handle.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the result is kept for the next wait.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # #[multiproc::worker] fn sleep_ms(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let mut pending = pool.apply_async(sleep_ms, (500,));
+    /// assert!(pending.get_timeout(Duration::from_millis(10)).await.unwrap_err().is_timeout());
+    /// assert_eq!(pending.get_timeout(Duration::from_secs(5)).await?, 500);
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_timeout(&mut self, timeout: std::time::Duration) -> Result<T> {
+        match tokio::time::timeout(timeout, self).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::timeout(format!(
+                "the result did not arrive within {timeout:?}; the call goes on"
+            ))),
+        }
+    }
+}
+
 impl<T: Value> Future for AsyncResult<T> {
     type Output = Result<T>;
 
