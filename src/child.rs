@@ -1,6 +1,7 @@
 //! What a re-executed child runs, and [`init`], which sends it there.
 //!
-//! A child connects back to its parent, proves the key, and serves calls one at a time, in
+//! A child takes its connection to the parent from its standard input (one end of a socket
+//! pair; the key comes first on it), proves the key, and serves calls one at a time, in
 //! order, until it is told to shut down or its parent goes away. Calls run on a
 //! single-threaded runtime. A reply is held while the next call has already arrived, and the
 //! replies held go out in one write once the child would wait for more, so a stream of small
@@ -11,6 +12,8 @@
 //! child too. Both work while a worker is busy in a long computation.
 
 use std::io::Read;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::current::{self, Current};
@@ -18,7 +21,7 @@ use crate::error::RemoteError;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
 use crate::spawn::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
-use crate::transport::{self, InFrame, auth};
+use crate::transport::{self, auth};
 
 /// Diverts a re-executed child to its job; returns at once in the main process.
 ///
@@ -56,30 +59,46 @@ pub fn init() {
         eprintln!("multiproc: the {BOOTSTRAP_ENV} variable is malformed; exiting");
         std::process::exit(2);
     };
-    let mut key = [0u8; auth::KEY_LEN];
-    if std::io::stdin().read_exact(&mut key).is_err() {
-        eprintln!(
-            "multiproc: {}: the parent did not hand over the key; exiting",
-            bootstrap.name
-        );
-        std::process::exit(2);
-    }
-    auth::inherit_key(key);
-    let first_call =
-        match InFrame::read_blocking(&mut std::io::stdin(), bootstrap.max_frame_len as usize) {
-            Ok(call) => call,
-            Err(error) => {
-                eprintln!(
-                    "multiproc: {}: a malformed first call: {error}; exiting",
-                    bootstrap.name
-                );
-                std::process::exit(2);
-            }
-        };
-    run(bootstrap, first_call)
+    let connection = match take_parent_connection() {
+        Ok(connection) => connection,
+        Err(error) => {
+            eprintln!(
+                "multiproc: {}: the parent did not hand over the key ({error}); exiting",
+                bootstrap.name
+            );
+            std::process::exit(2);
+        }
+    };
+    run(bootstrap, connection)
 }
 
-fn run(bootstrap: Bootstrap, first_call: Option<InFrame>) -> ! {
+/// Reads the key from standard input, the child's end of its parent's socket pair, and moves
+/// that socket off standard input, which becomes `/dev/null` as in Python's children.
+fn take_parent_connection() -> std::io::Result<OwnedFd> {
+    // SAFETY: fd 0 is open (the parent passed the socket there) and is not closed here: the
+    // File is never dropped.
+    let mut stdin = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+    let mut key = [0u8; auth::KEY_LEN];
+    // Unbuffered, so that nothing after the key is read here: the frames that follow belong
+    // to the connection.
+    stdin.read_exact(&mut key)?;
+    auth::inherit_key(key);
+    // SAFETY: plain descriptor calls on descriptors this function owns or knows to be open.
+    unsafe {
+        let socket = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+        if socket < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let socket = OwnedFd::from_raw_fd(socket);
+        let null = std::fs::File::open("/dev/null")?;
+        if libc::dup2(null.as_raw_fd(), 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(socket)
+    }
+}
+
+fn run(bootstrap: Bootstrap, connection: OwnedFd) -> ! {
     current::set_child(Current {
         name: bootstrap.name.clone(),
         identity: bootstrap.identity.clone(),
@@ -96,11 +115,15 @@ fn run(bootstrap: Bootstrap, first_call: Option<InFrame>) -> ! {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    if let Err(error) = transport::greet_parent(&connection) {
+        eprintln!("multiproc: {}: {error}", bootstrap.name);
+        std::process::exit(1);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("building the child's runtime");
-    let code = runtime.block_on(serve(&bootstrap, first_call));
+    let code = runtime.block_on(serve(&bootstrap, connection));
     crate::shared::flush_before_exit();
     tracing::info!(target: "multiproc", "process exiting with exitcode {code}");
     std::process::exit(code)
@@ -131,6 +154,7 @@ fn watch_parent(parent_pid: u32) {
     }
     std::thread::Builder::new()
         .name("multiproc-parent-watch".into())
+        .stack_size(64 * 1024)
         .spawn(move || {
             while parent_is_alive() {
                 std::thread::sleep(Duration::from_millis(100));
@@ -141,9 +165,9 @@ fn watch_parent(parent_pid: u32) {
 }
 
 /// Serves calls; returns the exit code.
-async fn serve(bootstrap: &Bootstrap, mut first_call: Option<InFrame>) -> i32 {
+async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
     let max_frame_len = bootstrap.max_frame_len as usize;
-    let connection = match transport::connect(&bootstrap.socket, max_frame_len).await {
+    let connection = match transport::inherited(connection, max_frame_len) {
         Ok(connection) => connection,
         Err(error) => {
             eprintln!("multiproc: {}: {error}", bootstrap.name);
@@ -156,16 +180,14 @@ async fn serve(bootstrap: &Bootstrap, mut first_call: Option<InFrame>) -> i32 {
         writer_task,
         ..
     } = connection;
-    // The hello must be out before a blocking first call can hold this thread.
-    if first_call.is_some() && writer.flush().await.is_err() {
-        return 1;
-    }
     let code = loop {
-        let next = match first_call.take() {
-            Some(call) => Ok(Some(call)),
-            None => reader.read().await,
-        };
-        let frame = match next {
+        // Replies wait while the next call is already here, and go out together once this
+        // child would wait for more: one write for a run of small calls, none delayed longer
+        // than the calls queued ahead of it.
+        if !reader.has_buffered_frame() && writer.release().is_err() {
+            break 1;
+        }
+        let frame = match reader.read().await {
             Ok(Some(frame)) => frame,
             Ok(None) => break 0,
             Err(error) => {
@@ -212,12 +234,6 @@ async fn serve(bootstrap: &Bootstrap, mut first_call: Option<InFrame>) -> i32 {
             {
                 break 1;
             }
-        }
-        // Replies wait while the next call is already here, and go out together once this
-        // child would wait for more: one write for a run of small calls, none delayed longer
-        // than the calls queued ahead of it.
-        if !reader.has_buffered_frame() && writer.release().is_err() {
-            break 1;
         }
         if then_exit {
             break i32::from(panicked);

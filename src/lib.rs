@@ -43,12 +43,15 @@
 //! - **Start-up.** A child is `/proc/self/exe` started again with a command line built from
 //!   scratch. [`init`] (called first by [`#[multiproc::main]`](main)) recognizes it from an
 //!   environment variable and diverts it to serving calls, so the child never runs your `main`.
-//! - **Transport.** Each child connects back over a local socket with a random name (the
-//!   abstract namespace on Linux) bound before the child is spawned. Messages are
-//!   length-prefixed frames with a size limit, encoded with postcard.
-//! - **Security.** The main process draws a random 32-byte key and hands it to each child on
-//!   its standard input, never on a command line. Every connection proves the key, and the
-//!   peer's uid and pid are checked, before anything else is read from it.
+//! - **Transport.** A child talks to its parent over one end of a Unix socket pair that it
+//!   inherits as its standard input (then moved aside: its standard input is `/dev/null`, as
+//!   in Python); a socket pair has no name, so nobody else can reach it. Queues, locks and
+//!   managers are served on local sockets with random names (the abstract namespace on Linux).
+//!   Messages are length-prefixed frames with a size limit, encoded with postcard.
+//! - **Security.** The main process draws a random 32-byte key and hands it to each child as
+//!   the first bytes on that socket, never on a command line or in the environment. Every
+//!   connection opens by proving the key (and, on a named socket, the peer's uid is checked)
+//!   before anything else is read from it.
 //! - **Faults.** A parent task per child reads its replies and reaps it. If the child dies,
 //!   every call it held fails with an error naming its pid and exit status. A child exits
 //!   when its parent dies, within about 100 ms, even if the parent was `SIGKILL`ed.

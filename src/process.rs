@@ -187,7 +187,7 @@ impl<T: Value> ProcessBuilder<T> {
         self
     }
 
-    /// How long the child has to start and connect back (default 10 s); past it, `start`
+    /// How long the child has to start and prove the key (default 10 s); past it, `start`
     /// fails with a [`Spawn`](crate::ErrorKind::Spawn) error and the child is killed.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -200,7 +200,7 @@ impl<T: Value> ProcessBuilder<T> {
         self
     }
 
-    /// Makes the child hang before it connects back, so that tests can exercise the start-up
+    /// Makes the child hang before it says hello, so that tests can exercise the start-up
     /// timeout. Not for production use.
     #[doc(hidden)]
     pub fn stall_at_start_for_tests(mut self) -> Self {

@@ -4,24 +4,24 @@
 //! or moved binary still works). Its command line is built from scratch, never forwarded: empty
 //! for an application (whose `main` calls [`init`](crate::init) first), or the arguments that
 //! make libtest run only the `test_support!()` helper in a test binary. It learns who it is
-//! from one environment variable (socket name, process name, depth, log level), and it learns
-//! the secret key from its standard input, so the key appears on no command line and in no
-//! environment.
+//! from one environment variable (process name, depth, log level).
 //!
-//! The listener is bound before the child is spawned. The child must connect and prove the key
-//! within the start-up timeout; if it exits or hangs first, the caller gets an error, never a
-//! hang.
+//! Its connection to the parent is one end of a socket pair, inherited as its standard input:
+//! there is no name anyone could connect to, and nothing to bind or accept. The secret key
+//! comes first on that socket, ahead of any frame, so it appears on no command line and in no
+//! environment; a first call may follow at once, so the child runs it as soon as it is up. The
+//! child opens with a hello that proves the key; if it exits, or sends no hello within the
+//! start-up timeout, the caller gets an error, never a hang.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use crate::current::{self, ProcessInfo};
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
-use crate::transport::{Connection, Listener, OutFrame};
+use crate::transport::{Connection, OutFrame};
 
 /// The environment variable that tells a re-executed binary it is a child.
 pub(crate) const BOOTSTRAP_ENV: &str = "MULTIPROC_BOOTSTRAP";
@@ -39,7 +39,6 @@ pub(crate) static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 /// What a child needs to know about itself; travels hex-encoded in [`BOOTSTRAP_ENV`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Bootstrap {
-    pub(crate) socket: String,
     pub(crate) name: String,
     pub(crate) identity: Vec<u32>,
     pub(crate) daemon: bool,
@@ -150,9 +149,8 @@ pub(crate) async fn spawn_with_call(
         ));
     }
 
-    let listener = Listener::bind()?;
+    let (mut connection, inherited) = crate::transport::child_pair(spec.max_frame_len)?;
     let bootstrap = Bootstrap {
-        socket: listener.name().to_string(),
         name: spec.name.clone(),
         identity: spec.identity.clone(),
         daemon: spec.daemon,
@@ -165,7 +163,7 @@ pub(crate) async fn spawn_with_call(
     let mut command = tokio::process::Command::new(executable());
     command
         .env(BOOTSTRAP_ENV, bootstrap.encode())
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(inherited))
         .kill_on_drop(false);
     if let Some(harness) = harness {
         command.args([
@@ -179,9 +177,12 @@ pub(crate) async fn spawn_with_call(
             command.stdout(Stdio::null());
         }
     }
-    let mut child = command
-        .spawn()
-        .map_err(|error| Error::io(&format!("starting {}", spec.name), error))?;
+    let spawned = command.spawn();
+    // The command holds our copy of the child's end; only the child may keep it open, so
+    // that its death is the end of the stream.
+    drop(command);
+    let mut child =
+        spawned.map_err(|error| Error::io(&format!("starting {}", spec.name), error))?;
     let pid = child.id().expect("a child that was just spawned has a pid");
     current::remember_child(
         ProcessInfo {
@@ -192,58 +193,58 @@ pub(crate) async fn spawn_with_call(
         spec.stop_at_exit,
     );
 
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let handshake = async {
-        stdin
-            .write_all(crate::transport::auth::process_key())
-            .await
-            .map_err(|error| Error::io(&format!("handing the key to {}", spec.name), error))?;
-        if let Some(call) = &first_call {
-            call.write_to(&mut stdin)
-                .await
-                .map_err(|error| Error::io(&format!("handing the call to {}", spec.name), error))?;
+    let outcome = async {
+        if let Some(call) = first_call {
+            connection.writer.send_frame(call)?;
         }
-        drop(stdin);
-        listener
-            .accept(Some(pid), spec.start_timeout, spec.max_frame_len)
-            .await
-    };
-    let timed_out = || {
-        Error::new(
-            ErrorKind::Spawn,
-            format!(
-                "{} (pid {pid}) did not connect back within {:?}; it was killed",
-                spec.name, spec.start_timeout
-            ),
-        )
-    };
-    let handshake = tokio::time::timeout(spec.start_timeout, handshake);
-    tokio::pin!(handshake);
-    let outcome = tokio::select! {
-        biased;
-        accepted = &mut handshake => accepted.unwrap_or_else(|_| Err(timed_out())),
-        status = child.wait() => {
-            // A child handed a quick first call may finish it and exit before its connection
-            // is accepted; the connection, with its reply, is still waiting in the backlog.
-            match tokio::time::timeout(Duration::from_millis(250), &mut handshake).await {
-                Ok(Ok(Ok(connection))) => Ok(connection),
-                _ => {
-                    let status = status.map(ExitStatus::from_std).ok();
-                    Err(Error::new(
-                        ErrorKind::Spawn,
-                        format!(
-                            "{} (pid {pid}) exited during start-up ({}); does this binary call \
-                             multiproc::init() first in main?",
-                            spec.name,
-                            status.map_or("status unknown".to_string(), |s| s.to_string()),
-                        ),
-                    ))
+        let hello = tokio::time::timeout(
+            spec.start_timeout,
+            crate::transport::await_child(&mut connection, pid, spec.max_frame_len),
+        );
+        tokio::pin!(hello);
+        let exited = |status: Option<ExitStatus>| {
+            Error::new(
+                ErrorKind::Spawn,
+                format!(
+                    "{} (pid {pid}) exited during start-up ({}); does this binary call \
+                     multiproc::init() first in main?",
+                    spec.name,
+                    status.map_or("status unknown".to_string(), |s| s.to_string()),
+                ),
+            )
+        };
+        tokio::select! {
+            biased;
+            hello = &mut hello => match hello {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => {
+                    // The stream ended: say how the child did, if it is gone.
+                    match tokio::time::timeout(Duration::from_millis(250), child.wait()).await {
+                        Ok(status) => Err(exited(status.map(ExitStatus::from_std).ok())),
+                        Err(_) => Err(error),
+                    }
+                }
+                Err(_) => Err(Error::new(
+                    ErrorKind::Spawn,
+                    format!(
+                        "{} (pid {pid}) did not say hello within {:?}; it was killed",
+                        spec.name, spec.start_timeout
+                    ),
+                )),
+            },
+            status = child.wait() => {
+                // A child handed a quick first call may finish it and exit at once; its hello
+                // and its reply are still in the socket.
+                match tokio::time::timeout(Duration::from_millis(250), &mut hello).await {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    _ => Err(exited(status.map(ExitStatus::from_std).ok())),
                 }
             }
         }
-    };
+    }
+    .await;
     match outcome {
-        Ok(connection) => Ok(Spawned {
+        Ok(()) => Ok(Spawned {
             child,
             pid,
             connection,

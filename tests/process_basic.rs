@@ -134,3 +134,23 @@ async fn a_worker_may_return_a_multiproc_result() {
     assert!(inner.is_timeout(), "{inner}");
     assert_eq!(inner.message(), "took too long");
 }
+
+/// How many bytes the child finds on its standard input.
+#[worker]
+fn bytes_on_stdin() -> usize {
+    use std::io::Read;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .unwrap_or(usize::MAX)
+}
+
+#[tokio::test]
+async fn a_childs_stdin_is_empty() {
+    // As in Python, a child's standard input is /dev/null: the socket that brought the key
+    // and the calls was moved off it before any user code ran.
+    let process = within(Process::new(bytes_on_stdin, ()).start())
+        .await
+        .unwrap();
+    assert_eq!(within(process.join()).await.unwrap(), 0);
+}

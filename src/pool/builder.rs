@@ -102,7 +102,7 @@ impl PoolBuilder {
         self
     }
 
-    /// How long each worker has to start and connect back (default 10 s). A worker that does
+    /// How long each worker has to start and prove the key (default 10 s). A worker that does
     /// not make it counts as a failed start.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;

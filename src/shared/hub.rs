@@ -310,7 +310,7 @@ fn next_conn() -> ConnId {
 async fn accept_connections(hub: Arc<Hub>, listener: Listener) {
     loop {
         match listener
-            .accept(None, HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_LEN)
+            .accept(HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_LEN)
             .await
         {
             Ok(connection) => {

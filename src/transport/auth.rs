@@ -1,10 +1,11 @@
 //! Proving the secret key.
 //!
 //! The main process draws a random 32-byte key, like Python's `authkey`, and every process it
-//! starts inherits it through the child's standard input, never its command line or environment.
-//! Every connection opens with a [`Hello`] frame carrying the key; the accepting side reads it
-//! with a 256-byte limit, compares it in constant time, and checks the peer's credentials
-//! (same user; the expected pid when it knows one) before it reads anything else.
+//! starts inherits it as the first bytes on its connection to the parent (its standard input,
+//! at start), never its command line or environment. Every connection opens with a [`Hello`]
+//! frame carrying the key; the receiving side reads it with a 256-byte limit, compares it in
+//! constant time, and checks the peer (on a named socket, the same user; for a child, its pid)
+//! before it reads anything else.
 
 use std::io::Read;
 use std::sync::OnceLock;

@@ -85,45 +85,18 @@ impl OutFrame {
         written - taken
     }
 
+    /// The whole frame in one buffer.
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+        self.head.append(&mut self.payload);
+        self.head
+    }
+
     fn is_sent(&self) -> bool {
         self.sent == self.head.len() + self.payload.len()
     }
 }
 
-impl OutFrame {
-    /// Writes the frame to `out` (a child's standard input) as it would go on a socket.
-    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(&self, out: &mut W) -> std::io::Result<()> {
-        out.write_all(&self.head).await?;
-        out.write_all(&self.payload).await
-    }
-}
-
 impl InFrame {
-    /// Reads one frame from a blocking reader; `Ok(None)` at a clean end of stream.
-    pub(crate) fn read_blocking(
-        input: &mut impl std::io::Read,
-        max_len: usize,
-    ) -> Result<Option<Self>> {
-        let mut prefix = [0u8; 4];
-        match input.read_exact(&mut prefix) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(error) => return Err(Error::io("reading a frame", error)),
-        }
-        let body_len = u32::from_le_bytes(prefix) as usize;
-        if !(4..=max_len).contains(&body_len) {
-            return Err(Error::new(
-                ErrorKind::FrameTooLarge,
-                format!("a frame of {body_len} bytes is outside 4..={max_len}"),
-            ));
-        }
-        let mut body = vec![0u8; body_len];
-        input
-            .read_exact(&mut body)
-            .map_err(|error| Error::io("reading a frame", error))?;
-        Self::from_body(body).map(Some)
-    }
-
     fn from_body(body: Vec<u8>) -> Result<Self> {
         let header_len = u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
         if header_len > body.len() - 4 {
@@ -273,8 +246,8 @@ impl std::fmt::Debug for Link {
 
 #[derive(Default)]
 struct WriteState {
-    /// Frames not yet (wholly) written, oldest first, with flush requests among them.
-    queue: VecDeque<Queued>,
+    /// Frames not yet (wholly) written, oldest first.
+    queue: VecDeque<OutFrame>,
     /// The writer task owns the socket's write side until it has emptied the queue; nobody
     /// else writes meanwhile, which keeps frames in order.
     task_writes: bool,
@@ -282,13 +255,6 @@ struct WriteState {
     broken: bool,
     /// Every handle is gone: the task writes what is left and shuts the write side.
     closing: bool,
-}
-
-#[derive(Debug)]
-enum Queued {
-    Frame(OutFrame),
-    /// Answered once every frame queued before it has been written and flushed.
-    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A stream that can attempt a write without waiting (tokio's `try_write_vectored`).
@@ -347,7 +313,12 @@ impl FrameWriter {
     /// Sends a frame: written now if the socket takes it, else queued for the writer task.
     /// Fails if the frame is too large or the connection is gone.
     pub(crate) fn send<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
-        let mut state = self.enqueue(header, payload)?;
+        self.send_frame(OutFrame::new(header, payload, self.max_len)?)
+    }
+
+    /// As [`send`](Self::send), for a frame encoded already.
+    pub(crate) fn send_frame(&self, frame: OutFrame) -> Result<()> {
+        let mut state = self.enqueue(frame)?;
         self.link.release(&mut state)
     }
 
@@ -355,7 +326,8 @@ impl FrameWriter {
     /// write: the next [`send`](Self::send) or [`release`](Self::release) writes it, ahead of
     /// anything sent after it.
     pub(crate) fn hold<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
-        self.enqueue(header, payload).map(drop)
+        self.enqueue(OutFrame::new(header, payload, self.max_len)?)
+            .map(drop)
     }
 
     /// Writes the frames [`hold`](Self::hold) kept back.
@@ -363,40 +335,13 @@ impl FrameWriter {
         self.link.release(&mut self.link.lock())
     }
 
-    fn enqueue<H: Serialize>(
-        &self,
-        header: &H,
-        payload: Vec<u8>,
-    ) -> Result<std::sync::MutexGuard<'_, WriteState>> {
-        let frame = OutFrame::new(header, payload, self.max_len)?;
+    fn enqueue(&self, frame: OutFrame) -> Result<std::sync::MutexGuard<'_, WriteState>> {
         let mut state = self.link.lock();
         if state.broken || state.closing {
             return Err(connection_closed());
         }
-        state.queue.push_back(Queued::Frame(frame));
+        state.queue.push_back(frame);
         Ok(state)
-    }
-
-    /// Waits until every frame sent or held so far is written to the socket, so that it
-    /// survives the end of this runtime.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the frames are written whether or not anyone waits.
-    pub(crate) async fn flush(&self) -> Result<()> {
-        let flushed = {
-            let mut state = self.link.lock();
-            self.link.release(&mut state)?;
-            if !state.task_writes {
-                return Ok(()); // written directly: nothing is buffered in this process
-            }
-            let (done, flushed) = tokio::sync::oneshot::channel();
-            state.queue.push_back(Queued::Flush(done));
-            flushed
-        };
-        flushed
-            .await
-            .map_err(|_| Error::closed("the connection closed before a flush"))
     }
 }
 
@@ -461,15 +406,12 @@ impl Link {
 
 /// One non-blocking write of the frames at the head of `queue`; drops what was wholly
 /// written. `Ok(false)` once the socket takes no more.
-fn write_some(direct: &dyn TryWrite, queue: &mut VecDeque<Queued>) -> io::Result<bool> {
-    let mut buffers = Vec::with_capacity(2 * MAX_FRAMES_PER_WRITE.min(queue.len()));
-    for queued in queue.iter().take(MAX_FRAMES_PER_WRITE) {
-        match queued {
-            Queued::Frame(frame) => buffers.extend(frame.unsent()),
-            // Only the task queues flushes, and only while it owns the write side.
-            Queued::Flush(_) => break,
-        }
-    }
+fn write_some(direct: &dyn TryWrite, queue: &mut VecDeque<OutFrame>) -> io::Result<bool> {
+    let buffers: Vec<IoSlice<'_>> = queue
+        .iter()
+        .take(MAX_FRAMES_PER_WRITE)
+        .flat_map(OutFrame::unsent)
+        .collect();
     let mut written = match direct.try_write_vectored(&buffers) {
         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
         Ok(written) => written,
@@ -477,9 +419,7 @@ fn write_some(direct: &dyn TryWrite, queue: &mut VecDeque<Queued>) -> io::Result
         Err(error) => return Err(error),
     };
     while written > 0 {
-        let Some(Queued::Frame(frame)) = queue.front_mut() else {
-            unreachable!("more written than queued");
-        };
+        let frame = queue.front_mut().expect("no more written than queued");
         written = frame.advance(written);
         if frame.is_sent() {
             queue.pop_front();
@@ -503,23 +443,15 @@ async fn write_frames<W: AsyncWrite + Unpin>(inner: W, link: Arc<Link>) {
             }
             link.wake.notified().await;
         };
-        let mut waiting = Vec::new();
-        let mut written = Ok(());
-        for queued in batch {
-            match queued {
-                Queued::Frame(frame) if written.is_ok() => {
-                    written = write_frame(&mut out, &frame).await;
-                }
-                Queued::Frame(_) => {}
-                Queued::Flush(done) => waiting.push(done),
+        for frame in &batch {
+            if write_frame(&mut out, frame).await.is_err() {
+                link.lock().broken = true;
+                return;
             }
         }
-        if written.is_err() || out.flush().await.is_err() {
+        if out.flush().await.is_err() {
             link.lock().broken = true;
             return;
-        }
-        for done in waiting {
-            let _ = done.send(());
         }
         if closing {
             let _ = out.shutdown().await;

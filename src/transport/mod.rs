@@ -1,9 +1,12 @@
 //! The one way bytes cross processes: local sockets carrying [frames](frame).
 //!
-//! On Linux a listener binds a random name in the abstract socket namespace (no file to clean
-//! up, nothing left behind by a crash); elsewhere on Unix, a short path under the temporary
-//! directory. The name holds the pid and 64 random bits, so it cannot be guessed, and every
-//! connection must still prove the key ([`auth`]) before anything else is read from it.
+//! A child reaches its parent through a socket pair made before it is spawned ([`child_pair`]):
+//! no name, nothing to bind or accept, and nobody else can reach it. Everything else (the hub
+//! that serves queues and locks, a manager) listens on a random name: on Linux in the abstract
+//! socket namespace (no file to clean up, nothing left behind by a crash); elsewhere on Unix, a
+//! short path under the temporary directory. The name holds the pid and 64 random bits, so it
+//! cannot be guessed. Either way, every connection must prove the key ([`auth`]) before
+//! anything else is read from it.
 //!
 //! A connection is split into a [`FrameReader`] owned by one task and a [`FrameWriter`] that
 //! any task can clone. A frame is written by the thread that sends it while the socket keeps
@@ -13,6 +16,8 @@
 pub(crate) mod auth;
 pub(crate) mod frame;
 
+use std::io::Write as _;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,7 +33,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) use auth::Hello;
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 use frame::HANDSHAKE_MAX_FRAME_LEN;
-pub(crate) use frame::{FrameReader, FrameWriter, InFrame, OutFrame, check_payload_len};
+pub(crate) use frame::{FrameReader, FrameWriter, OutFrame, check_payload_len};
 
 /// One half of a shared socket; reads and writes go to the same stream.
 #[derive(Debug, Clone)]
@@ -139,15 +144,14 @@ impl Listener {
 
     /// Accepts the next connection that proves the key within `handshake_timeout`.
     ///
-    /// Connections from another user, from a pid other than `expected_pid`, with a wrong key
-    /// or a malformed hello are dropped and logged; accepting goes on.
+    /// Connections from another user, with a wrong key or a malformed hello are dropped and
+    /// logged; accepting goes on.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: a connection accepted but not yet authenticated is dropped.
     pub(crate) async fn accept(
         &self,
-        expected_pid: Option<u32>,
         handshake_timeout: Duration,
         max_frame_len: usize,
     ) -> Result<Connection> {
@@ -157,7 +161,7 @@ impl Listener {
                 .accept()
                 .await
                 .map_err(|error| Error::io(&format!("accepting on {}", self.name), error))?;
-            match authenticate(stream, expected_pid, handshake_timeout, max_frame_len).await {
+            match authenticate(stream, handshake_timeout, max_frame_len).await {
                 Ok(connection) => return Ok(connection),
                 Err(error) => {
                     tracing::warn!(target: "multiproc", "refused a connection on {}: {error}", self.name)
@@ -169,7 +173,6 @@ impl Listener {
 
 async fn authenticate(
     stream: Stream,
-    expected_pid: Option<u32>,
     handshake_timeout: Duration,
     max_frame_len: usize,
 ) -> Result<Connection> {
@@ -181,33 +184,10 @@ async fn authenticate(
         return Err(Error::new(ErrorKind::Auth, "the peer runs as another user"));
     }
     let kernel_pid = creds.pid().map(|pid| pid as u32);
-    if let (Some(expected), Some(actual)) = (expected_pid, kernel_pid)
-        && expected != actual
-    {
-        return Err(Error::new(
-            ErrorKind::Auth,
-            format!("expected a connection from pid {expected}, not {actual}"),
-        ));
-    }
     let mut connection = split(stream, kernel_pid.unwrap_or(0), HANDSHAKE_MAX_FRAME_LEN);
-    let hello: Hello = match tokio::time::timeout(handshake_timeout, connection.reader.read()).await
-    {
-        Ok(Ok(Some(frame))) => frame.header()?,
-        Ok(Ok(None)) => {
-            return Err(Error::new(
-                ErrorKind::Auth,
-                "the peer closed before its hello",
-            ));
-        }
-        Ok(Err(error)) => return Err(Error::new(ErrorKind::Auth, format!("a bad hello: {error}"))),
-        Err(_) => {
-            return Err(Error::new(
-                ErrorKind::Auth,
-                "the peer sent no hello in time",
-            ));
-        }
-    };
-    auth::verify(&hello)?;
+    let hello = tokio::time::timeout(handshake_timeout, read_hello(&mut connection))
+        .await
+        .map_err(|_| Error::new(ErrorKind::Auth, "the peer sent no hello in time"))??;
     if kernel_pid.is_some_and(|pid| pid != hello.pid) {
         return Err(Error::new(
             ErrorKind::Auth,
@@ -218,6 +198,99 @@ async fn authenticate(
     connection.reader.set_max_len(max_frame_len);
     connection.writer.set_max_len(max_frame_len);
     Ok(connection)
+}
+
+/// Reads the first frame of a connection, with the handshake's size limit, and checks the key.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: a cancelled read may have consumed part of the hello.
+async fn read_hello(connection: &mut Connection) -> Result<Hello> {
+    let hello: Hello = match connection.reader.read().await {
+        Ok(Some(frame)) => frame.header()?,
+        Ok(None) => {
+            return Err(Error::new(
+                ErrorKind::Auth,
+                "the peer closed before its hello",
+            ));
+        }
+        Err(error) => return Err(Error::new(ErrorKind::Auth, format!("a bad hello: {error}"))),
+    };
+    auth::verify(&hello)?;
+    Ok(hello)
+}
+
+/// A connection to a child about to be started, and the end of it the child inherits.
+///
+/// The two ends are a socket pair: nobody else can reach either of them, and there is no
+/// name to guess or to clean up. The key is written ahead of any frame, so the child, which
+/// gets its end as standard input, reads it first, before it has a runtime.
+pub(crate) fn child_pair(max_frame_len: usize) -> Result<(Connection, OwnedFd)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|error| Error::io("creating a socket pair", error))?;
+    // 32 bytes into an empty socket: this write cannot block.
+    (&ours)
+        .write_all(auth::process_key())
+        .and_then(|()| ours.set_nonblocking(true))
+        .map_err(|error| Error::io("handing over the key", error))?;
+    let stream = adopt(OwnedFd::from(ours))?;
+    let mut connection = split(stream, 0, HANDSHAKE_MAX_FRAME_LEN);
+    connection.writer.set_max_len(max_frame_len);
+    Ok((connection, OwnedFd::from(theirs)))
+}
+
+/// Waits for the hello of the child at the other end of a [`child_pair`], and checks its key
+/// and that it is the process `pid`.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: a cancelled read may have consumed part of the hello.
+pub(crate) async fn await_child(
+    connection: &mut Connection,
+    pid: u32,
+    max_frame_len: usize,
+) -> Result<()> {
+    let hello = read_hello(connection).await?;
+    if hello.pid != pid {
+        return Err(Error::new(
+            ErrorKind::Auth,
+            format!("expected a hello from pid {pid}, not {}", hello.pid),
+        ));
+    }
+    connection.peer_pid = pid;
+    connection.reader.set_max_len(max_frame_len);
+    Ok(())
+}
+
+/// Sends this child's hello on its end of its [`child_pair`], once the key has been read.
+/// Written at once, with a blocking write, before the child has a runtime: the parent learns
+/// the child is up while the child gets ready to serve.
+pub(crate) fn greet_parent(fd: &OwnedFd) -> Result<()> {
+    let hello = OutFrame::new(&Hello::new(), Vec::new(), HANDSHAKE_MAX_FRAME_LEN)?;
+    // A few dozen bytes into a socket nobody has written to yet: this cannot block.
+    (&std::os::unix::net::UnixStream::from(
+        fd.try_clone()
+            .map_err(|error| Error::io("greeting the parent", error))?,
+    ))
+        .write_all(&hello.into_bytes())
+        .map_err(|error| Error::io("greeting the parent", error))
+}
+
+/// The child's end of its [`child_pair`], after [`greet_parent`]: its connection to the parent.
+pub(crate) fn inherited(fd: OwnedFd, max_frame_len: usize) -> Result<Connection> {
+    Ok(split(adopt(fd)?, 0, max_frame_len))
+}
+
+fn adopt(fd: OwnedFd) -> Result<Stream> {
+    let socket = std::os::unix::net::UnixStream::from(fd);
+    socket
+        .set_nonblocking(true)
+        .map_err(|error| Error::io("preparing a socket", error))?;
+    let stream = tokio::net::UnixStream::from_std(socket)
+        .map_err(|error| Error::io("registering a socket", error))?;
+    Ok(Stream::from(
+        interprocess::os::unix::uds_local_socket::tokio::Stream::from(stream),
+    ))
 }
 
 /// Connects to `name` and proves the key.
@@ -265,11 +338,9 @@ mod tests {
                     .unwrap()
             }
         });
-        let refused = tokio::time::timeout(
-            Duration::from_millis(500),
-            listener.accept(None, HANDSHAKE, 1024),
-        )
-        .await;
+        let refused =
+            tokio::time::timeout(Duration::from_millis(500), listener.accept(HANDSHAKE, 1024))
+                .await;
         assert!(
             refused.is_err(),
             "a connection with a wrong key was accepted"
@@ -277,7 +348,7 @@ mod tests {
         assert!(matches!(impostor.await.unwrap(), Ok(None) | Err(_)));
 
         let honest = tokio::spawn(async move { connect(&name, 1024).await.map(|c| c.peer_pid) });
-        let accepted = tokio::time::timeout(HANDSHAKE, listener.accept(None, HANDSHAKE, 1024))
+        let accepted = tokio::time::timeout(HANDSHAKE, listener.accept(HANDSHAKE, 1024))
             .await
             .unwrap()
             .unwrap();
@@ -298,11 +369,9 @@ mod tests {
                 .unwrap();
             tokio::time::sleep(HANDSHAKE).await;
         });
-        let refused = tokio::time::timeout(
-            Duration::from_millis(500),
-            listener.accept(None, HANDSHAKE, 1024),
-        )
-        .await;
+        let refused =
+            tokio::time::timeout(Duration::from_millis(500), listener.accept(HANDSHAKE, 1024))
+                .await;
         assert!(refused.is_err(), "an oversized hello was accepted");
     }
 }
