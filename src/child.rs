@@ -129,17 +129,30 @@ fn run(bootstrap: Bootstrap, connection: OwnedFd) -> ! {
     std::process::exit(code)
 }
 
+/// How long a child waits for its next call before it hands freed memory back.
+const IDLE_BEFORE_TRIM: Duration = Duration::from_millis(50);
+
 /// Lets glibc's allocator keep freed megabyte buffers for the next call instead of handing
 /// them back to the kernel: left to itself it unmaps or trims each one, and every call with a
 /// large argument pays for its pages to be faulted in and zeroed again (a third of the cost of
-/// moving a 1 MiB buffer). Freed memory kept this way is capped at 64 MiB above the heap's
-/// live part; a program using another allocator is unaffected.
+/// moving a 1 MiB buffer). What is kept (at most 64 MiB above the heap's live part) is given
+/// back once the child has been idle for [`IDLE_BEFORE_TRIM`], so an idle worker stays small.
+/// A program using another allocator is unaffected.
 fn keep_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; no allocation is in a state it affects.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+/// Hands the memory [`keep_freed_buffers`] kept back to the kernel.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is safe at any point.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -187,7 +200,17 @@ async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
         if !reader.has_buffered_frame() && writer.release().is_err() {
             break 1;
         }
-        let frame = match reader.read().await {
+        let next = reader.read();
+        tokio::pin!(next);
+        let next = tokio::select! {
+            biased;
+            next = &mut next => next,
+            () = tokio::time::sleep(IDLE_BEFORE_TRIM) => {
+                give_back_freed_memory();
+                next.await
+            }
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break 0,
             Err(error) => {
