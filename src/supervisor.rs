@@ -6,6 +6,7 @@
 //! there too, so no zombie is left whatever the user does with the handle.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use crate::current;
 use crate::error::{Error, ExitStatus, Result};
 use crate::protocol::{FromChild, ToChild};
 use crate::spawn::Spawned;
-use crate::transport::{FrameReader, FrameWriter, SharedStream};
+use crate::transport::{Burst, FrameReader, FrameWriter, InFrame, SharedStream};
 
 /// The id of a call handed to a child at start-up.
 pub(crate) const FIRST_CALL_ID: u64 = 0;
@@ -288,10 +289,12 @@ async fn supervise(
 }
 
 async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
-    while let Ok(Some(frame)) = reader.read().await {
+    // Replies come in bursts (a child writes every reply it finished in one go); the calls
+    // their callbacks send in turn go out together at the end of each burst.
+    let handle = |frame: InFrame| {
         let Ok(FromChild::Done { id, outcome }) = frame.header::<FromChild>() else {
             tracing::warn!(target: "multiproc", "{} sent a malformed reply", shared.name);
-            return;
+            return ControlFlow::Break(());
         };
         let waiter = shared.calls.lock().expect("calls lock").pending.remove(&id);
         if let Some((on_reply, _)) = waiter {
@@ -300,7 +303,9 @@ async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
                 Err(remote) => Err(remote.into_error()),
             });
         }
-    }
+        ControlFlow::Continue(())
+    };
+    while let Ok(Burst::Handled) = reader.read_burst(handle).await {}
 }
 
 fn fail_all(shared: &Shared, status: Option<ExitStatus>) {

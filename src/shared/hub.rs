@@ -32,6 +32,7 @@
 //! strings), so the hub never needs to know a user's types.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -41,7 +42,9 @@ use tokio::sync::oneshot;
 use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op};
 use crate::error::Result;
 use crate::protocol::{decode, encode};
-use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, Listener};
+use crate::transport::{
+    self, Burst, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, InFrame, Listener,
+};
 use tokio::io::AsyncRead;
 
 /// Identifies a connection to the hub; [`LOCAL`] is the hub's own process.
@@ -359,20 +362,13 @@ async fn serve_connection<R: AsyncRead + Unpin>(
     writer: FrameWriter,
     peer_pid: u32,
 ) {
-    loop {
-        let frame = match reader.read().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(error) => {
-                tracing::debug!(target: "multiproc", "hub connection from pid {peer_pid}: {error}");
-                break;
-            }
-        };
+    // A client that pipelines requests gets the answers to a burst of them in one write.
+    let handle = |frame: InFrame| {
         let request = match frame.header::<HubRequest>() {
             Ok(request) => request,
             Err(error) => {
                 tracing::warn!(target: "multiproc", "a malformed hub request from pid {peer_pid}: {error}");
-                break;
+                return ControlFlow::Break(());
             }
         };
         match request {
@@ -395,7 +391,7 @@ async fn serve_connection<R: AsyncRead + Unpin>(
                         Err(error) => {
                             let _ =
                                 replier.send(Reply::failed(Failure::Protocol(error.to_string())));
-                            continue;
+                            return ControlFlow::Continue(());
                         }
                     }
                 };
@@ -418,6 +414,17 @@ async fn serve_connection<R: AsyncRead + Unpin>(
                     id,
                 };
                 let _ = replier.send(Reply::ok(Answer::Done));
+            }
+        }
+        ControlFlow::Continue(())
+    };
+    loop {
+        match reader.read_burst(handle).await {
+            Ok(Burst::Handled) => {}
+            Ok(Burst::Stopped | Burst::Ended) => break,
+            Err(error) => {
+                tracing::debug!(target: "multiproc", "hub connection from pid {peer_pid}: {error}");
+                break;
             }
         }
     }

@@ -13,14 +13,20 @@
 //! once, from the sending thread, while the socket keeps up; frames sent while the socket is
 //! busy are coalesced by the writer's task into few writes.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::marker::PhantomData;
+use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -175,19 +181,49 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 >= u32::from_le_bytes(buffered[..4].try_into().expect("4 bytes")) as usize
     }
 
-    /// Reads the next frame. `Ok(None)` is a clean end of stream between frames.
+    /// Reads the next frame, waiting for it if need be, then every whole frame already
+    /// buffered after it, and hands each to `handle` under one [`Cork`]: whatever `handle`
+    /// sends goes out once the burst is handled, in one write per connection. A peer that sent
+    /// many requests in one write thus gets its answers in one write.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: a cancelled read may have consumed part of a frame.
-    pub(crate) async fn read(&mut self) -> Result<Option<InFrame>> {
-        let mut prefix = [0u8; 4];
-        match self.inner.read_exact(&mut prefix).await {
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(error) => return Err(Error::io("reading a frame", error)),
+    pub(crate) async fn read_burst(
+        &mut self,
+        mut handle: impl FnMut(InFrame) -> ControlFlow<()>,
+    ) -> Result<Burst> {
+        let Some(mut frame) = self.read().await? else {
+            return Ok(Burst::Ended);
+        };
+        let _cork = Cork::begin();
+        loop {
+            if handle(frame).is_break() {
+                return Ok(Burst::Stopped);
+            }
+            match self.next_buffered() {
+                Some(next) => frame = next?,
+                None => return Ok(Burst::Handled),
+            }
         }
-        let body_len = u32::from_le_bytes(prefix) as usize;
+    }
+
+    /// The next frame if it has arrived whole already; never waits.
+    fn next_buffered(&mut self) -> Option<Result<InFrame>> {
+        if !self.has_buffered_frame() {
+            return None;
+        }
+        let buffered = self.inner.buffer();
+        let body_len = u32::from_le_bytes(buffered[..4].try_into().expect("4 bytes")) as usize;
+        if let Err(error) = self.check_body_len(body_len) {
+            return Some(Err(error));
+        }
+        let body = buffered[4..4 + body_len].to_vec();
+        Pin::new(&mut self.inner).consume(4 + body_len);
+        Some(InFrame::from_body(body))
+    }
+
+    fn check_body_len(&self, body_len: usize) -> Result<()> {
         if body_len > self.max_len {
             return Err(Error::new(
                 ErrorKind::FrameTooLarge,
@@ -203,12 +239,94 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 "a frame too short to hold a header",
             ));
         }
+        Ok(())
+    }
+
+    /// Reads the next frame. `Ok(None)` is a clean end of stream between frames.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a cancelled read may have consumed part of a frame.
+    pub(crate) async fn read(&mut self) -> Result<Option<InFrame>> {
+        let mut prefix = [0u8; 4];
+        match self.inner.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(error) => return Err(Error::io("reading a frame", error)),
+        }
+        let body_len = u32::from_le_bytes(prefix) as usize;
+        self.check_body_len(body_len)?;
         let mut body = vec![0u8; body_len];
         self.inner
             .read_exact(&mut body)
             .await
             .map_err(|error| Error::io("reading a frame", error))?;
         InFrame::from_body(body).map(Some)
+    }
+}
+
+/// How a [`FrameReader::read_burst`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Burst {
+    /// Every frame that had arrived was handled; read again.
+    Handled,
+    /// The handler asked to stop.
+    Stopped,
+    /// The peer closed the connection cleanly, between frames.
+    Ended,
+}
+
+thread_local! {
+    /// The writers that frames were held on since this thread's [`Cork`] began.
+    static CORKED: RefCell<Option<Vec<Arc<Link>>>> = const { RefCell::new(None) };
+}
+
+/// While alive, frames this thread sends are held; when it is dropped, each connection's
+/// held frames go out in one write. Not `Send`, so it cannot be held across an `await`.
+pub(crate) struct Cork {
+    outermost: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Cork {
+    pub(crate) fn begin() -> Cork {
+        let outermost = CORKED.with(|corked| {
+            let mut corked = corked.borrow_mut();
+            corked.is_none() && {
+                *corked = Some(Vec::new());
+                true
+            }
+        });
+        Cork {
+            outermost,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Whether this thread is corked; if so, remembers `link` for the release.
+    fn hold(link: &Arc<Link>) -> bool {
+        CORKED.with(|corked| match corked.borrow_mut().as_mut() {
+            Some(links) => {
+                if !links.iter().any(|held| Arc::ptr_eq(held, link)) {
+                    links.push(link.clone());
+                }
+                true
+            }
+            None => false,
+        })
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        let links = CORKED.with(|corked| corked.borrow_mut().take().unwrap_or_default());
+        for link in links {
+            // A connection that broke meanwhile tells its next sender.
+            let _ = link.release(&mut link.lock());
+        }
     }
 }
 
@@ -319,6 +437,9 @@ impl FrameWriter {
     /// As [`send`](Self::send), for a frame encoded already.
     pub(crate) fn send_frame(&self, frame: OutFrame) -> Result<()> {
         let mut state = self.enqueue(frame)?;
+        if Cork::hold(&self.link) {
+            return Ok(());
+        }
         self.link.release(&mut state)
     }
 

@@ -33,7 +33,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) use auth::Hello;
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 use frame::HANDSHAKE_MAX_FRAME_LEN;
-pub(crate) use frame::{FrameReader, FrameWriter, OutFrame, check_payload_len};
+pub(crate) use frame::{Burst, FrameReader, FrameWriter, InFrame, OutFrame, check_payload_len};
 
 /// One half of a shared socket; reads and writes go to the same stream.
 #[derive(Debug, Clone)]
