@@ -35,14 +35,6 @@ impl Target {
 
     /// Sends one operation and returns the answer's items, or the failure as an error.
     async fn call(&self, kind: &str, op: EntryOp, items: Items) -> Result<Reply> {
-        if let Some(addr) = self.store.hub.strip_prefix(super::tcp::TCP_PREFIX)
-            && !client::has_link(&self.store.hub)
-        {
-            return Err(Error::closed(format!(
-                "this {kind} lives in the manager at {addr}, which this process has not \
-                 connected to; call Manager::connect({addr}, authkey) in this process first"
-            )));
-        }
         let op = Op::Manager(StoreOp::On {
             entry: self.entry,
             op,
