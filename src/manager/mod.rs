@@ -37,8 +37,9 @@
 //!
 //! As in Python, `d.get(&k)` returns a copy. Mutating it changes nothing in the manager; and
 //! reading, changing and writing back races with every other writer. For read-modify-write
-//! use [`DictProxy::update`] / [`ValueProxy::update`], which apply a registered `#[worker]`
-//! function on the server, atomically:
+//! use `update`, which applies a registered `#[worker]` function on the server, atomically:
+//! [`DictProxy::update`] (a dict entry), [`ListProxy::update`] (a list item),
+//! [`Namespace::update`] (a field) and [`ValueProxy::update`].
 //!
 //! ```no_run
 //! # use multiproc::DictProxy;

@@ -95,6 +95,20 @@ fn apply(name: &str, value: &[u8]) -> Result<Vec<u8>, Reply> {
     }
 }
 
+/// Applies the registered worker `name` to `current`, or to `default` when there is no
+/// current value: the new value, or `None` when there is neither (nothing to update).
+fn updated(
+    name: &str,
+    current: Option<&Vec<u8>>,
+    default: Option<Vec<u8>>,
+) -> Result<Option<Vec<u8>>, Reply> {
+    match (current, default) {
+        (Some(value), _) => apply(name, value).map(Some),
+        (None, Some(default)) => apply(name, &default).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The request's next item.
 fn take(items: &mut impl Iterator<Item = Vec<u8>>, what: &str) -> Result<Vec<u8>, Reply> {
     items
@@ -212,14 +226,11 @@ impl Store {
                 }
                 (Entry::Dict(map), EntryOp::Update { worker }) => {
                     let key = take(&mut items, "key")?;
-                    let current = match (map.get(&key), take(&mut items, "default")) {
-                        (Some(value), _) => value.clone(),
-                        (None, Ok(default)) => default,
-                        (None, Err(_)) => return Ok(maybe(None)),
-                    };
-                    let updated = apply(&worker, &current)?;
-                    map.insert(key, updated.clone());
-                    maybe(Some(updated))
+                    let new = updated(&worker, map.get(&key), items.next())?;
+                    if let Some(new) = &new {
+                        map.insert(key, new.clone());
+                    }
+                    maybe(new)
                 }
                 (Entry::Dict(map), EntryOp::Len) => Reply::ok(Answer::Count(map.len() as u64)),
                 (Entry::Dict(map), EntryOp::Clear) => {
@@ -273,6 +284,15 @@ impl Store {
                             let at = usize::try_from(index).unwrap_or(usize::MAX);
                             maybe((at < list.len()).then(|| list.remove(at)))
                         }
+                        EntryOp::UpdateAt { index, worker } => {
+                            let slot = usize::try_from(index).ok().and_then(|i| list.get_mut(i));
+                            let Some(slot) = slot else {
+                                // Out of range: nothing changed, as `get` would find nothing.
+                                return Ok(maybe(None));
+                            };
+                            *slot = apply(&worker, slot)?;
+                            maybe(Some(slot.clone()))
+                        }
                         EntryOp::Reverse => {
                             list.reverse();
                             Reply::ok(Answer::Done)
@@ -314,6 +334,13 @@ impl Store {
                 }
                 (Entry::Namespace(fields), EntryOp::RemoveField { name }) => {
                     maybe(fields.remove(&name))
+                }
+                (Entry::Namespace(fields), EntryOp::UpdateField { name, worker }) => {
+                    let new = updated(&worker, fields.get(&name), items.next())?;
+                    if let Some(new) = &new {
+                        fields.insert(name, new.clone());
+                    }
+                    maybe(new)
                 }
                 (Entry::Namespace(fields), EntryOp::Fields) => Reply::items(
                     fields

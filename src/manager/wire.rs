@@ -93,7 +93,8 @@ pub(crate) enum EntryOp {
     InsertMany,
     /// Items `[key]` or `[key, default]`: applies the registered worker `worker` to the value
     /// (first inserting `default` when the key is missing); answers the new value, or nothing
-    /// when the key is missing and there is no default.
+    /// when the key is missing and there is no default. On a value: no items; applies the
+    /// worker to it and answers the new value.
     Update {
         worker: String,
     },
@@ -119,6 +120,12 @@ pub(crate) enum EntryOp {
     RemoveAt {
         index: u64,
     },
+    /// Applies the registered worker `worker` to the item at `index`; answers the new item,
+    /// or nothing when `index` is out of range.
+    UpdateAt {
+        index: u64,
+        worker: String,
+    },
     Reverse,
     /// Answers the generation (8 bytes, little endian) followed by every item.
     Snapshot,
@@ -138,6 +145,11 @@ pub(crate) enum EntryOp {
     },
     RemoveField {
         name: String,
+    },
+    /// Items `[]` or `[default]`: as [`Update`](Self::Update) on a dict, for the field `name`.
+    UpdateField {
+        name: String,
+        worker: String,
     },
     /// Answers the field names, each encoded as a `String`.
     Fields,
