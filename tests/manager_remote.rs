@@ -298,15 +298,21 @@ async fn objects_created_by_clients_live_on_the_server() {
 async fn serve_manager(key: Vec<u8>, addr_out: Queue<SocketAddr>) {
     let server = Manager::serve(localhost(), &key).await.unwrap();
     addr_out.put(server.local_addr().unwrap()).await.unwrap();
-    std::future::pending::<()>().await;
+    // Until killed; bounded, so that a failed test leaves nothing running.
+    tokio::time::sleep(common::LIMIT).await;
 }
 
 /// Starts a process serving a manager; returns it and its address.
 async fn served_elsewhere() -> (Process<()>, SocketAddr) {
     let addr_out = Queue::new();
-    let server = within(Process::new(serve_manager, (KEY.to_vec(), addr_out.clone())).start())
-        .await
-        .unwrap();
+    // A daemon: terminated, not waited for, if a failing test exits before killing it.
+    let server = within(
+        Process::new(serve_manager, (KEY.to_vec(), addr_out.clone()))
+            .daemon(true)
+            .start(),
+    )
+    .await
+    .unwrap();
     let addr = within(addr_out.get()).await.unwrap();
     (server, addr)
 }
@@ -430,7 +436,8 @@ async fn hold_and_hang(addr: SocketAddr, key: Vec<u8>) {
         .set()
         .await
         .unwrap();
-    std::future::pending::<()>().await;
+    // Until killed; bounded, so that a failed test leaves nothing running.
+    tokio::time::sleep(common::LIMIT).await;
 }
 
 #[tokio::test]
@@ -440,9 +447,13 @@ async fn a_lock_held_by_a_tcp_client_that_dies_is_released() {
     let lock = within(client.lock_named("held")).await.unwrap();
     let slots = within(client.semaphore_named("slots", 1)).await.unwrap();
     let holding = within(client.event_named("holding")).await.unwrap();
-    let holder = within(Process::new(hold_and_hang, (addr, KEY.to_vec())).start())
-        .await
-        .unwrap();
+    let holder = within(
+        Process::new(hold_and_hang, (addr, KEY.to_vec()))
+            .daemon(true)
+            .start(),
+    )
+    .await
+    .unwrap();
     assert!(
         within(holding.wait_timeout(Duration::from_secs(10)))
             .await
@@ -494,4 +505,34 @@ async fn a_server_that_goes_away_fails_hosted_calls_within_a_second() {
     assert!(within(client.event()).await.unwrap_err().is_closed());
     assert!(started.elapsed() < Duration::from_secs(1));
     let _ = within(server.join()).await;
+}
+
+#[tokio::test]
+async fn stopping_a_served_manager_releases_what_its_clients_held() {
+    let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let lock = within(server.lock_named("held")).await.unwrap();
+    let holding = within(server.event_named("holding")).await.unwrap();
+    let holder = within(
+        Process::new(hold_and_hang, (addr, KEY.to_vec()))
+            .daemon(true)
+            .start(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        within(holding.wait_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+    );
+    assert!(within(lock.try_acquire()).await.unwrap().is_none());
+    // The client is alive, but its connection is dropped with the front: its hold goes too.
+    within(server.shutdown()).await.unwrap();
+    let guard = within(lock.acquire_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("released when the front dropped its holder");
+    assert!(guard.owner_died());
+    holder.kill();
+    let _ = within(holder.join()).await;
 }

@@ -394,6 +394,13 @@ async fn serve_connection<R: AsyncRead + Unpin>(
     writer: FrameWriter,
     peer_pid: u32,
 ) {
+    // Also when the task is aborted (a manager's TCP front stopping drops its connections):
+    // what the peer held is released and its parked requests dropped, so nobody in this
+    // process waits on a lock whose holder can no longer release it.
+    let _disconnect = Disconnect {
+        hub: hub.clone(),
+        conn,
+    };
     loop {
         let frame = match reader.read().await {
             Ok(Some(frame)) => frame,
@@ -456,7 +463,18 @@ async fn serve_connection<R: AsyncRead + Unpin>(
             }
         }
     }
-    hub.disconnected(conn);
+}
+
+/// Tells the hub's objects that a connection is gone when dropped.
+struct Disconnect {
+    hub: Arc<Hub>,
+    conn: ConnId,
+}
+
+impl Drop for Disconnect {
+    fn drop(&mut self) {
+        self.hub.disconnected(self.conn);
+    }
 }
 
 /// Encodes items for a frame's payload.
