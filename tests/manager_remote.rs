@@ -440,13 +440,9 @@ async fn hold_and_hang(addr: SocketAddr, key: Vec<u8>) {
     tokio::time::sleep(common::LIMIT).await;
 }
 
-#[tokio::test]
-async fn a_lock_held_by_a_tcp_client_that_dies_is_released() {
-    let (server, addr) = served_elsewhere().await;
-    let client = within(Manager::connect(addr, KEY)).await.unwrap();
-    let lock = within(client.lock_named("held")).await.unwrap();
-    let slots = within(client.semaphore_named("slots", 1)).await.unwrap();
-    let holding = within(client.event_named("holding")).await.unwrap();
+/// Starts [`hold_and_hang`] against the manager at `addr` and waits until it holds.
+async fn start_holder(manager: &Manager, addr: SocketAddr) -> Process<()> {
+    let holding = within(manager.event_named("holding")).await.unwrap();
     let holder = within(
         Process::new(hold_and_hang, (addr, KEY.to_vec()))
             .daemon(true)
@@ -459,6 +455,16 @@ async fn a_lock_held_by_a_tcp_client_that_dies_is_released() {
             .await
             .unwrap()
     );
+    holder
+}
+
+#[tokio::test]
+async fn a_lock_held_by_a_tcp_client_that_dies_is_released() {
+    let (server, addr) = served_elsewhere().await;
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let lock = within(client.lock_named("held")).await.unwrap();
+    let slots = within(client.semaphore_named("slots", 1)).await.unwrap();
+    let holder = start_holder(&client, addr).await;
     assert!(within(lock.try_acquire()).await.unwrap().is_none());
     assert!(within(slots.try_acquire()).await.unwrap().is_none());
     holder.kill();
@@ -512,19 +518,7 @@ async fn stopping_a_served_manager_releases_what_its_clients_held() {
     let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
     let addr = server.local_addr().unwrap();
     let lock = within(server.lock_named("held")).await.unwrap();
-    let holding = within(server.event_named("holding")).await.unwrap();
-    let holder = within(
-        Process::new(hold_and_hang, (addr, KEY.to_vec()))
-            .daemon(true)
-            .start(),
-    )
-    .await
-    .unwrap();
-    assert!(
-        within(holding.wait_timeout(Duration::from_secs(10)))
-            .await
-            .unwrap()
-    );
+    let holder = start_holder(&server, addr).await;
     assert!(within(lock.try_acquire()).await.unwrap().is_none());
     // The client is alive, but its connection is dropped with the front: its hold goes too.
     within(server.shutdown()).await.unwrap();

@@ -64,21 +64,46 @@
 //!
 //! Values are kept encoded (postcard); the server never needs your types. Dict keys are
 //! compared as encoded bytes (see [`DictProxy`]). Queues, events and locks hosted by a manager
-//! are the crate's ordinary [`Queue`], [`Event`], ... created in the manager's process, so they
-//! outlive the process that asked for them and live as long as the manager.
+//! are the crate's ordinary [`Queue`], [`Event`], ...: a request to the store creates one as
+//! an object of the manager's hub, beside the store, so it outlives the process that asked
+//! for it, lives as long as the manager, and is reached over the same connection as the
+//! dicts. A lock or semaphore held by a process whose connection closes (it exited or was
+//! killed) is released, and the next holder is told by `owner_died`, as for any hub.
 //!
 //! # Across machines
 //!
 //! [`Manager::serve`] serves a store from the calling process on a TCP address; any process
 //! with the same authkey reaches it with [`Manager::connect`]. Both sides prove the key with
 //! Python 3.12's mutual HMAC-SHA256 challenge before anything else is read (see the `tcp`
-//! module), and handshake messages are capped at 256 bytes. Over TCP, dicts, lists,
-//! namespaces and values are available; manager-hosted queues and locks are not (they are
-//! served on local sockets). A proxy from [`Manager::connect`] names the server's address:
-//! another process given one uses it once it has called [`Manager::connect`] to that address
-//! itself (the key is never sent along with a proxy); before that, calls fail with a
+//! module), and handshake messages are capped at 256 bytes. After the handshake the TCP
+//! connection carries the same requests as a local connection, so everything a manager hosts
+//! works across it: dicts, lists, namespaces and values, and [`Queue`], [`JoinableQueue`],
+//! [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and
+//! [`Barrier`].
+//!
+//! ```no_run
+//! use multiproc::Manager;
+//!
+//! # async fn demo() -> multiproc::Result<()> {
+//! // On one machine:
+//! let server = Manager::serve("0.0.0.0:50000".parse().unwrap(), b"secret").await?;
+//! let jobs = server.queue_named::<String>("jobs").await?;
+//! // On another (or in another process):
+//! let client = Manager::connect("10.0.0.1:50000".parse().unwrap(), b"secret").await?;
+//! let jobs = client.queue_named::<String>("jobs").await?;
+//! jobs.put("a job".into()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A proxy or hosted object from [`Manager::connect`] names the server's address, not the
+//! key: another process given one (a worker, say) uses it once it has called
+//! [`Manager::connect`] to that address itself; before that, calls fail with a
 //! [`Closed`](crate::ErrorKind::Closed) error saying so. Processes that share only an
-//! address find the same objects by name: [`Manager::dict_named`] and friends.
+//! address find the same objects by name: [`Manager::dict_named`], [`Manager::queue_named`],
+//! [`Manager::lock_named`] and friends. If the server goes away (it exits, or stops with
+//! [`shutdown`](Manager::shutdown)), every call waiting on it, and every later one, fails
+//! with a [`Closed`](crate::ErrorKind::Closed) error as soon as the connection closes; a host
+//! that vanishes without closing it (a cut cable) is noticed only by TCP itself.
 //!
 //! # What is different from Python
 //!
