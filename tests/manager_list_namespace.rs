@@ -176,6 +176,12 @@ async fn hosted_queue_lock_and_event_live_in_the_manager() {
     within(manager.condition()).await.unwrap();
     let b = within(manager.barrier(1)).await.unwrap();
     within(b.wait()).await.unwrap();
+    // Found by name, as over TCP: one queue, whatever handle reaches it.
+    let named = within(manager.queue_named::<String>("mail")).await.unwrap();
+    let again = within(manager.queue_named::<String>("mail")).await.unwrap();
+    within(named.put("by name".into())).await.unwrap();
+    assert_eq!(within(again.get()).await.unwrap(), "by name");
+    assert!(within(manager.event_named("mail")).await.is_err());
     within(manager.shutdown()).await.unwrap();
     // Hosted objects die with the manager.
     assert!(within(q.get()).await.unwrap_err().is_closed());

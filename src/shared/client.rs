@@ -328,6 +328,13 @@ fn undo(link: &Link, object: ObjectId, task: u64, undo: Option<Op>, reply: Reply
 }
 
 fn gone(remote: &Remote) -> Error {
+    if let Some(addr) = remote.hub.strip_prefix(crate::manager::tcp::TCP_PREFIX) {
+        // A TCP server may have stopped serving rather than exited, and may come back.
+        return Error::closed(format!(
+            "the connection to the manager at {addr} closed (it stopped serving, exited or \
+             became unreachable); call Manager::connect({addr}, authkey) again once it is back"
+        ));
+    }
     Error::closed(format!(
         "the process that serves this object ({}) has exited",
         remote.hub
