@@ -102,8 +102,10 @@
 //! address find the same objects by name: [`Manager::dict_named`], [`Manager::queue_named`],
 //! [`Manager::lock_named`] and friends. If the server goes away (it exits, or stops with
 //! [`shutdown`](Manager::shutdown)), every call waiting on it, and every later one, fails
-//! with a [`Closed`](crate::ErrorKind::Closed) error as soon as the connection closes; a host
-//! that vanishes without closing it (a cut cable) is noticed only by TCP itself.
+//! with a [`Closed`](crate::ErrorKind::Closed) error as soon as the connection closes. A
+//! host that vanishes without closing it (power lost, network cut) is noticed by TCP
+//! keepalive, within about 8 seconds; then the server also releases the locks its processes
+//! held.
 //!
 //! # What is different from Python
 //!
@@ -113,6 +115,8 @@
 //! - Objects live as long as the manager; they are not reference counted.
 //! - After [`Manager::shutdown`] (or once the manager is dropped), every proxy call fails
 //!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging.
+//! - A proxy of a TCP manager passed to a worker does not carry the authkey (Python's does,
+//!   while spawning): the worker calls [`Manager::connect`] itself before using it.
 
 mod proxy;
 pub(crate) mod store;
