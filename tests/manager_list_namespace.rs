@@ -34,6 +34,16 @@ async fn bump(v: ValueProxy<u64>, times: u64) {
     }
 }
 
+/// Bumps the first two items of `l` and the field "hits" of `ns` by ten, `times` times each.
+#[worker]
+async fn bump_items_and_field(l: ListProxy<u64>, ns: Namespace, times: u64) {
+    for _ in 0..times {
+        l.update(0, add_ten).await.unwrap();
+        l.update(1, add_ten).await.unwrap();
+        ns.update_or("hits", 0u64, add_ten).await.unwrap();
+    }
+}
+
 #[worker]
 async fn hosted_user(q: Queue<String>, lock: Lock, counter: ValueProxy<u64>) {
     let guard = lock.acquire().await.unwrap();
@@ -166,7 +176,50 @@ async fn hosted_queue_lock_and_event_live_in_the_manager() {
     within(manager.condition()).await.unwrap();
     let b = within(manager.barrier(1)).await.unwrap();
     within(b.wait()).await.unwrap();
+    // Found by name, as over TCP: one queue, whatever handle reaches it.
+    let named = within(manager.queue_named::<String>("mail")).await.unwrap();
+    let again = within(manager.queue_named::<String>("mail")).await.unwrap();
+    within(named.put("by name".into())).await.unwrap();
+    assert_eq!(within(again.get()).await.unwrap(), "by name");
+    assert!(within(manager.event_named("mail")).await.is_err());
     within(manager.shutdown()).await.unwrap();
     // Hosted objects die with the manager.
     assert!(within(q.get()).await.unwrap_err().is_closed());
+}
+
+#[tokio::test]
+async fn list_item_and_namespace_field_updates_are_atomic() {
+    let manager = within(Manager::start()).await.unwrap();
+    let l = within(manager.list::<u64>()).await.unwrap();
+    within(l.extend([0, 5])).await.unwrap();
+    let ns = within(manager.namespace()).await.unwrap();
+    let mut children = Vec::new();
+    for _ in 0..3 {
+        children.push(
+            within(Process::new(bump_items_and_field, (l.clone(), ns.clone(), 100)).start())
+                .await
+                .unwrap(),
+        );
+    }
+    for child in children {
+        within(child.join()).await.unwrap();
+    }
+    // 300 updates of each, from three processes at once: none lost.
+    assert_eq!(within(l.snapshot()).await.unwrap(), [3000, 3005]);
+    assert_eq!(within(ns.get::<u64>("hits")).await.unwrap(), Some(3000));
+    assert_eq!(
+        within(ns.update("hits", add_ten)).await.unwrap(),
+        Some(3010)
+    );
+    // Nothing there: nothing to update, and nothing is created.
+    assert_eq!(within(l.update(2, add_ten)).await.unwrap(), None);
+    assert_eq!(within(l.len()).await.unwrap(), 2);
+    assert_eq!(
+        within(ns.update::<u64, _, _>("missing", add_ten))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(within(ns.fields()).await.unwrap(), ["hits"]);
+    within(manager.shutdown()).await.unwrap();
 }

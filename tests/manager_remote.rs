@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use multiproc::{Manager, Process, worker};
+use multiproc::{Manager, Process, Queue, worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -60,13 +60,21 @@ async fn use_passed_proxy(
     addr: SocketAddr,
     key: Vec<u8>,
     l: multiproc::ListProxy<String>,
+    q: Queue<String>,
 ) -> Result<(String, usize), String> {
     // Not yet connected: a clear error, not a hang.
     let before = l.push("too early".into()).await.unwrap_err().to_string();
+    let queue_before = q.put("too early".into()).await.unwrap_err();
+    if !queue_before.is_closed() || !queue_before.to_string().contains("Manager::connect") {
+        return Err(format!("a queue used before connecting: {queue_before}"));
+    }
     let _manager = Manager::connect(addr, &key)
         .await
         .map_err(|e| e.to_string())?;
     l.push("from the child".into())
+        .await
+        .map_err(|e| e.to_string())?;
+    q.put("from the child".into())
         .await
         .map_err(|e| e.to_string())?;
     Ok((before, l.len().await.map_err(|e| e.to_string())?))
@@ -79,12 +87,15 @@ async fn a_tcp_proxy_passed_to_a_child_works_once_it_connects() {
     let client = within(Manager::connect(addr, KEY)).await.unwrap();
     let l = within(client.list::<String>()).await.unwrap();
     within(l.push("from the parent".into())).await.unwrap();
-    let p = within(Process::new(use_passed_proxy, (addr, KEY.to_vec(), l.clone())).start())
-        .await
-        .unwrap();
+    let q = within(client.queue::<String>()).await.unwrap();
+    let p =
+        within(Process::new(use_passed_proxy, (addr, KEY.to_vec(), l.clone(), q.clone())).start())
+            .await
+            .unwrap();
     let (before, len) = within(p.join()).await.unwrap().unwrap();
     assert!(before.contains("Manager::connect"), "{before}");
     assert_eq!(len, 2);
+    assert_eq!(within(q.get()).await.unwrap(), "from the child");
     within(server.shutdown()).await.unwrap();
 }
 
@@ -105,8 +116,13 @@ async fn a_client_process_reaches_a_served_manager() {
     let l = within(client.list::<String>()).await.unwrap();
     within(l.push("over tcp".into())).await.unwrap();
     assert_eq!(within(l.snapshot()).await.unwrap(), ["over tcp"]);
-    // Over TCP a manager hosts the store's kinds only.
-    assert!(within(client.queue::<u8>()).await.is_err());
+    // Queues and locks are hosted over TCP too, and a capacity the constructor would refuse
+    // is an error, not a panic in the server.
+    let q = within(client.queue::<String>()).await.unwrap();
+    within(q.put("queued".into())).await.unwrap();
+    assert_eq!(within(q.get()).await.unwrap(), "queued");
+    assert!(within(client.bounded_queue::<u8>(0)).await.is_err());
+    assert!(within(client.barrier(0)).await.is_err());
     within(server.shutdown()).await.unwrap();
     let started = Instant::now();
     let error = within(l.len()).await.unwrap_err();
@@ -267,5 +283,250 @@ async fn objects_created_by_clients_live_on_the_server() {
     assert_eq!(within(there.get::<u64>("answer")).await.unwrap(), Some(42));
     // A name holds one kind.
     assert!(within(client.dict_named::<u8, u8>("shared")).await.is_err());
+    // The serving process and a client find the same hosted queue by name, one in place,
+    // the other over TCP.
+    let here = within(server.queue_named::<String>("mail")).await.unwrap();
+    let there = within(client.queue_named::<String>("mail")).await.unwrap();
+    within(here.put("to the client".into())).await.unwrap();
+    assert_eq!(within(there.get()).await.unwrap(), "to the client");
     within(server.shutdown()).await.unwrap();
+}
+
+/// Runs in another process: serves a manager on 127.0.0.1, reports its address through
+/// `addr_out` (a queue of the parent's), then serves until it is killed.
+#[worker]
+async fn serve_manager(key: Vec<u8>, addr_out: Queue<SocketAddr>) {
+    let server = Manager::serve(localhost(), &key).await.unwrap();
+    addr_out.put(server.local_addr().unwrap()).await.unwrap();
+    // Until killed; bounded, so that a failed test leaves nothing running.
+    tokio::time::sleep(common::LIMIT).await;
+}
+
+/// Starts a process serving a manager; returns it and its address.
+async fn served_elsewhere() -> (Process<()>, SocketAddr) {
+    let addr_out = Queue::new();
+    // A daemon: terminated, not waited for, if a failing test exits before killing it.
+    let server = within(
+        Process::new(serve_manager, (KEY.to_vec(), addr_out.clone()))
+            .daemon(true)
+            .start(),
+    )
+    .await
+    .unwrap();
+    let addr = within(addr_out.get()).await.unwrap();
+    (server, addr)
+}
+
+/// Stops a server started by [`served_elsewhere`] and reaps it.
+async fn stop(server: Process<()>) {
+    server.kill();
+    let _ = within(server.join()).await;
+}
+
+/// Runs in another process: a client of the manager at `addr` that finds the shared objects
+/// by name, meets the parent at a barrier, squares every task into `results` (a queue the
+/// parent created over its own TCP connection and passed here), and counts them.
+#[worker]
+async fn square_tasks(addr: SocketAddr, key: Vec<u8>, results: Queue<u64>) -> Result<u64, String> {
+    let manager = Manager::connect(addr, &key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tasks = manager
+        .joinable_queue_named::<u64>("tasks")
+        .await
+        .map_err(|e| e.to_string())?;
+    let ready = manager
+        .event_named("ready")
+        .await
+        .map_err(|e| e.to_string())?;
+    let start = manager
+        .barrier_named("start", 2)
+        .await
+        .map_err(|e| e.to_string())?;
+    ready.set().await.map_err(|e| e.to_string())?;
+    start.wait().await.map_err(|e| e.to_string())?;
+    let mut done = 0;
+    // `get` fails once the parent closes `tasks` and it is drained.
+    while let Ok(n) = tasks.get().await {
+        results.put(n * n).await.map_err(|e| e.to_string())?;
+        tasks.task_done().await.map_err(|e| e.to_string())?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+#[tokio::test]
+async fn hosted_queues_and_sync_objects_work_between_tcp_clients() {
+    let (server, addr) = served_elsewhere().await;
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let results = within(client.queue::<u64>()).await.unwrap();
+    let tasks = within(client.joinable_queue_named::<u64>("tasks"))
+        .await
+        .unwrap();
+    let ready = within(client.event_named("ready")).await.unwrap();
+    let start = within(client.barrier_named("start", 2)).await.unwrap();
+    let worker = within(Process::new(square_tasks, (addr, KEY.to_vec(), results.clone())).start())
+        .await
+        .unwrap();
+    assert!(
+        within(ready.wait_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+    );
+    within(start.wait()).await.unwrap();
+    within(tasks.put_many(1..=5)).await.unwrap();
+    // Every task done, as counted by the worker's task_done over its own connection.
+    within(tasks.join()).await.unwrap();
+    let mut squares = Vec::new();
+    for _ in 0..5 {
+        squares.push(within(results.get()).await.unwrap());
+    }
+    squares.sort();
+    assert_eq!(squares, [1, 4, 9, 16, 25]);
+    within(tasks.close()).await.unwrap();
+    assert_eq!(within(worker.join()).await.unwrap(), Ok(5));
+
+    // The other kinds, from this client over TCP.
+    let lock = within(client.rlock()).await.unwrap();
+    let outer = within(lock.acquire()).await.unwrap();
+    let inner = within(lock.acquire()).await.unwrap();
+    drop((inner, outer));
+    assert!(!within(lock.is_locked()).await.unwrap());
+    let slots = within(client.bounded_semaphore_named("slots", 1))
+        .await
+        .unwrap();
+    let permit = within(slots.acquire()).await.unwrap();
+    assert!(within(slots.try_acquire()).await.unwrap().is_none());
+    drop(permit);
+    assert!(within(slots.release()).await.is_err(), "bounded above 1");
+    let changed = within(client.condition()).await.unwrap();
+    let mut guard = within(changed.acquire()).await.unwrap();
+    assert!(
+        !within(guard.wait_timeout(Duration::from_millis(50)))
+            .await
+            .unwrap()
+    );
+    drop(guard);
+    // A name holds one kind; a name found registered keeps its first parameters.
+    assert!(within(client.lock_named("tasks")).await.is_err());
+    assert!(within(client.dict_named::<u8, u8>("ready")).await.is_err());
+    assert_eq!(
+        within(client.barrier_named("start", 7))
+            .await
+            .unwrap()
+            .parties(),
+        2
+    );
+    stop(server).await;
+}
+
+/// Runs in another process: takes the lock named "held" and a permit of the semaphore named
+/// "slots" over TCP, says so, and never gives them back: the parent kills it.
+#[worker]
+async fn hold_and_hang(addr: SocketAddr, key: Vec<u8>) {
+    let manager = Manager::connect(addr, &key).await.unwrap();
+    let lock = manager.lock_named("held").await.unwrap();
+    let slots = manager.semaphore_named("slots", 1).await.unwrap();
+    let _guard = lock.acquire().await.unwrap();
+    let _permit = slots.acquire().await.unwrap();
+    manager
+        .event_named("holding")
+        .await
+        .unwrap()
+        .set()
+        .await
+        .unwrap();
+    // Until killed; bounded, so that a failed test leaves nothing running.
+    tokio::time::sleep(common::LIMIT).await;
+}
+
+/// Starts [`hold_and_hang`] against the manager at `addr` and waits until it holds.
+async fn start_holder(manager: &Manager, addr: SocketAddr) -> Process<()> {
+    let holding = within(manager.event_named("holding")).await.unwrap();
+    let holder = within(
+        Process::new(hold_and_hang, (addr, KEY.to_vec()))
+            .daemon(true)
+            .start(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        within(holding.wait_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+    );
+    holder
+}
+
+#[tokio::test]
+async fn a_lock_held_by_a_tcp_client_that_dies_is_released() {
+    let (server, addr) = served_elsewhere().await;
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let lock = within(client.lock_named("held")).await.unwrap();
+    let slots = within(client.semaphore_named("slots", 1)).await.unwrap();
+    let holder = start_holder(&client, addr).await;
+    assert!(within(lock.try_acquire()).await.unwrap().is_none());
+    assert!(within(slots.try_acquire()).await.unwrap().is_none());
+    holder.kill();
+    let _ = within(holder.join()).await;
+    // Its TCP connection closed with it: the server released what it held.
+    let guard = within(lock.acquire_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("released when its holder died");
+    assert!(guard.owner_died());
+    let permit = within(slots.acquire_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("given back when its holder died");
+    assert!(permit.owner_died());
+    drop((guard, permit));
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn a_server_that_goes_away_fails_hosted_calls_within_a_second() {
+    let (server, addr) = served_elsewhere().await;
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let q = within(client.queue::<u8>()).await.unwrap();
+    let lock = within(client.lock()).await.unwrap();
+    let waiting = tokio::spawn({
+        let q = q.clone();
+        async move { q.get().await }
+    });
+    // Let the get reach the server and wait there.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let killed = Instant::now();
+    server.kill();
+    let error = within(waiting).await.unwrap().unwrap_err();
+    assert!(error.is_closed(), "{error:?}");
+    assert!(
+        killed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        killed.elapsed()
+    );
+    let started = Instant::now();
+    assert!(within(q.put(1)).await.unwrap_err().is_closed());
+    assert!(within(lock.acquire()).await.unwrap_err().is_closed());
+    assert!(within(client.event()).await.unwrap_err().is_closed());
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let _ = within(server.join()).await;
+}
+
+#[tokio::test]
+async fn stopping_a_served_manager_releases_what_its_clients_held() {
+    let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let lock = within(server.lock_named("held")).await.unwrap();
+    let holder = start_holder(&server, addr).await;
+    assert!(within(lock.try_acquire()).await.unwrap().is_none());
+    // The client is alive, but its connection is dropped with the front: its hold goes too.
+    within(server.shutdown()).await.unwrap();
+    let guard = within(lock.acquire_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("released when the front dropped its holder");
+    assert!(guard.owner_died());
+    holder.kill();
+    let _ = within(holder.join()).await;
 }

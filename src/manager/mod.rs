@@ -37,8 +37,9 @@
 //!
 //! As in Python, `d.get(&k)` returns a copy. Mutating it changes nothing in the manager; and
 //! reading, changing and writing back races with every other writer. For read-modify-write
-//! use [`DictProxy::update`] / [`ValueProxy::update`], which apply a registered `#[worker]`
-//! function on the server, atomically:
+//! use `update`, which applies a registered `#[worker]` function on the server, atomically:
+//! [`DictProxy::update`] (a dict entry), [`ListProxy::update`] (a list item),
+//! [`Namespace::update`] (a field) and [`ValueProxy::update`].
 //!
 //! ```no_run
 //! # use multiproc::DictProxy;
@@ -63,21 +64,48 @@
 //!
 //! Values are kept encoded (postcard); the server never needs your types. Dict keys are
 //! compared as encoded bytes (see [`DictProxy`]). Queues, events and locks hosted by a manager
-//! are the crate's ordinary [`Queue`], [`Event`], ... created in the manager's process, so they
-//! outlive the process that asked for them and live as long as the manager.
+//! are the crate's ordinary [`Queue`], [`Event`], ...: a request to the store creates one as
+//! an object of the manager's hub, beside the store, so it outlives the process that asked
+//! for it, lives as long as the manager, and is reached over the same connection as the
+//! dicts. A lock or semaphore held by a process whose connection closes (it exited or was
+//! killed) is released, and the next holder is told by `owner_died`, as for any hub.
 //!
 //! # Across machines
 //!
 //! [`Manager::serve`] serves a store from the calling process on a TCP address; any process
 //! with the same authkey reaches it with [`Manager::connect`]. Both sides prove the key with
 //! Python 3.12's mutual HMAC-SHA256 challenge before anything else is read (see the `tcp`
-//! module), and handshake messages are capped at 256 bytes. Over TCP, dicts, lists,
-//! namespaces and values are available; manager-hosted queues and locks are not (they are
-//! served on local sockets). A proxy from [`Manager::connect`] names the server's address:
-//! another process given one uses it once it has called [`Manager::connect`] to that address
-//! itself (the key is never sent along with a proxy); before that, calls fail with a
+//! module), and handshake messages are capped at 256 bytes. After the handshake the TCP
+//! connection carries the same requests as a local connection, so everything a manager hosts
+//! works across it: dicts, lists, namespaces and values, and [`Queue`], [`JoinableQueue`],
+//! [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and
+//! [`Barrier`].
+//!
+//! ```no_run
+//! use multiproc::Manager;
+//!
+//! # async fn demo() -> multiproc::Result<()> {
+//! // On one machine:
+//! let server = Manager::serve("0.0.0.0:50000".parse().unwrap(), b"secret").await?;
+//! let jobs = server.queue_named::<String>("jobs").await?;
+//! // On another (or in another process):
+//! let client = Manager::connect("10.0.0.1:50000".parse().unwrap(), b"secret").await?;
+//! let jobs = client.queue_named::<String>("jobs").await?;
+//! jobs.put("a job".into()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A proxy or hosted object from [`Manager::connect`] names the server's address, not the
+//! key: another process given one (a worker, say) uses it once it has called
+//! [`Manager::connect`] to that address itself; before that, calls fail with a
 //! [`Closed`](crate::ErrorKind::Closed) error saying so. Processes that share only an
-//! address find the same objects by name: [`Manager::dict_named`] and friends.
+//! address find the same objects by name: [`Manager::dict_named`], [`Manager::queue_named`],
+//! [`Manager::lock_named`] and friends. If the server goes away (it exits, or stops with
+//! [`shutdown`](Manager::shutdown)), every call waiting on it, and every later one, fails
+//! with a [`Closed`](crate::ErrorKind::Closed) error as soon as the connection closes. A
+//! host that vanishes without closing it (power lost, network cut) is noticed by TCP
+//! keepalive, within about 8 seconds; then the server also releases the locks its processes
+//! held.
 //!
 //! # What is different from Python
 //!
@@ -87,10 +115,12 @@
 //! - Objects live as long as the manager; they are not reference counted.
 //! - After [`Manager::shutdown`] (or once the manager is dropped), every proxy call fails
 //!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging.
+//! - A proxy of a TCP manager passed to a worker does not carry the authkey (Python's does,
+//!   while spawning): the worker calls [`Manager::connect`] itself before using it.
 
 mod proxy;
 pub(crate) mod store;
-mod tcp;
+pub(crate) mod tcp;
 pub(crate) mod wire;
 
 use std::net::SocketAddr;
@@ -103,7 +133,7 @@ use serde::de::DeserializeOwned;
 use proxy::Target;
 pub use proxy::{DictProxy, ListProxy, Namespace, ValueProxy};
 use store::Store;
-use wire::{Kind, StoreOp};
+use wire::{Hosted, HostedObject, Kind, StoreOp};
 
 use crate::error::{Error, Result};
 use crate::protocol::{decode, encode};
@@ -144,55 +174,15 @@ enum Server {
     Connected(SocketAddr),
 }
 
-/// What the manager's process creates on request: the shared objects hosted by a manager.
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
-enum Hosted {
-    Queue(Option<usize>),
-    JoinableQueue(Option<usize>),
-    Event,
-    Lock,
-    RLock,
-    Semaphore(u64),
-    BoundedSemaphore(u64),
-    Condition,
-    Barrier(usize),
-}
-
 /// The registered name of a worker function item.
 fn name_of<W: crate::Worker<M>, M>(_: W) -> &'static str {
     worker_name::<W, M>()
-}
-
-/// An object's encoding: what a handle to it is sent as. A `Queue<()>` encodes as any
-/// `Queue<T>` does (the item type is only a marker), so the caller decodes the type it wants.
-fn handle_of<S: Serialize>(object: &S) -> std::result::Result<serde_bytes::ByteBuf, String> {
-    encode(object, "a hosted object")
-        .map(serde_bytes::ByteBuf::from)
-        .map_err(|error| error.to_string())
 }
 
 /// Runs in the manager's process: creates the store on its hub.
 #[crate::worker]
 fn manager_start_store() -> std::result::Result<Handle, String> {
     Handle::create(Box::new(Store::default())).map_err(|error| error.to_string())
-}
-
-/// Runs in the manager's process: creates a queue, lock, ... on its hub.
-#[crate::worker]
-fn manager_host(kind: Hosted) -> std::result::Result<serde_bytes::ByteBuf, String> {
-    match kind {
-        Hosted::Queue(None) => handle_of(&Queue::<()>::new()),
-        Hosted::Queue(Some(capacity)) => handle_of(&Queue::<()>::bounded(capacity)),
-        Hosted::JoinableQueue(None) => handle_of(&JoinableQueue::<()>::new()),
-        Hosted::JoinableQueue(Some(capacity)) => handle_of(&JoinableQueue::<()>::bounded(capacity)),
-        Hosted::Event => handle_of(&Event::new()),
-        Hosted::Lock => handle_of(&Lock::new()),
-        Hosted::RLock => handle_of(&RLock::new()),
-        Hosted::Semaphore(permits) => handle_of(&Semaphore::new(permits)),
-        Hosted::BoundedSemaphore(permits) => handle_of(&BoundedSemaphore::new(permits)),
-        Hosted::Condition => handle_of(&Condition::new()),
-        Hosted::Barrier(parties) => handle_of(&Barrier::new(parties)),
-    }
 }
 
 impl Manager {
@@ -259,7 +249,7 @@ impl Manager {
     ) -> Result<T> {
         let Server::Child(server) = &self.server else {
             return Err(Error::invalid_state(format!(
-                "{doing}: only a manager started with Manager::start can host queues and locks"
+                "{doing}: only a manager started with Manager::start has a process to run it"
             )));
         };
         self.check_open()?;
@@ -588,27 +578,56 @@ impl Manager {
         ))
     }
 
-    async fn host<S: DeserializeOwned>(&self, kind: Hosted) -> Result<S> {
-        let doing = format!("creating a {kind:?} in the manager");
-        let encoded: std::result::Result<serde_bytes::ByteBuf, String> =
-            self.run(name_of(manager_host), &(kind,), &doing).await?;
-        let encoded =
-            encoded.map_err(|message| Error::invalid_state(format!("{doing}: {message}")))?;
+    /// Creates (or, with a `name`, finds) a hosted object in the manager's process and
+    /// returns its handle, naming the hub this process reaches the store through: the
+    /// manager's local socket, or `tcp://addr` for a manager reached with
+    /// [`connect`](Self::connect). So a queue works over whatever connection the store does.
+    async fn host<S: DeserializeOwned>(&self, object: Hosted, name: Option<&str>) -> Result<S> {
+        self.check_open()?;
+        let op = StoreOp::Host {
+            object,
+            name: name.map(str::to_string),
+        };
+        let reply = client::call(&self.store, Op::Manager(op), Vec::new(), None).await?;
+        if let Err(failure) = reply.outcome {
+            return Err(failure.into_error("the manager"));
+        }
+        let Some(bytes) = reply.items.first() else {
+            return Err(Error::new(
+                crate::ErrorKind::Protocol,
+                "the manager answered a creation with no object",
+            ));
+        };
+        let hosted: HostedObject = decode(bytes, "a hosted object")?;
+        let handle = Handle {
+            hub: self.store.hub.clone(),
+            object: hosted.id,
+        };
+        // Every hosted type serializes as its handle (a `Barrier` adds its parties), which is
+        // how it travels to workers; building it from that encoding needs no constructor per
+        // type and gives the same value a worker would receive.
+        let encoded = match hosted.object {
+            Hosted::Barrier(parties) => encode(&(handle, parties), "a hosted object")?,
+            _ => encode(&handle, "a hosted object")?,
+        };
         decode(&encoded, "a hosted object")
     }
 }
 
 macro_rules! hosted {
-    ($(#[$doc:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) -> $out:ty = $kind:expr, $example:literal) => {
+    (
+        $(#[$doc:meta])*
+        $name:ident / $named:ident ( $($arg:ident : $ty:ty),* ) -> $out:ty = $kind:expr,
+        $example:literal, $named_example:literal
+    ) => {
         impl Manager {
             $(#[$doc])*
             ///
             /// # Errors
             ///
-            /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down;
-            /// [`InvalidState`](crate::ErrorKind::InvalidState) for a manager from
-            /// [`serve`](Self::serve) or [`connect`](Self::connect), which hosts only dicts,
-            /// lists, namespaces and values.
+            /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down or its
+            /// server is gone; [`InvalidState`](crate::ErrorKind::InvalidState) for
+            /// parameters the type's constructor refuses.
             ///
             /// # Cancel safety
             ///
@@ -623,7 +642,28 @@ macro_rules! hosted {
             /// # Ok(()) }
             /// ```
             pub async fn $name(&self $(, $arg: $ty)*) -> Result<$out> {
-                self.host($kind).await
+                self.host($kind, None).await
+            }
+
+            #[doc = concat!("The object registered as `name`, created by the first caller as [`", stringify!($name), "`](Self::", stringify!($name), ") does (later callers' parameters are ignored); see [`dict_named`](Self::dict_named).")]
+            ///
+            /// # Errors
+            ///
+            /// As [`dict_named`](Self::dict_named).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe in that nothing is lost; the object may have been created.
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+            #[doc = $named_example]
+            /// # Ok(()) }
+            /// ```
+            pub async fn $named(&self, name: &str $(, $arg: $ty)*) -> Result<$out> {
+                self.host($kind, Some(name)).await
             }
         }
     };
@@ -634,10 +674,8 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down;
-    /// [`InvalidState`](crate::ErrorKind::InvalidState) for a manager from
-    /// [`serve`](Self::serve) or [`connect`](Self::connect), which hosts only dicts, lists,
-    /// namespaces and values.
+    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down or its server is
+    /// gone.
     ///
     /// # Cancel safety
     ///
@@ -651,14 +689,38 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn queue<T: Value>(&self) -> Result<Queue<T>> {
-        self.host(Hosted::Queue(None)).await
+        self.host(Hosted::Queue(None), None).await
+    }
+
+    /// The queue registered as `name`, created unbounded by the first caller; see
+    /// [`dict_named`](Self::dict_named). How clients that share only an address share a
+    /// queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the queue may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let jobs = manager.queue_named::<String>("jobs").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn queue_named<T: Value>(&self, name: &str) -> Result<Queue<T>> {
+        self.host(Hosted::Queue(None), Some(name)).await
     }
 
     /// Creates a [`Queue`] holding at most `capacity` items in the manager's process.
     ///
     /// # Errors
     ///
-    /// As [`queue`](Self::queue).
+    /// As [`queue`](Self::queue); [`InvalidState`](crate::ErrorKind::InvalidState) for a
+    /// capacity of 0.
     ///
     /// # Cancel safety
     ///
@@ -672,7 +734,7 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn bounded_queue<T: Value>(&self, capacity: usize) -> Result<Queue<T>> {
-        self.host(Hosted::Queue(Some(capacity))).await
+        self.host(Hosted::Queue(Some(capacity)), None).await
     }
 
     /// Creates a [`JoinableQueue`] in the manager's process; Python's
@@ -694,46 +756,78 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn joinable_queue<T: Value>(&self) -> Result<JoinableQueue<T>> {
-        self.host(Hosted::JoinableQueue(None)).await
+        self.host(Hosted::JoinableQueue(None), None).await
+    }
+
+    /// The joinable queue registered as `name`, created unbounded by the first caller; see
+    /// [`dict_named`](Self::dict_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`dict_named`](Self::dict_named).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost; the queue may have been created.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let tasks = manager.joinable_queue_named::<u64>("tasks").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn joinable_queue_named<T: Value>(&self, name: &str) -> Result<JoinableQueue<T>> {
+        self.host(Hosted::JoinableQueue(None), Some(name)).await
     }
 }
 
 hosted!(
     /// Creates an [`Event`] in the manager's process; Python's `manager.Event()`.
-    event() -> Event = Hosted::Event,
-    "let e = manager.event().await?;"
+    event / event_named() -> Event = Hosted::Event,
+    "let e = manager.event().await?;",
+    "let ready = manager.event_named(\"ready\").await?;"
 );
 hosted!(
-    /// Creates a [`Lock`] in the manager's process; Python's `manager.Lock()`.
-    lock() -> Lock = Hosted::Lock,
-    "let l = manager.lock().await?;"
+    /// Creates a [`Lock`] in the manager's process; Python's `manager.Lock()`. A lock held
+    /// by a process whose connection to the manager closes (it exited, or was killed) is
+    /// released, and the next holder is told by [`LockGuard::owner_died`](crate::LockGuard::owner_died).
+    lock / lock_named() -> Lock = Hosted::Lock,
+    "let l = manager.lock().await?;",
+    "let l = manager.lock_named(\"db\").await?;"
 );
 hosted!(
     /// Creates an [`RLock`] in the manager's process; Python's `manager.RLock()`.
-    rlock() -> RLock = Hosted::RLock,
-    "let l = manager.rlock().await?;"
+    rlock / rlock_named() -> RLock = Hosted::RLock,
+    "let l = manager.rlock().await?;",
+    "let l = manager.rlock_named(\"db\").await?;"
 );
 hosted!(
     /// Creates a [`Semaphore`] with `permits` in the manager's process; Python's
     /// `manager.Semaphore(permits)`.
-    semaphore(permits: u64) -> Semaphore = Hosted::Semaphore(permits),
-    "let s = manager.semaphore(2).await?;"
+    semaphore / semaphore_named(permits: u64) -> Semaphore = Hosted::Semaphore(permits),
+    "let s = manager.semaphore(2).await?;",
+    "let s = manager.semaphore_named(\"slots\", 2).await?;"
 );
 hosted!(
     /// Creates a [`BoundedSemaphore`] with `permits` in the manager's process.
-    bounded_semaphore(permits: u64) -> BoundedSemaphore = Hosted::BoundedSemaphore(permits),
-    "let s = manager.bounded_semaphore(2).await?;"
+    bounded_semaphore / bounded_semaphore_named(permits: u64) -> BoundedSemaphore =
+        Hosted::BoundedSemaphore(permits),
+    "let s = manager.bounded_semaphore(2).await?;",
+    "let s = manager.bounded_semaphore_named(\"slots\", 2).await?;"
 );
 hosted!(
     /// Creates a [`Condition`] in the manager's process; Python's `manager.Condition()`.
-    condition() -> Condition = Hosted::Condition,
-    "let c = manager.condition().await?;"
+    condition / condition_named() -> Condition = Hosted::Condition,
+    "let c = manager.condition().await?;",
+    "let c = manager.condition_named(\"changed\").await?;"
 );
 hosted!(
     /// Creates a [`Barrier`] for `parties` in the manager's process; Python's
     /// `manager.Barrier(parties)`.
-    barrier(parties: usize) -> Barrier = Hosted::Barrier(parties),
-    "let b = manager.barrier(3).await?;"
+    barrier / barrier_named(parties: usize) -> Barrier = Hosted::Barrier(parties),
+    "let b = manager.barrier(3).await?;",
+    "let b = manager.barrier_named(\"start\", 3).await?;"
 );
 
 impl Manager {

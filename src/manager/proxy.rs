@@ -35,14 +35,6 @@ impl Target {
 
     /// Sends one operation and returns the answer's items, or the failure as an error.
     async fn call(&self, kind: &str, op: EntryOp, items: Items) -> Result<Reply> {
-        if let Some(addr) = self.store.hub.strip_prefix(super::tcp::TCP_PREFIX)
-            && !client::has_link(&self.store.hub)
-        {
-            return Err(Error::closed(format!(
-                "this {kind} lives in the manager at {addr}, which this process has not \
-                 connected to; call Manager::connect({addr}, authkey) in this process first"
-            )));
-        }
         let op = Op::Manager(StoreOp::On {
             entry: self.entry,
             op,
@@ -527,7 +519,8 @@ impl<K: Value, V: Value> DictProxy<K, V> {
 ///
 /// Items are stored encoded; indexes are resolved on the server, so concurrent pushes from
 /// many processes all land and each sees one order. Reads return **copies**: mutating an item
-/// you read changes nothing until you [`set`](Self::set) it back.
+/// you read changes nothing until you [`set`](Self::set) it back, and setting it back races
+/// with other writers; [`update`](Self::update) changes an item in place, atomically.
 ///
 /// ```no_run
 /// # async fn demo() -> multiproc::Result<()> {
@@ -722,6 +715,42 @@ impl<T: Value> ListProxy<T> {
         self.target.maybe(LIST, op, Vec::new()).await
     }
 
+    /// Replaces the item at `index` with `worker(item)`, atomically on the server, and returns
+    /// the new item; `Ok(None)` (and nothing changed) when `index` is out of range. The
+    /// race-free form of `l.set(i, f(l.get(i)))`, which loses concurrent writes. `worker` is
+    /// a `#[worker]` function `fn(T) -> T`; see [`DictProxy::update`] for what it may do.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::update`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost locally; the update may or may not have happened.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #[multiproc::worker]
+    /// fn increment(n: u64) -> u64 { n + 1 }
+    ///
+    /// # async fn demo(l: multiproc::ListProxy<u64>) -> multiproc::Result<()> {
+    /// l.push(0).await?;
+    /// assert_eq!(l.update(0, increment).await?, Some(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<W, M>(&self, index: usize, worker: W) -> Result<Option<T>>
+    where
+        W: Worker<M, Args = (T,), Output = T>,
+    {
+        let _ = worker;
+        let op = EntryOp::UpdateAt {
+            index: index as u64,
+            worker: update_name::<W, M>()?,
+        };
+        self.target.maybe(LIST, op, Vec::new()).await
+    }
+
     /// The number of items.
     ///
     /// # Errors
@@ -912,7 +941,8 @@ impl<T: Value> ListProxy<T> {
 ///
 /// A field is read as the type you ask for; asking for another type than was stored is a
 /// [`Serialization`](crate::ErrorKind::Serialization) error (or, for types that happen to
-/// share an encoding, a wrong value: keep one type per field). Reads return **copies**.
+/// share an encoding, a wrong value: keep one type per field). Reads return **copies**;
+/// [`update`](Self::update) changes a field in place, atomically.
 ///
 /// ```no_run
 /// # async fn demo() -> multiproc::Result<()> {
@@ -1022,6 +1052,91 @@ impl Namespace {
             .items(NAMESPACE, op, Vec::new())
             .await?
             .is_empty())
+    }
+
+    /// Replaces field `name` with `worker(field)`, atomically on the server, and returns the
+    /// new value; `Ok(None)` (and nothing changed) when the field is not set. `worker` is a
+    /// `#[worker]` function `fn(T) -> T`, `T` the field's type; see [`DictProxy::update`] for
+    /// what it may do.
+    ///
+    /// # Errors
+    ///
+    /// As [`DictProxy::update`]; [`InvalidState`](crate::ErrorKind::InvalidState) if the field
+    /// does not decode as `T` in the worker (the field is left unchanged).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost locally; the update may or may not have happened.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #[multiproc::worker]
+    /// fn increment(n: u64) -> u64 { n + 1 }
+    ///
+    /// # async fn demo(ns: multiproc::Namespace) -> multiproc::Result<()> {
+    /// ns.set("hits", 0u64).await?;
+    /// assert_eq!(ns.update("hits", increment).await?, Some(1));
+    /// # Ok(()) }
+    /// ```
+    pub async fn update<T, W, M>(&self, name: &str, worker: W) -> Result<Option<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        W: Worker<M, Args = (T,), Output = T>,
+    {
+        let _ = worker;
+        self.update_field::<T, W, M>(name, None).await
+    }
+
+    /// [`update`](Self::update), starting from `default` when there is one and the field is
+    /// not set.
+    async fn update_field<T, W, M>(&self, name: &str, default: Option<&T>) -> Result<Option<T>>
+    where
+        T: Serialize + DeserializeOwned,
+        W: Worker<M, Args = (T,), Output = T>,
+    {
+        let op = EntryOp::UpdateField {
+            name: name.to_string(),
+            worker: update_name::<W, M>()?,
+        };
+        let items = match default {
+            Some(default) => vec![encode(default, "a namespace field")?],
+            None => Vec::new(),
+        };
+        self.target.maybe(NAMESPACE, op, items).await
+    }
+
+    /// Like [`update`](Self::update), but a field that is not set starts as `default`, so the
+    /// worker always runs; returns the new value. `ns.update_or("hits", 0u64, increment)` is
+    /// a race-free counter.
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in that nothing is lost locally; the update may or may not have happened.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #[multiproc::worker]
+    /// fn increment(n: u64) -> u64 { n + 1 }
+    ///
+    /// # async fn demo(ns: multiproc::Namespace) -> multiproc::Result<()> {
+    /// let hits = ns.update_or("hits", 0u64, increment).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_or<T, W, M>(&self, name: &str, default: T, worker: W) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        W: Worker<M, Args = (T,), Output = T>,
+    {
+        let _ = worker;
+        self.update_field::<T, W, M>(name, Some(&default))
+            .await?
+            .ok_or_else(|| unexpected("manager namespace", &"no value after an update"))
     }
 
     /// The names of the fields that are set, in order.

@@ -1,8 +1,11 @@
 //! The store: one hub [`Object`] holding every dict, list, namespace and value of a manager.
 //!
-//! One object rather than one per dict keeps the hub untouched (creating an object from
-//! inside a request would need the hub's lock, which the request already holds) and lets a
-//! [`StoreOp::Create`] arrive over any connection, TCP included.
+//! One object rather than one per dict keeps a dict's entry small and lets a
+//! [`StoreOp::Create`] arrive over any connection, TCP included. Queues, events, locks, ...
+//! are different: they park requests and track owners, which the hub's own objects already do,
+//! so [`StoreOp::Host`] creates one of those on the store's hub
+//! ([`Hub::create_from_request`]) and answers its id; a client then talks to it directly,
+//! over the connection that carries the store's requests.
 //!
 //! Everything is kept encoded (postcard bytes): the server never needs the user's types, and
 //! a value is decoded only by the proxy that reads it. Dict keys are ordered by their encoded
@@ -17,10 +20,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::task::{Context, Poll};
 
-use super::wire::{EntryId, EntryOp, Kind, StoreOp};
+use super::wire::{EntryId, EntryOp, Hosted, HostedObject, Kind, StoreOp};
 use crate::protocol::encode;
-use crate::shared::hub::{ConnId, Items, Object, Reply, Request};
-use crate::shared::wire::{Answer, Failure, Op};
+use crate::shared::hub::{ConnId, Hub, Items, Object, Reply, Request};
+use crate::shared::wire::{Answer, Failure, ObjectId, Op};
+use crate::shared::{barrier, condition, event, lock, queue, semaphore};
 
 enum Entry {
     Dict(BTreeMap<Vec<u8>, Vec<u8>>),
@@ -48,8 +52,15 @@ impl Entry {
 pub(crate) struct Store {
     entries: HashMap<EntryId, Entry>,
     next: EntryId,
-    /// Objects registered by name, with their kind.
-    names: HashMap<String, (Kind, EntryId)>,
+    /// Objects registered by name.
+    names: HashMap<String, Named>,
+}
+
+/// What a name is registered to: one of the store's entries or a hosted hub object.
+#[derive(Debug, Clone, Copy)]
+enum Named {
+    Entry(Kind, EntryId),
+    Hosted(Hosted, ObjectId),
 }
 
 fn invalid(message: impl Into<String>) -> Reply {
@@ -84,6 +95,20 @@ fn apply(name: &str, value: &[u8]) -> Result<Vec<u8>, Reply> {
     }
 }
 
+/// Applies the registered worker `name` to `current`, or to `default` when there is no
+/// current value: the new value, or `None` when there is neither (nothing to update).
+fn updated(
+    name: &str,
+    current: Option<&Vec<u8>>,
+    default: Option<Vec<u8>>,
+) -> Result<Option<Vec<u8>>, Reply> {
+    match (current, default) {
+        (Some(value), _) => apply(name, value).map(Some),
+        (None, Some(default)) => apply(name, &default).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The request's next item.
 fn take(items: &mut impl Iterator<Item = Vec<u8>>, what: &str) -> Result<Vec<u8>, Reply> {
     items
@@ -112,17 +137,55 @@ impl Store {
 
     fn named(&mut self, kind: Kind, name: String, items: Items) -> Reply {
         match self.names.get(&name) {
-            Some((existing, id)) if *existing == kind => Reply::ok(Answer::Count(*id)),
-            Some((existing, _)) => invalid(format!(
-                "`{name}` names a {existing:?} in this manager, not a {kind:?}"
-            )),
+            Some(Named::Entry(existing, id)) if *existing == kind => Reply::ok(Answer::Count(*id)),
+            Some(existing) => name_taken(&name, existing, &format!("{kind:?}")),
             None => {
                 let reply = self.create(kind, items);
                 if let Ok(Answer::Count(id)) = reply.outcome {
-                    self.names.insert(name, (kind, id));
+                    self.names.insert(name, Named::Entry(kind, id));
                 }
                 reply
             }
+        }
+    }
+
+    /// Creates a hosted object on the store's hub, or finds the one registered as `name`.
+    fn host(&mut self, object: Hosted, name: Option<String>) -> Reply {
+        let found = match name.as_ref().and_then(|name| self.names.get(name)) {
+            Some(Named::Hosted(existing, id)) if existing.same_kind(&object) => {
+                Some(HostedObject {
+                    id: *id,
+                    object: *existing,
+                })
+            }
+            Some(existing) => {
+                let name = name.as_deref().unwrap_or_default();
+                return name_taken(name, existing, &format!("{object:?}"));
+            }
+            None => None,
+        };
+        let hosted = match found {
+            Some(hosted) => hosted,
+            None => {
+                let state = match hosted_state(object) {
+                    Ok(state) => state,
+                    Err(reply) => return reply,
+                };
+                // The store is always an object of this process's hub: the one whose lock
+                // this request holds.
+                let Some(hub) = Hub::running() else {
+                    return invalid("the manager's hub is not running");
+                };
+                let id = hub.create_from_request(state);
+                if let Some(name) = name {
+                    self.names.insert(name, Named::Hosted(object, id));
+                }
+                HostedObject { id, object }
+            }
+        };
+        match encode(&hosted, "a hosted object") {
+            Ok(bytes) => Reply::items(vec![bytes]),
+            Err(error) => invalid(error.to_string()),
         }
     }
 
@@ -163,14 +226,11 @@ impl Store {
                 }
                 (Entry::Dict(map), EntryOp::Update { worker }) => {
                     let key = take(&mut items, "key")?;
-                    let current = match (map.get(&key), take(&mut items, "default")) {
-                        (Some(value), _) => value.clone(),
-                        (None, Ok(default)) => default,
-                        (None, Err(_)) => return Ok(maybe(None)),
-                    };
-                    let updated = apply(&worker, &current)?;
-                    map.insert(key, updated.clone());
-                    maybe(Some(updated))
+                    let new = updated(&worker, map.get(&key), items.next())?;
+                    if let Some(new) = &new {
+                        map.insert(key, new.clone());
+                    }
+                    maybe(new)
                 }
                 (Entry::Dict(map), EntryOp::Len) => Reply::ok(Answer::Count(map.len() as u64)),
                 (Entry::Dict(map), EntryOp::Clear) => {
@@ -224,6 +284,15 @@ impl Store {
                             let at = usize::try_from(index).unwrap_or(usize::MAX);
                             maybe((at < list.len()).then(|| list.remove(at)))
                         }
+                        EntryOp::UpdateAt { index, worker } => {
+                            let slot = usize::try_from(index).ok().and_then(|i| list.get_mut(i));
+                            let Some(slot) = slot else {
+                                // Out of range: nothing changed, as `get` would find nothing.
+                                return Ok(maybe(None));
+                            };
+                            *slot = apply(&worker, slot)?;
+                            maybe(Some(slot.clone()))
+                        }
                         EntryOp::Reverse => {
                             list.reverse();
                             Reply::ok(Answer::Done)
@@ -266,6 +335,13 @@ impl Store {
                 (Entry::Namespace(fields), EntryOp::RemoveField { name }) => {
                     maybe(fields.remove(&name))
                 }
+                (Entry::Namespace(fields), EntryOp::UpdateField { name, worker }) => {
+                    let new = updated(&worker, fields.get(&name), items.next())?;
+                    if let Some(new) = &new {
+                        fields.insert(name, new.clone());
+                    }
+                    maybe(new)
+                }
                 (Entry::Namespace(fields), EntryOp::Fields) => Reply::items(
                     fields
                         .keys()
@@ -296,12 +372,43 @@ impl Store {
     }
 }
 
+fn name_taken(name: &str, existing: &Named, wanted: &str) -> Reply {
+    let existing = match existing {
+        Named::Entry(kind, _) => format!("{kind:?}"),
+        Named::Hosted(object, _) => format!("{object:?}"),
+    };
+    invalid(format!(
+        "`{name}` names a {existing} in this manager, not a {wanted}"
+    ))
+}
+
+/// The hub object a hosted object starts as; a failure for parameters its constructor would
+/// refuse (with a panic, which must not happen in the server).
+fn hosted_state(object: Hosted) -> Result<Box<dyn Object>, Reply> {
+    Ok(match object {
+        Hosted::Queue(Some(0)) | Hosted::JoinableQueue(Some(0)) => {
+            return Err(invalid("a bounded queue needs a capacity of at least 1"));
+        }
+        Hosted::Barrier(0) => return Err(invalid("a barrier needs at least one party")),
+        Hosted::Queue(capacity) => Box::new(queue::QueueState::new(capacity, false)),
+        Hosted::JoinableQueue(capacity) => Box::new(queue::QueueState::new(capacity, true)),
+        Hosted::Event => event::state(),
+        Hosted::Lock => Box::new(lock::LockState::new(false)),
+        Hosted::RLock => Box::new(lock::LockState::new(true)),
+        Hosted::Semaphore(permits) => semaphore::state(permits, false),
+        Hosted::BoundedSemaphore(permits) => semaphore::state(permits, true),
+        Hosted::Condition => condition::state(),
+        Hosted::Barrier(parties) => barrier::state(parties),
+    })
+}
+
 impl Object for Store {
     fn call(&mut self, request: Request, op: Op, items: Items) {
         let reply = match op {
             Op::Manager(StoreOp::Create(kind)) => self.create(kind, items),
             Op::Manager(StoreOp::Named { kind, name }) => self.named(kind, name, items),
             Op::Manager(StoreOp::On { entry, op }) => self.apply(entry, op, items),
+            Op::Manager(StoreOp::Host { object, name }) => self.host(object, name),
             _ => invalid("not an operation of a manager"),
         };
         let _ = request.answer(reply);

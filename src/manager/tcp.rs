@@ -215,6 +215,7 @@ async fn serve_peer(
     store: ObjectId,
 ) {
     let _ = stream.set_nodelay(true);
+    keep_alive(&stream);
     let handshake = async {
         deliver_challenge(&mut stream, &key).await?;
         answer_challenge(&mut stream, &key).await
@@ -239,6 +240,61 @@ async fn serve_peer(
     hub.serve_stream(reader, writer, 0).await;
 }
 
+/// How long a connection may be idle before TCP probes the peer, the time between probes,
+/// and how many go unanswered before the connection is dropped; also the longest sent data
+/// may stay unacknowledged. A peer that vanishes without closing the connection (a host that
+/// lost power, a cut network) is noticed within about [`KEEPALIVE_IDLE`] +
+/// [`KEEPALIVE_INTERVAL`] x [`KEEPALIVE_PROBES`] instead of never: on the client, waiting calls
+/// then fail as closed; on the server, what the peer held is released.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Turns on TCP keepalive (see [`KEEPALIVE_IDLE`]) and bounds unacknowledged data the same way.
+/// Best effort: a socket that refuses keeps working, only without the bound.
+fn keep_alive(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: `fd` is an open socket owned by `stream` for the duration of the call, and
+        // the option value is a live `c_int` whose size is passed alongside it.
+        let done = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if done != 0 {
+            tracing::debug!(target: "multiproc", "setsockopt({level}, {name}) on a manager connection: {}", std::io::Error::last_os_error());
+        }
+    };
+    let bound = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES;
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPIDLE,
+        KEEPALIVE_IDLE.as_secs() as libc::c_int,
+    );
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPINTVL,
+        KEEPALIVE_INTERVAL.as_secs() as libc::c_int,
+    );
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        KEEPALIVE_PROBES as libc::c_int,
+    );
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_USER_TIMEOUT,
+        bound.as_millis() as libc::c_int,
+    );
+}
+
 /// The hub name of a manager reached over TCP at `addr`.
 pub(crate) fn hub_name(addr: SocketAddr) -> String {
     format!("{TCP_PREFIX}{addr}")
@@ -257,6 +313,7 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
                     .await
                     .map_err(|error| Error::io(&format!("connecting to {addr}"), error))?;
                 let _ = stream.set_nodelay(true);
+                keep_alive(&stream);
                 answer_challenge(&mut stream, &key).await?;
                 deliver_challenge(&mut stream, &key).await?;
                 let (read, write) = stream.into_split();
@@ -282,4 +339,44 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
         })
         .await
         .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn option(stream: &TcpStream, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let mut value: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the socket is open and `value`/`len` describe a live `c_int`.
+        let done = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                level,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+        value
+    }
+
+    #[tokio::test]
+    async fn manager_connections_probe_a_silent_peer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        keep_alive(&stream);
+        assert_eq!(option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 5);
+        assert_eq!(option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 1);
+        assert_eq!(option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 3);
+        assert_eq!(
+            option(&stream, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+            8000
+        );
+    }
 }

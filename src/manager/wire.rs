@@ -29,6 +29,46 @@ pub(crate) enum StoreOp {
     Named { kind: Kind, name: String },
     /// An operation on the object `entry`.
     On { entry: EntryId, op: EntryOp },
+    /// Creates a queue, lock, ... as an object of the store's own hub, registered under
+    /// `name` when there is one (a name already registered gives the object it holds, as
+    /// `Named` does). Answered with one item: the encoded [`HostedObject`].
+    Host {
+        object: Hosted,
+        name: Option<String>,
+    },
+}
+
+/// A queue or synchronisation object a manager hosts: the crate's ordinary [`Queue`](crate::Queue),
+/// [`Event`](crate::Event), ..., created in the manager's process and reached through the same
+/// connection as its dicts (local socket or TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Hosted {
+    /// With a capacity when bounded.
+    Queue(Option<usize>),
+    JoinableQueue(Option<usize>),
+    Event,
+    Lock,
+    RLock,
+    Semaphore(u64),
+    BoundedSemaphore(u64),
+    Condition,
+    Barrier(usize),
+}
+
+impl Hosted {
+    /// Whether `other` is the same kind of object, whatever its parameters: a name found
+    /// registered is used as it was created (the first caller's capacity, permits, parties).
+    pub(crate) fn same_kind(&self, other: &Hosted) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// The answer to [`StoreOp::Host`]: the object's id in the hub, and what it was created as
+/// (which, for a name already registered, may differ from what was asked in its parameters).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct HostedObject {
+    pub(crate) id: crate::shared::wire::ObjectId,
+    pub(crate) object: Hosted,
 }
 
 /// An operation on one object. Items named below are the request's or the answer's items.
@@ -53,7 +93,8 @@ pub(crate) enum EntryOp {
     InsertMany,
     /// Items `[key]` or `[key, default]`: applies the registered worker `worker` to the value
     /// (first inserting `default` when the key is missing); answers the new value, or nothing
-    /// when the key is missing and there is no default.
+    /// when the key is missing and there is no default. On a value: no items; applies the
+    /// worker to it and answers the new value.
     Update {
         worker: String,
     },
@@ -79,6 +120,12 @@ pub(crate) enum EntryOp {
     RemoveAt {
         index: u64,
     },
+    /// Applies the registered worker `worker` to the item at `index`; answers the new item,
+    /// or nothing when `index` is out of range.
+    UpdateAt {
+        index: u64,
+        worker: String,
+    },
     Reverse,
     /// Answers the generation (8 bytes, little endian) followed by every item.
     Snapshot,
@@ -98,6 +145,11 @@ pub(crate) enum EntryOp {
     },
     RemoveField {
         name: String,
+    },
+    /// Items `[]` or `[default]`: as [`Update`](Self::Update) on a dict, for the field `name`.
+    UpdateField {
+        name: String,
+        worker: String,
     },
     /// Answers the field names, each encoded as a `String`.
     Fields,

@@ -97,6 +97,16 @@ pub struct Barrier {
     parties: usize,
 }
 
+/// A new barrier's state for `parties` waiters (at least one), for whichever hub will hold
+/// it.
+pub(crate) fn state(parties: usize) -> Box<dyn Object> {
+    Box::new(BarrierState {
+        parties,
+        arrived: VecDeque::new(),
+        broken: false,
+    })
+}
+
 impl Barrier {
     /// A barrier for `parties` waiters, served by this process.
     ///
@@ -105,11 +115,7 @@ impl Barrier {
     /// If `parties` is 0, or this process's hub cannot bind its socket.
     pub fn new(parties: usize) -> Self {
         assert!(parties > 0, "a barrier needs at least one party");
-        let handle = expect_started(Handle::create(Box::new(BarrierState {
-            parties,
-            arrived: VecDeque::new(),
-            broken: false,
-        })));
+        let handle = expect_started(Handle::create(state(parties)));
         Barrier { handle, parties }
     }
 

@@ -97,6 +97,14 @@ pub(crate) async fn link(handle: &Handle) -> Result<Link> {
 }
 
 async fn connect(hub: String) -> Result<Arc<Remote>> {
+    // A manager reached over TCP is linked only by `Manager::connect`, which has the authkey;
+    // a handle naming one (received from another process) cannot open the link itself.
+    if let Some(addr) = hub.strip_prefix(crate::manager::tcp::TCP_PREFIX) {
+        return Err(Error::closed(format!(
+            "this object lives in the manager at {addr}, which this process has not connected \
+             to; call Manager::connect({addr}, authkey) in this process first"
+        )));
+    }
     let name = hub.clone();
     // The connection's tasks live on the shared runtime so they outlive the caller's runtime.
     let connection = runtime()
@@ -169,15 +177,6 @@ fn start_remote<R: AsyncRead + Unpin + Send + 'static>(
         receiving.waiting.lock().expect("waiting poisoned").clear();
     });
     remote
-}
-
-/// Whether this process has a link (open or closed) to the hub named `hub`.
-pub(crate) fn has_link(hub: &str) -> bool {
-    REMOTES
-        .lock()
-        .expect("remote hubs poisoned")
-        .as_ref()
-        .is_some_and(|remotes| remotes.get(hub).is_some_and(|slot| slot.initialized()))
 }
 
 /// Registers an already authenticated connection of another kind (the manager's TCP client)
@@ -329,6 +328,13 @@ fn undo(link: &Link, object: ObjectId, task: u64, undo: Option<Op>, reply: Reply
 }
 
 fn gone(remote: &Remote) -> Error {
+    if let Some(addr) = remote.hub.strip_prefix(crate::manager::tcp::TCP_PREFIX) {
+        // A TCP server may have stopped serving rather than exited, and may come back.
+        return Error::closed(format!(
+            "the connection to the manager at {addr} closed (it stopped serving, exited or \
+             became unreachable); call Manager::connect({addr}, authkey) again once it is back"
+        ));
+    }
     Error::closed(format!(
         "the process that serves this object ({}) has exited",
         remote.hub

@@ -130,6 +130,14 @@ async fn notify(handle: &Handle, n: u64, task: u64) -> Result<()> {
         .map_err(|failure| failure.into_error(&describe(handle)))
 }
 
+/// A new condition's state, with its own unlocked lock, for whichever hub will hold it.
+pub(crate) fn state() -> Box<dyn Object> {
+    Box::new(ConditionState {
+        lock: LockState::new(true),
+        sleepers: VecDeque::new(),
+    })
+}
+
 impl Condition {
     /// A condition with its own unlocked lock, served by this process.
     ///
@@ -138,10 +146,7 @@ impl Condition {
     /// If this process's hub cannot bind its socket.
     #[allow(clippy::new_without_default)] // creating a condition starts a server
     pub fn new() -> Self {
-        let handle = expect_started(Handle::create(Box::new(ConditionState {
-            lock: LockState::new(true),
-            sleepers: VecDeque::new(),
-        })));
+        let handle = expect_started(Handle::create(state()));
         Condition { handle }
     }
 

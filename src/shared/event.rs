@@ -75,6 +75,14 @@ pub struct Event {
     handle: Handle,
 }
 
+/// A new, unset event's state, for whichever hub will hold it.
+pub(crate) fn state() -> Box<dyn Object> {
+    Box::new(EventState {
+        set: false,
+        waiters: VecDeque::new(),
+    })
+}
+
 impl Event {
     /// An unset event, served by this process.
     ///
@@ -83,10 +91,7 @@ impl Event {
     /// If this process's hub cannot bind its socket.
     #[allow(clippy::new_without_default)] // creating an event starts a server; keep it explicit
     pub fn new() -> Self {
-        let handle = expect_started(Handle::create(Box::new(EventState {
-            set: false,
-            waiters: VecDeque::new(),
-        })));
+        let handle = expect_started(Handle::create(state()));
         Event { handle }
     }
 

@@ -25,14 +25,14 @@
 //!    nobody is left to receive it (items taken, a lock granted), name the undoing request in
 //!    [`undo_of`](super::wire::undo_of).
 //!
-//! A server process that creates objects at its clients' request (a manager) adds a
-//! `HubRequest::Create { id, kind }` answered with the new object's id, built by a match on
-//! `kind` that calls [`Hub::create`]: the rest (connections, multiplexing, cancellation,
-//! death of a client) is already here. Items and values travel as [`Items`] (encoded byte
+//! An object that creates objects at its clients' request (a manager's store hosting a queue)
+//! does so with [`Hub::create_from_request`], since the request already holds the hub's lock:
+//! the rest (connections, multiplexing, cancellation, death of a client) is already here. Items and values travel as [`Items`] (encoded byte
 //! strings), so the hub never needs to know a user's types.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -189,11 +189,18 @@ pub(crate) fn take_parked<W>(
 pub(crate) struct Hub {
     name: String,
     state: Mutex<HubState>,
+    /// Ids are taken outside the state's lock so that a request can reserve one while it
+    /// holds that lock (see [`Hub::create_from_request`]).
+    next_object: AtomicU64,
+    /// Objects created by the request being applied; they join `objects` when it returns.
+    born: Mutex<Vec<(ObjectId, Box<dyn Object>)>>,
+    /// Whether `born` holds anything, so that other requests skip its lock. Read and written
+    /// only under the state's lock.
+    any_born: AtomicBool,
 }
 
 struct HubState {
     objects: HashMap<ObjectId, Box<dyn Object>>,
-    next_object: ObjectId,
 }
 
 impl std::fmt::Debug for Hub {
@@ -221,8 +228,10 @@ impl Hub {
             name: listener.name().to_string(),
             state: Mutex::new(HubState {
                 objects: HashMap::new(),
-                next_object: 1,
             }),
+            next_object: AtomicU64::new(1),
+            born: Mutex::new(Vec::new()),
+            any_born: AtomicBool::new(false),
         });
         runtime().spawn(accept_connections(hub.clone(), listener));
         *slot = Some(hub.clone());
@@ -241,10 +250,22 @@ impl Hub {
 
     /// Adds an object; returns its id.
     pub(crate) fn create(&self, object: Box<dyn Object>) -> ObjectId {
-        let mut state = self.lock();
-        let id = state.next_object;
-        state.next_object += 1;
-        state.objects.insert(id, object);
+        let id = self.next_object.fetch_add(1, Ordering::Relaxed);
+        self.lock().objects.insert(id, object);
+        id
+    }
+
+    /// Adds an object from inside [`Object::call`], which runs under the hub's lock (so
+    /// [`create`](Self::create) would deadlock): the id is reserved now, and the object joins
+    /// the hub as soon as the request returns, before the lock is released, so no request can
+    /// name it before it is there. The caller must be applying a request of this hub.
+    pub(crate) fn create_from_request(&self, object: Box<dyn Object>) -> ObjectId {
+        let id = self.next_object.fetch_add(1, Ordering::Relaxed);
+        self.born
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((id, object));
+        self.any_born.store(true, Ordering::Relaxed);
         id
     }
 
@@ -260,7 +281,21 @@ impl Hub {
     pub(crate) fn dispatch(&self, object: ObjectId, op: Op, items: Items, request: Request) {
         let mut state = self.lock();
         match state.objects.get_mut(&object) {
-            Some(target) => target.call(request, op, items),
+            Some(target) => {
+                target.call(request, op, items);
+                // Set only by a request under the state's lock, which we hold: a plain load
+                // keeps the common case to one uncontended read.
+                if self.any_born.load(Ordering::Relaxed) {
+                    self.any_born.store(false, Ordering::Relaxed);
+                    let born = std::mem::take(
+                        &mut *self
+                            .born
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                    );
+                    state.objects.extend(born);
+                }
+            }
             None => {
                 let _ = request.answer(Reply::failed(Failure::NoSuchObject));
             }
@@ -362,6 +397,13 @@ async fn serve_connection<R: AsyncRead + Unpin>(
     writer: FrameWriter,
     peer_pid: u32,
 ) {
+    // Also when the task is aborted (a manager's TCP front stopping drops its connections):
+    // what the peer held is released and its parked requests dropped, so nobody in this
+    // process waits on a lock whose holder can no longer release it.
+    let _disconnect = Disconnect {
+        hub: hub.clone(),
+        conn,
+    };
     // A client that pipelines requests gets the answers to a burst of them in one write.
     let handle = |frame: InFrame| {
         let request = match frame.header::<HubRequest>() {
@@ -428,7 +470,18 @@ async fn serve_connection<R: AsyncRead + Unpin>(
             }
         }
     }
-    hub.disconnected(conn);
+}
+
+/// Tells the hub's objects that a connection is gone when dropped.
+struct Disconnect {
+    hub: Arc<Hub>,
+    conn: ConnId,
+}
+
+impl Drop for Disconnect {
+    fn drop(&mut self) {
+        self.hub.disconnected(self.conn);
+    }
 }
 
 /// Encodes items for a frame's payload.

@@ -59,16 +59,16 @@
 //! - Objects live as long as the process that created them. After it exits, operations fail
 //!   with a [`Closed`](crate::ErrorKind::Closed) error instead of hanging.
 
-mod barrier;
+pub(crate) mod barrier;
 pub(crate) mod client;
-mod condition;
-mod event;
+pub(crate) mod condition;
+pub(crate) mod event;
 pub(crate) mod hub;
 mod joinable;
-mod lock;
+pub(crate) mod lock;
 mod pipe;
-mod queue;
-mod semaphore;
+pub(crate) mod queue;
+pub(crate) mod semaphore;
 pub(crate) mod wire;
 
 pub use barrier::Barrier;

@@ -144,6 +144,18 @@ impl Drop for SemaphorePermit {
     }
 }
 
+/// A new semaphore's state with `permits` permits, for whichever hub will hold it; a
+/// `bounded` one refuses to be released above `permits`.
+pub(crate) fn state(permits: u64, bounded: bool) -> Box<dyn Object> {
+    Box::new(SemaphoreState {
+        value: permits,
+        bound: bounded.then_some(permits),
+        held: HashMap::new(),
+        owner_died: false,
+        waiters: VecDeque::new(),
+    })
+}
+
 macro_rules! semaphore_handle {
     ($name:ident, $bounded:expr, $noun:literal) => {
         impl $name {
@@ -153,13 +165,7 @@ macro_rules! semaphore_handle {
             ///
             /// If this process's hub cannot bind its socket.
             pub fn new(permits: u64) -> Self {
-                let handle = expect_started(Handle::create(Box::new(SemaphoreState {
-                    value: permits,
-                    bound: $bounded.then_some(permits),
-                    held: HashMap::new(),
-                    owner_died: false,
-                    waiters: VecDeque::new(),
-                })));
+                let handle = expect_started(Handle::create(state(permits, $bounded)));
                 $name { handle }
             }
 
