@@ -11,7 +11,6 @@
 //! is re-parented) within 100 ms and exits, and the end of the parent's connection ends the
 //! child too. Both work while a worker is busy in a long computation.
 
-use std::io::Read;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -78,11 +77,9 @@ fn take_parent_connection() -> std::io::Result<OwnedFd> {
     // SAFETY: fd 0 is open (the parent passed the socket there) and is not closed here: the
     // File is never dropped.
     let mut stdin = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-    let mut key = [0u8; auth::KEY_LEN];
-    // Unbuffered, so that nothing after the key is read here: the frames that follow belong
+    // Unbuffered, so that nothing after the keys is read here: the frames that follow belong
     // to the connection.
-    stdin.read_exact(&mut key)?;
-    auth::inherit_key(key);
+    auth::receive_handover(&mut *stdin)?;
     // SAFETY: plain descriptor calls on descriptors this function owns or knows to be open.
     unsafe {
         let socket = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);

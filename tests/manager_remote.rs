@@ -54,48 +54,75 @@ async fn shared_writer(addr: SocketAddr, key: Vec<u8>, name: String, value: u64)
     ns.set(&name, value).await.unwrap();
 }
 
-/// Runs in another process: uses a proxy received from the parent's TCP connection.
+/// Runs in another process: uses proxies received from the parent's TCP connection, with
+/// the manager's key inherited from the parent, as in Python.
 #[worker]
 async fn use_passed_proxy(
-    addr: SocketAddr,
-    key: Vec<u8>,
     l: multiproc::ListProxy<String>,
     q: Queue<String>,
-) -> Result<(String, usize), String> {
-    // Not yet connected: a clear error, not a hang.
-    let before = l.push("too early".into()).await.unwrap_err().to_string();
-    let queue_before = q.put("too early".into()).await.unwrap_err();
-    if !queue_before.is_closed() || !queue_before.to_string().contains("Manager::connect") {
-        return Err(format!("a queue used before connecting: {queue_before}"));
-    }
-    let _manager = Manager::connect(addr, &key)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<usize, String> {
     l.push("from the child".into())
         .await
         .map_err(|e| e.to_string())?;
     q.put("from the child".into())
         .await
         .map_err(|e| e.to_string())?;
-    Ok((before, l.len().await.map_err(|e| e.to_string())?))
+    l.len().await.map_err(|e| e.to_string())
 }
 
 #[tokio::test]
-async fn a_tcp_proxy_passed_to_a_child_works_once_it_connects() {
+async fn a_tcp_proxy_passed_to_a_child_works_with_the_inherited_key() {
     let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
     let addr = server.local_addr().unwrap();
     let client = within(Manager::connect(addr, KEY)).await.unwrap();
     let l = within(client.list::<String>()).await.unwrap();
     within(l.push("from the parent".into())).await.unwrap();
     let q = within(client.queue::<String>()).await.unwrap();
+    let p = within(Process::new(use_passed_proxy, (l.clone(), q.clone())).start())
+        .await
+        .unwrap();
+    assert_eq!(within(p.join()).await.unwrap(), Ok(2));
+    assert_eq!(within(q.get()).await.unwrap(), "from the child");
+    within(server.shutdown()).await.unwrap();
+}
+
+/// Runs in a process started before its parent reached the manager: it gets a proxy through
+/// a queue, but not the manager's key.
+#[worker]
+async fn use_proxy_without_key(
+    mailbox: Queue<multiproc::ListProxy<String>>,
+    addr: SocketAddr,
+    key: Vec<u8>,
+) -> Result<(String, usize), String> {
+    let l = mailbox.get().await.map_err(|e| e.to_string())?;
+    let error = l.push("too early".into()).await.unwrap_err();
+    if !error.is_closed() {
+        return Err(format!("not a Closed error: {error}"));
+    }
+    let _manager = Manager::connect(addr, &key)
+        .await
+        .map_err(|e| e.to_string())?;
+    l.push("after connecting".into())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((error.to_string(), l.len().await.map_err(|e| e.to_string())?))
+}
+
+#[tokio::test]
+async fn a_tcp_proxy_without_its_key_is_a_clear_error_until_connect() {
+    let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let mailbox = Queue::new();
     let p =
-        within(Process::new(use_passed_proxy, (addr, KEY.to_vec(), l.clone(), q.clone())).start())
+        within(Process::new(use_proxy_without_key, (mailbox.clone(), addr, KEY.to_vec())).start())
             .await
             .unwrap();
-    let (before, len) = within(p.join()).await.unwrap().unwrap();
-    assert!(before.contains("Manager::connect"), "{before}");
-    assert_eq!(len, 2);
-    assert_eq!(within(q.get()).await.unwrap(), "from the child");
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let l = within(client.list::<String>()).await.unwrap();
+    within(mailbox.put(l.clone())).await.unwrap();
+    let (error, len) = within(p.join()).await.unwrap().unwrap();
+    assert!(error.contains("Manager::connect"), "{error}");
+    assert_eq!(len, 1);
     within(server.shutdown()).await.unwrap();
 }
 

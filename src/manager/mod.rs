@@ -96,8 +96,10 @@
 //! ```
 //!
 //! A proxy or hosted object from [`Manager::connect`] names the server's address, not the
-//! key: another process given one (a worker, say) uses it once it has called
-//! [`Manager::connect`] to that address itself; before that, calls fail with a
+//! key. As in Python, a process started after [`Manager::connect`] inherits the key (on its
+//! connection to its parent, never its command line or environment), so a worker given such
+//! a proxy just uses it. Any other process given one (through a queue, say) uses it once it
+//! has called [`Manager::connect`] to that address itself; before that, calls fail with a
 //! [`Closed`](crate::ErrorKind::Closed) error saying so. Processes that share only an
 //! address find the same objects by name: [`Manager::dict_named`], [`Manager::queue_named`],
 //! [`Manager::lock_named`] and friends. If the server goes away (it exits, or stops with
@@ -115,8 +117,6 @@
 //! - Objects live as long as the manager; they are not reference counted.
 //! - After [`Manager::shutdown`] (or once the manager is dropped), every proxy call fails
 //!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging.
-//! - A proxy of a TCP manager passed to a worker does not carry the authkey (Python's does,
-//!   while spawning): the worker calls [`Manager::connect`] itself before using it.
 
 mod proxy;
 pub(crate) mod store;

@@ -328,6 +328,7 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
                 // connected too. A reconnect replaces the link.
                 let hub = hub_name(addr);
                 crate::shared::client::adopt(hub.clone(), reader, writer);
+                crate::transport::auth::remember_peer_key(addr.to_string(), key);
                 Ok((hub, welcome.store))
             };
             match tokio::time::timeout(HANDSHAKE_TIMEOUT * 5, attempt).await {

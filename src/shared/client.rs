@@ -97,13 +97,26 @@ pub(crate) async fn link(handle: &Handle) -> Result<Link> {
 }
 
 async fn connect(hub: String) -> Result<Arc<Remote>> {
-    // A manager reached over TCP is linked only by `Manager::connect`, which has the authkey;
-    // a handle naming one (received from another process) cannot open the link itself.
+    // A manager reached over TCP needs its authkey: this process has it if it (or the
+    // process that started it) called `Manager::connect` for that address.
     if let Some(addr) = hub.strip_prefix(crate::manager::tcp::TCP_PREFIX) {
-        return Err(Error::closed(format!(
-            "this object lives in the manager at {addr}, which this process has not connected \
-             to; call Manager::connect({addr}, authkey) in this process first"
-        )));
+        let unknown = || {
+            Error::closed(format!(
+                "this object lives in the manager at {addr}, which this process has not \
+                 connected to; call Manager::connect({addr}, authkey) in this process first"
+            ))
+        };
+        let key = transport::auth::peer_key(addr).ok_or_else(unknown)?;
+        let addr = addr.parse().map_err(|_| unknown())?;
+        crate::manager::tcp::connect(addr, key).await?;
+        // `connect` registered the link under the hub's name.
+        return REMOTES
+            .lock()
+            .expect("remote hubs poisoned")
+            .as_ref()
+            .and_then(|remotes| remotes.get(&hub))
+            .and_then(|slot| slot.get().cloned())
+            .ok_or_else(unknown);
     }
     let name = hub.clone();
     // The connection's tasks live on the shared runtime so they outlive the caller's runtime.

@@ -228,9 +228,9 @@ async fn read_hello(connection: &mut Connection) -> Result<Hello> {
 pub(crate) fn child_pair(max_frame_len: usize) -> Result<(Connection, OwnedFd)> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|error| Error::io("creating a socket pair", error))?;
-    // 32 bytes into an empty socket: this write cannot block.
+    // At most a few dozen kilobytes into an empty socket: this write cannot block.
     (&ours)
-        .write_all(auth::process_key())
+        .write_all(&auth::handover())
         .and_then(|()| ours.set_nonblocking(true))
         .map_err(|error| Error::io("handing over the key", error))?;
     let stream = adopt(OwnedFd::from(ours))?;
