@@ -256,6 +256,8 @@ async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
             }
         }
         if then_exit {
+            // Written now rather than by the writer's task on its way out.
+            let _ = writer.release();
             break i32::from(panicked);
         }
     };

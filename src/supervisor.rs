@@ -246,11 +246,16 @@ impl Supervised {
     /// Cancel safe.
     pub(crate) async fn wait(&self) -> ExitStatus {
         let mut exit = self.exit.clone();
-        let status = *exit
+        let status = exit
             .wait_for(Option::is_some)
             .await
-            .expect("the supervisor sends the exit status before it stops");
-        status.expect("waited for Some")
+            .map(|status| status.expect("waited for Some"));
+        match status {
+            Ok(status) => status,
+            // The supervising task was dropped without an answer: its runtime is shutting
+            // down, and is about to drop the task waiting here too.
+            Err(_) => std::future::pending().await,
+        }
     }
 }
 
