@@ -6,7 +6,7 @@
 //! tuple as its fields one after the other, so `[T]` and `[(T,)]` have the same bytes, and
 //! `map` never wraps its items.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::future::IntoFuture;
 use std::marker::PhantomData;
@@ -21,7 +21,7 @@ use crate::protocol::{decode, encode};
 use crate::registry::{self, WORKER_HINT};
 use crate::worker::{Value, Worker, worker_name};
 
-use super::scheduler::Job;
+use super::scheduler::{Job, WINDOW};
 use super::{Pool, reply};
 
 /// The largest default chunk of an `imap`, so that its window stays small even for a huge
@@ -87,18 +87,38 @@ where
             }
             let chunksize = resolve_chunksize(chunksize, items, pool.processes())?;
             let what = format!("a chunk of arguments of `{name}`");
-            let mut jobs = Vec::with_capacity(items.div_ceil(chunksize));
-            let mut replies = Vec::with_capacity(jobs.capacity());
-            for chunk in inputs.chunks(chunksize) {
-                let (job, reply) = Job::new(name, encode(chunk, &what)?, true, chunk.len());
-                jobs.push(job);
-                replies.push((reply, chunk.len()));
-            }
-            drop(inputs);
-            pool.submit(pool.new_group(), jobs)?;
+            let group = pool.new_group();
+            // Chunks are encoded as the window has room, not all at once: a map of large
+            // values holds a few chunks' worth of encoded bytes, not a copy of its input.
+            let window = MAP_WINDOW_PER_WORKER * pool.processes();
+            // Chunks by index: a slice iterator would make this future need `T: Sync`.
+            let mut chunk_starts = (0..items).step_by(chunksize).enumerate();
+            let mut running = FuturesUnordered::new();
+            let mut arrived = BTreeMap::new();
             let mut results = MapResults::with_capacity(items);
-            for (receiver, len) in replies {
-                results.add_chunk(reply(receiver).await, len);
+            loop {
+                if running.len() <= window / 2 {
+                    let mut jobs = Vec::new();
+                    for (index, start) in chunk_starts.by_ref().take(window - running.len()) {
+                        let chunk = &inputs[start..(start + chunksize).min(items)];
+                        let (job, receiver) =
+                            Job::new(name, encode(chunk, &what)?, true, chunk.len());
+                        jobs.push(job);
+                        let len = chunk.len();
+                        running.push(async move { (index, len, reply(receiver).await) });
+                    }
+                    if !jobs.is_empty() {
+                        pool.submit(group, jobs)?;
+                    }
+                }
+                let Some((index, len, reply)) = running.next().await else {
+                    break;
+                };
+                arrived.insert(index, (reply, len));
+                // Results are gathered in input order, as they become contiguous.
+                while let Some((reply, len)) = arrived.remove(&results.chunks()) {
+                    results.add_chunk(reply, len);
+                }
             }
             results.finish()
         })
@@ -121,11 +141,16 @@ pub(crate) fn resolve_chunksize(
     }
 }
 
+/// Chunks a map keeps sent or encoded per worker: twice a worker's window, so that every
+/// worker always has its next calls queued.
+const MAP_WINDOW_PER_WORKER: usize = 2 * WINDOW;
+
 /// A map's result gathered from its chunks' replies, in input order: every item's value, or
 /// the first error (every chunk still runs, as in Python).
 pub(crate) struct MapResults<T> {
     values: Vec<T>,
     first_error: Option<Error>,
+    chunks: usize,
 }
 
 impl<T: Value> MapResults<T> {
@@ -133,11 +158,18 @@ impl<T: Value> MapResults<T> {
         MapResults {
             values: Vec::with_capacity(items),
             first_error: None,
+            chunks: 0,
         }
+    }
+
+    /// The number of chunks added so far: the index of the next one.
+    pub(crate) fn chunks(&self) -> usize {
+        self.chunks
     }
 
     /// Adds the reply to the next chunk, of `len` items.
     pub(crate) fn add_chunk(&mut self, reply: Result<Vec<u8>>, len: usize) {
+        self.chunks += 1;
         match decode_chunk::<T>(reply, len) {
             Ok(outcomes) => {
                 for outcome in outcomes {

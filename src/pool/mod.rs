@@ -355,11 +355,15 @@ impl Pool {
     ///
     /// All items run even if some fail; the result is then the error of the first failed
     /// item (in input order), carrying that item's panic message, or the error of the worker
-    /// that died holding it.
+    /// that died holding it. Chunks are encoded as they are sent, a few per worker ahead, so
+    /// a map of large values does not hold an encoded copy of all of them.
     ///
     /// # Errors
     ///
-    /// As [`apply`](Self::apply), for the first item that failed.
+    /// As [`apply`](Self::apply), for the first item that failed. An item that fails to
+    /// serialize ends the map at once with a
+    /// [`Serialization`](crate::ErrorKind::Serialization) error (chunks sent before it may
+    /// still run).
     ///
     /// # Cancel safety
     ///
