@@ -21,7 +21,8 @@ use crate::protocol::{decode, encode};
 use crate::registry::{self, WORKER_HINT};
 use crate::worker::{Value, Worker, worker_name};
 
-use super::scheduler::{Job, WINDOW};
+use super::scheduler::Job;
+use super::worker::MAX_WINDOW;
 use super::{Pool, reply};
 
 /// The largest default chunk of an `imap`, so that its window stays small even for a huge
@@ -91,29 +92,39 @@ where
             // Chunks are encoded as the window has room, not all at once: a map of large
             // values holds a few chunks' worth of encoded bytes, not a copy of its input.
             let window = MAP_WINDOW_PER_WORKER * pool.processes();
+            let byte_budget = MAP_BYTES_PER_WORKER * pool.processes();
             // Chunks by index: a slice iterator would make this future need `T: Sync`.
             let mut chunk_starts = (0..items).step_by(chunksize).enumerate();
             let mut running = FuturesUnordered::new();
+            let mut encoded_bytes = 0;
             let mut arrived = BTreeMap::new();
             let mut results = MapResults::with_capacity(items);
             loop {
-                if running.len() <= window / 2 {
+                if running.len() <= window / 2 && encoded_bytes <= byte_budget / 2 {
                     let mut jobs = Vec::new();
-                    for (index, start) in chunk_starts.by_ref().take(window - running.len()) {
+                    while running.len() < window
+                        && (running.is_empty() || encoded_bytes < byte_budget)
+                    {
+                        let Some((index, start)) = chunk_starts.next() else {
+                            break;
+                        };
                         let chunk = &inputs[start..(start + chunksize).min(items)];
-                        let (job, receiver) =
-                            Job::new(name, encode(chunk, &what)?, true, chunk.len());
+                        let payload = encode(chunk, &what)?;
+                        let bytes = payload.len();
+                        encoded_bytes += bytes;
+                        let (job, receiver) = Job::new(name, payload, true, chunk.len());
                         jobs.push(job);
                         let len = chunk.len();
-                        running.push(async move { (index, len, reply(receiver).await) });
+                        running.push(async move { (index, len, bytes, reply(receiver).await) });
                     }
                     if !jobs.is_empty() {
                         pool.submit(group, jobs)?;
                     }
                 }
-                let Some((index, len, reply)) = running.next().await else {
+                let Some((index, len, bytes, reply)) = running.next().await else {
                     break;
                 };
+                encoded_bytes -= bytes;
                 arrived.insert(index, (reply, len));
                 // Results are gathered in input order, as they become contiguous.
                 while let Some((reply, len)) = arrived.remove(&results.chunks()) {
@@ -141,9 +152,13 @@ pub(crate) fn resolve_chunksize(
     }
 }
 
-/// Chunks a map keeps sent or encoded per worker: twice a worker's window, so that every
+/// Chunks a map keeps sent or encoded per worker: twice the largest window, so that every
 /// worker always has its next calls queued.
-const MAP_WINDOW_PER_WORKER: usize = 2 * WINDOW;
+const MAP_WINDOW_PER_WORKER: usize = 2 * MAX_WINDOW;
+
+/// Encoded bytes a map keeps sent or queued per worker, whatever the number of chunks: a map
+/// of large values holds a few of them at a time, not a copy of its whole input.
+const MAP_BYTES_PER_WORKER: usize = 16 * 1024 * 1024;
 
 /// A map's result gathered from its chunks' replies, in input order: every item's value, or
 /// the first error (every chunk still runs, as in Python).

@@ -10,9 +10,11 @@
 //! - **sends without a hop**: a caller that finds a worker with room sends its call itself,
 //!   and a finished call sends the next queued one from the task that read its reply, so a
 //!   call passes through no task of the pool's on its way to a child or back;
-//! - **pipelines**: each worker holds up to [`WINDOW`] calls, so the next call is already in
-//!   the child's socket when it finishes one, and a stream of small calls does not pay a round
-//!   trip each;
+//! - **pipelines**: each worker holds a window of calls, so the next call is already in the
+//!   child's socket when it finishes one, and a stream of small calls does not pay a round
+//!   trip each. The window starts at [`WINDOW`] and grows, for a worker whose calls turn out
+//!   to be quick, to about a millisecond of them (at most [`MAX_WINDOW`]), so that the child
+//!   answers a batch per wake-up;
 //! - **skips cancelled calls**: a caller that dropped its future has closed its reply
 //!   channel, and its queued calls are discarded instead of sent.
 //!
@@ -41,11 +43,8 @@ use crate::supervisor::{OnReply, Reply, Supervised};
 use super::Shared;
 use super::builder::Config;
 use super::worker::{self, PoolWorker};
-
-/// Calls one worker may hold at once: one running, the rest already sent. Enough to hide a
-/// round trip behind small tasks; small enough that slow chunks do not pile up on one worker
-/// while another idles.
-pub(crate) const WINDOW: usize = 4;
+#[cfg(doc)]
+use super::worker::{MAX_WINDOW, WINDOW};
 
 /// Consecutive failed worker starts after which the pool gives up.
 pub(crate) const MAX_START_FAILURES: u32 = 10;
@@ -201,7 +200,7 @@ impl Dispatch {
             let Some((&id, _)) = state
                 .workers
                 .iter()
-                .filter(|(_, w)| w.can_take(WINDOW))
+                .filter(|(_, w)| w.can_take())
                 .min_by_key(|(id, w)| (w.in_flight, **id))
             else {
                 break;
@@ -257,6 +256,7 @@ impl Dispatch {
             let mut state = self.lock();
             state.running -= 1;
             if let Some(worker) = state.workers.get_mut(&id) {
+                worker.answered();
                 worker.in_flight -= 1;
                 if worker.retiring && worker.in_flight == 0 {
                     worker.supervised.shutdown();

@@ -9,7 +9,7 @@
 //! how many items it has been given (for `max_tasks_per_child`), and whether it is retiring.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::current;
 use crate::error::{Error, Result};
@@ -30,6 +30,29 @@ pub(crate) struct PoolWorker {
     pub(crate) retiring: bool,
     /// A call could not be sent: its connection is gone, and its death is about to be noticed.
     pub(crate) send_failed: bool,
+    /// How fast it answers, which sets how many calls it may hold.
+    pace: Pace,
+}
+
+/// The calls a worker holds at first, and always at least: one running, the rest already
+/// sent, so that the next call is in the child's socket when it finishes one.
+pub(crate) const WINDOW: usize = 4;
+
+/// The most calls a worker of very quick calls may hold.
+pub(crate) const MAX_WINDOW: usize = 32;
+
+/// About how much work a worker's window holds once its pace is known: enough quick calls
+/// that the child answers a batch per wake-up instead of one, few enough that a map's last
+/// calls do not wait behind one worker while another idles.
+const WINDOW_WORK: Duration = Duration::from_millis(1);
+
+/// The time between a busy worker's answers, averaged.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Exponentially weighted mean, in nanoseconds; 0 until measured.
+    mean_nanos: u64,
+    /// When the last answer came, while the worker had more calls to answer.
+    last_answer: Option<Instant>,
 }
 
 impl PoolWorker {
@@ -40,17 +63,52 @@ impl PoolWorker {
             assigned_items: 0,
             retiring: false,
             send_failed: false,
+            pace: Pace::default(),
         }
     }
 
     /// Whether this worker may be sent another call now.
-    pub(crate) fn can_take(&self, window: usize) -> bool {
+    pub(crate) fn can_take(&self) -> bool {
         // A child that died fails every call at once; sending more before its exit is noticed
         // would fail calls that never ran.
         !self.retiring
             && !self.send_failed
-            && self.in_flight < window
+            && self.in_flight < self.window()
             && !self.supervised.is_failed()
+    }
+
+    /// How many calls this worker may hold: [`WINDOW`], or more for a worker whose calls
+    /// are quick, up to about [`WINDOW_WORK`] of them.
+    pub(crate) fn window(&self) -> usize {
+        window_for(self.pace.mean_nanos)
+    }
+
+    /// Counts one answered call; call before `in_flight` is decremented for it.
+    pub(crate) fn answered(&mut self) {
+        let now = Instant::now();
+        if let Some(last) = self.pace.last_answer {
+            let gap = now
+                .duration_since(last)
+                .as_nanos()
+                .min(u128::from(u64::MAX)) as u64;
+            let mean = &mut self.pace.mean_nanos;
+            *mean = if *mean == 0 {
+                gap.max(1)
+            } else {
+                (*mean * 7 + gap) / 8
+            }
+            .max(1);
+        }
+        // The gap to the next answer is a call's duration only if the worker is busy now.
+        self.pace.last_answer = (self.in_flight > 1).then_some(now);
+    }
+}
+
+/// The window of a worker whose answers come `mean_nanos` apart (0: not measured yet).
+fn window_for(mean_nanos: u64) -> usize {
+    match mean_nanos {
+        0 => WINDOW,
+        mean => ((WINDOW_WORK.as_nanos() as u64 / mean) as usize).clamp(WINDOW, MAX_WINDOW),
     }
 }
 
@@ -114,4 +172,18 @@ pub(crate) async fn start(config: Arc<Config>, delay: Duration) -> Result<Superv
         }
     }
     Ok(supervised)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_holds_about_a_millisecond_of_work_within_bounds() {
+        assert_eq!(window_for(0), WINDOW);
+        assert_eq!(window_for(10_000), 100.min(MAX_WINDOW));
+        assert_eq!(window_for(100_000), 10);
+        assert_eq!(window_for(50_000_000), WINDOW);
+        assert_eq!(window_for(1), MAX_WINDOW);
+    }
 }
