@@ -3,9 +3,10 @@
 //! A child takes its connection to the parent from its standard input (one end of a socket
 //! pair; the key comes first on it), proves the key, and serves calls one at a time, in
 //! order, until it is told to shut down or its parent goes away. Calls run on a
-//! single-threaded runtime. A reply is held while the next call has already arrived, and the
-//! replies held go out in one write once the child would wait for more, so a stream of small
-//! calls costs few system calls and a lone call's reply leaves at once.
+//! single-threaded runtime. After a quick call, its reply is held if the next call, already
+//! arrived, is to the same worker; the replies held go out in one write once that is no
+//! longer so. A stream of small calls costs few system calls, a lone call's reply leaves at
+//! once, and no reply waits for a call that may be long.
 //!
 //! A child never outlives its parent: a watchdog thread notices the parent's death (the child
 //! is re-parented) within 100 ms and exits, and the end of the parent's connection ends the
@@ -13,7 +14,7 @@
 
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::current::{self, Current};
 use crate::error::RemoteError;
@@ -126,6 +127,9 @@ fn run(bootstrap: Bootstrap, connection: OwnedFd) -> ! {
     std::process::exit(code)
 }
 
+/// A reply is held for the next call only after a call quicker than this (see `serve`).
+const HOLD_AFTER_CALLS_UNDER: Duration = Duration::from_micros(100);
+
 /// How long a child waits for its next call before it hands freed memory back.
 const IDLE_BEFORE_TRIM: Duration = Duration::from_millis(50);
 
@@ -190,11 +194,19 @@ async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
         writer_task,
         ..
     } = connection;
+    // The worker and duration of the call just answered.
+    let mut last_call: Option<(String, Duration)> = None;
     let code = loop {
-        // Replies wait while the next call is already here, and go out together once this
-        // child would wait for more: one write for a run of small calls, none delayed longer
-        // than the calls queued ahead of it.
-        if !reader.has_buffered_frame() && writer.release().is_err() {
+        // A reply waits while the next call, already here, is to the same worker as a call
+        // that was quick: a run of quick calls is answered in one write, and no reply waits
+        // for a call that may be long.
+        let hold = last_call.take().is_some_and(|(worker, took)| {
+            took < HOLD_AFTER_CALLS_UNDER
+                && reader.peek_header::<ToChild>().is_some_and(
+                    |next| matches!(next, ToChild::Call { worker: next, .. } if next == worker),
+                )
+        });
+        if !hold && writer.release().is_err() {
             break 1;
         }
         let next = reader.read();
@@ -232,6 +244,7 @@ async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
             crate::panic::set_printing(true);
             tracing::info!(target: "multiproc", "child process calling run()");
         }
+        let started = Instant::now();
         let outcome = match registry::lookup(&worker) {
             Some(dispatch) => dispatch(frame.payload(), batch).await,
             None => Err(RemoteError::UnknownWorker(format!(
@@ -255,6 +268,7 @@ async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
                 break 1;
             }
         }
+        last_call = Some((worker, started.elapsed()));
         if then_exit {
             // Written now rather than by the writer's task on its way out.
             let _ = writer.release();

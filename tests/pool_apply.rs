@@ -170,3 +170,21 @@ async fn an_unregistered_function_fails_at_the_call_site() {
     assert!(error.is_unknown_worker(), "{error}");
     within(pool.terminate()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_quick_reply_does_not_wait_for_a_long_call_behind_it() {
+    let pool = pool(1).await;
+    // Both calls sit in the one worker's window; the quick one's reply must not be held back
+    // while the long one runs.
+    let quick = pool.apply_async(square, (5,));
+    let long = pool.apply_async(sleep_then, (3_000, 1));
+    let started = std::time::Instant::now();
+    assert_eq!(within(quick).await.unwrap(), 25);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "the quick reply waited {:?}",
+        started.elapsed()
+    );
+    drop(long);
+    within(pool.terminate()).await.unwrap();
+}

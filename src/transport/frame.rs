@@ -181,6 +181,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 >= u32::from_le_bytes(buffered[..4].try_into().expect("4 bytes")) as usize
     }
 
+    /// The header of the next frame, if that frame has already arrived whole; consumes
+    /// nothing.
+    pub(crate) fn peek_header<H: DeserializeOwned>(&self) -> Option<H> {
+        if !self.has_buffered_frame() {
+            return None;
+        }
+        let buffered = self.inner.buffer();
+        let header_len = u32::from_le_bytes(buffered.get(4..8)?.try_into().ok()?) as usize;
+        postcard::from_bytes(buffered.get(8..8 + header_len)?).ok()
+    }
+
     /// Reads the next frame, waiting for it if need be, then every whole frame already
     /// buffered after it, and hands each to `handle` under one [`Cork`]: whatever `handle`
     /// sends goes out once the burst is handled, in one write per connection. A peer that sent
