@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multiproc::{ErrorKind, Node, Pool, RemotePool, worker};
+use multiproc::{ErrorKind, Node, Pool, worker};
 
 multiproc::test_support!();
 
@@ -243,7 +243,7 @@ fn scratch_dir(what: &str) -> PathBuf {
 }
 
 /// Waits (bounded) until the pool sees `count` live nodes.
-async fn wait_for_nodes(pool: &RemotePool, count: usize) {
+async fn wait_for_nodes(pool: &Pool, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let nodes = pool.nodes().await.unwrap();
@@ -258,7 +258,7 @@ async fn wait_for_nodes(pool: &RemotePool, count: usize) {
     }
 }
 
-async fn connect(server: &Server) -> RemotePool {
+async fn connect(server: &Server) -> Pool {
     tokio::time::timeout(LIMIT, Pool::connect(server.url()).build())
         .await
         .expect("connecting in time")
@@ -276,7 +276,7 @@ async fn map_across_two_nodes_in_order() {
     let pool = connect(&server).await;
     wait_for_nodes(&pool, 2).await;
     assert_eq!(pool.nodes().await.unwrap(), ["node-a", "node-b"]);
-    assert_eq!(pool.slots().await.unwrap(), 4);
+    assert_eq!(pool.processes(), 4, "the slots of the two nodes");
 
     let results = tokio::time::timeout(LIMIT, pool.map(square_on, 0..400u64).chunksize(4))
         .await
@@ -624,4 +624,141 @@ async fn map_survives_a_server_restart() {
     }
     let squares = squares.expect("the map finished in time").unwrap().unwrap();
     assert_eq!(squares, (0..300u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// The number of messages in the work queue: tasks published and not yet acknowledged.
+async fn queued_tasks(server: &Server) -> u64 {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("MP_default_TASKS").await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test]
+async fn close_and_join_as_the_local_pool() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 1).await;
+
+    let error = pool.join().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidState, "{error}");
+
+    let dir = scratch_dir("join");
+    let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 1_000));
+    let mapping = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.map(slow_square, 0..40u64).chunksize(1).await })
+    };
+    // The map's chunks are handed over before `close`.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pool.close();
+    let error = pool.apply(add, (1, 2)).await.unwrap_err();
+    assert!(error.is_closed(), "{error}");
+    tokio::time::timeout(LIMIT, pool.join())
+        .await
+        .expect("join returned in time")
+        .unwrap();
+    assert!(pending.ready(), "join waited for the apply");
+    let (_, node) = pending.await.unwrap();
+    assert_eq!(node, "node-a");
+    let squares = tokio::time::timeout(LIMIT, mapping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(squares, (0..40u64).map(|x| x * x).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn terminate_cancels_waiting_calls_at_once() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 1).await;
+
+    let dir = scratch_dir("terminate");
+    let running = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000));
+    let queued: Vec<_> = (0..3)
+        .map(|_| pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000)))
+        .collect();
+    wait_for_runs(&dir, 1).await;
+    let started = Instant::now();
+    tokio::time::timeout(LIMIT, pool.terminate())
+        .await
+        .unwrap()
+        .unwrap();
+    for pending in std::iter::once(running).chain(queued) {
+        let error = tokio::time::timeout(Duration::from_secs(1), pending)
+            .await
+            .expect("a cancelled call resolves at once")
+            .unwrap_err();
+        assert!(error.is_cancelled(), "{error}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let error = pool.apply(add, (1, 2)).await.unwrap_err();
+    assert!(error.is_closed(), "{error}");
+    // The cancelled tasks left the work queue: the queued ones never run.
+    assert_eq!(
+        tokio::time::timeout(LIMIT, queued_tasks(&server))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "only the first ran"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn map_keeps_a_bounded_window_on_the_server() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
+    let pool = connect(&server).await;
+    wait_for_nodes(&pool, 1).await;
+    assert_eq!(pool.processes(), 2);
+
+    let mapping = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.map(slow_square, 0..150u64).chunksize(1).await })
+    };
+    let mut most = 0;
+    let deadline = Instant::now() + LIMIT;
+    while !mapping.is_finished() {
+        assert!(Instant::now() < deadline, "the map did not finish in time");
+        most = most.max(
+            tokio::time::timeout(LIMIT, queued_tasks(&server))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let squares = tokio::time::timeout(LIMIT, mapping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(squares, (0..150u64).map(|x| x * x).collect::<Vec<_>>());
+    assert!(most > 0, "the map was seen on the server");
+    // 2 × slots chunks in flight, plus (for a moment) one per slot whose result came back
+    // before the node's ack reached the server.
+    assert!(most <= 6, "at most 2 × slots chunks at once, saw {most}");
 }

@@ -2,7 +2,12 @@
 //! (feature `nats`).
 //!
 //! Start a [`Node`] on every machine, from your own binary (behind a flag of your CLI), and
-//! connect a [`RemotePool`] from the service that submits work:
+//! connect a [`Pool`](crate::Pool) to the cluster with [`Pool::connect`](crate::Pool::connect)
+//! in the service that submits work. It is the same `Pool` type as a local one, with the same
+//! methods, result types, chunking and errors, so code written against a local pool compiles
+//! unchanged; only [`processes`](crate::Pool::processes) (the live nodes' slots) and
+//! [`pids`](crate::Pool::pids) (empty) differ, and [`nodes`](crate::Pool::nodes) lists the
+//! nodes.
 //!
 //! ```no_run
 //! use multiproc::{worker, Node, Pool};
@@ -17,7 +22,7 @@
 //!         // On each worker machine: a local pool of 8 child processes.
 //!         return Node::connect(url).slots(8).serve().await;
 //!     }
-//!     // In the service: the pool's methods, run on the nodes.
+//!     // In the service: a `Pool` whose calls run on the nodes.
 //!     let pool = Pool::connect(url).build().await?;
 //!     let squares: Vec<u64> = pool.map(square, 0..1_000u64).await?;
 //!     assert_eq!(squares[3], 9);
@@ -66,6 +71,22 @@
 //! `Mp-Task` header and names the task in errors. A duplicate result is discarded by the
 //! caller.
 //!
+//! # Submission window and shutting down
+//!
+//! A `map` publishes at most `2 × slots` of its chunks at once (the slots of the live nodes,
+//! [`Pool::processes`](crate::Pool::processes)) and the next ones as results come back, as
+//! `imap` does, so a huge map neither floods the work queue nor leaves it full of tasks when
+//! its caller gives up. [`close`](crate::Pool::close), [`join`](crate::Pool::join) and
+//! [`terminate`](crate::Pool::terminate) behave as for a local pool: `close` refuses new
+//! calls, `join` (after `close`) waits until every call submitted has been answered, and
+//! `terminate` fails every waiting call with a [`Cancelled`](crate::ErrorKind::Cancelled)
+//! error at once and withdraws their tasks from the work queue (a task a node is already
+//! running finishes there, and its result is discarded).
+//!
+//! While the server cannot be reached (it restarts, the network is cut), a call's task is
+//! published again for up to a minute before the caller gets the error; the server stores it
+//! once, however many attempts reach it.
+//!
 //! # Builds and fingerprints
 //!
 //! Workers are found by name, so every node must run the same build as the caller. Each
@@ -86,7 +107,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use node::{Node, NodeBuilder};
-pub use pool::{RemoteAsyncResult, RemoteImap, RemoteMap, RemotePool, RemotePoolBuilder};
+pub(crate) use pool::RemotePool;
+pub use pool::RemotePoolBuilder;
 
 /// The connection options of `async-nats`, re-exported: credentials, NKeys, token, TLS.
 pub use async_nats::ConnectOptions;

@@ -102,7 +102,8 @@ use crate::registry::{self, WORKER_HINT};
 use crate::supervisor::Reply;
 use crate::worker::{Value, Worker, worker_name};
 use builder::Config;
-use scheduler::{Command, Job, Scheduler};
+use scheduler::Scheduler;
+pub(crate) use scheduler::{Command, Job};
 
 /// A pool of worker processes. See the [module docs](self).
 ///
@@ -113,10 +114,20 @@ pub struct Pool {
 }
 
 struct Inner {
-    config: Arc<Config>,
+    backend: Backend,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     next_group: AtomicU64,
+}
+
+/// What serves the pool's [`Command`]s. The handles' side (refusing work once closed, `join`
+/// only after `close`, the result types) is the same for both.
+enum Backend {
+    /// A scheduler of local child processes, with the configuration it was built with.
+    Local(Arc<Config>),
+    /// The nodes of a NATS JetStream cluster, reached through this connection.
+    #[cfg(feature = "nats")]
+    Cluster(crate::cluster::RemotePool),
 }
 
 /// State the pool's handles and its scheduler both read.
@@ -176,7 +187,7 @@ impl Pool {
         tokio::spawn(Scheduler::new(config.clone(), shared.clone(), receiver, ready).run());
         let pool = Pool {
             inner: Arc::new(Inner {
-                config,
+                backend: Backend::Local(config),
                 shared,
                 commands,
                 next_group: AtomicU64::new(0),
@@ -188,13 +199,45 @@ impl Pool {
         Ok(pool)
     }
 
-    /// The number of worker processes the pool keeps, as configured.
+    /// A pool whose commands are served by `remote`, which reads them from `receiver`.
+    #[cfg(feature = "nats")]
+    pub(crate) fn on_cluster(
+        remote: crate::cluster::RemotePool,
+    ) -> (Pool, mpsc::UnboundedReceiver<Command>) {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let pool = Pool {
+            inner: Arc::new(Inner {
+                backend: Backend::Cluster(remote),
+                shared: Arc::default(),
+                commands,
+                next_group: AtomicU64::new(0),
+            }),
+        };
+        (pool, receiver)
+    }
+
+    /// The connection of a pool on a cluster; `None` for a local pool.
+    #[cfg(feature = "nats")]
+    pub(crate) fn cluster(&self) -> Option<&crate::cluster::RemotePool> {
+        match &self.inner.backend {
+            Backend::Cluster(remote) => Some(remote),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// The number of worker processes the pool keeps, as configured. For a pool on a
+    /// cluster ([`Pool::connect`]): the slots of the live nodes of this build, as last read
+    /// (every second), and at least 1.
     pub fn processes(&self) -> usize {
-        self.inner.config.processes
+        match &self.inner.backend {
+            Backend::Local(config) => config.processes,
+            #[cfg(feature = "nats")]
+            Backend::Cluster(remote) => remote.slots(),
+        }
     }
 
     /// The pids of the workers now serving calls (not those retiring or starting). Changes as
-    /// workers are replaced.
+    /// workers are replaced. Empty for a pool on a cluster.
     pub fn pids(&self) -> Vec<u32> {
         self.inner.shared.pids.lock().expect("pool lock").clone()
     }
