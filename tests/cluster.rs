@@ -37,11 +37,12 @@ fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
-/// Writes its pid into `dir`, then works for `ms`.
+/// Writes a file named after its pid, holding its task id, into `dir`; then works for `ms`.
 #[worker]
 fn victim(dir: String, ms: u64) -> (u32, String) {
     let pid = std::process::id();
-    std::fs::write(Path::new(&dir).join(pid.to_string()), b"").unwrap();
+    let task = multiproc::cluster::task_id().unwrap_or_default();
+    std::fs::write(Path::new(&dir).join(pid.to_string()), task).unwrap();
     std::thread::sleep(Duration::from_millis(ms));
     (pid, node_name())
 }
@@ -64,6 +65,11 @@ fn boom(x: u64) -> u64 {
         panic!("item {x} is unlucky");
     }
     x
+}
+
+#[worker]
+fn task_of(x: u64) -> (u64, Option<String>) {
+    (x, multiproc::cluster::task_id())
 }
 
 #[worker]
@@ -265,16 +271,44 @@ async fn connect(server: &Server) -> Pool {
         .expect("connecting")
 }
 
+/// What most tests start with, in the order it is dropped: a pool that sees all the nodes,
+/// the nodes (`(name, slots, ack wait in ms)`), their server, and the turn of this test.
+struct Cluster {
+    pool: Pool,
+    nodes: Vec<NodeProcess>,
+    server: Server,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// `None` (the test is then skipped) without `nats-server`.
+    async fn start(nodes: &[(&str, usize, u64)]) -> Option<Cluster> {
+        let serial = SERIAL.lock().await;
+        let server = Server::start()?;
+        let nodes: Vec<_> = nodes
+            .iter()
+            .map(|&(name, slots, ack_wait_ms)| {
+                NodeProcess::start(&server, name, slots, ack_wait_ms)
+            })
+            .collect();
+        let pool = connect(&server).await;
+        wait_for_nodes(&pool, nodes.len()).await;
+        Some(Cluster {
+            pool,
+            nodes,
+            server,
+            _serial: serial,
+        })
+    }
+}
+
 #[tokio::test]
 async fn map_across_two_nodes_in_order() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000), ("node-b", 2, 30_000)]).await
+    else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
-    let _b = NodeProcess::start(&server, "node-b", 2, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 2).await;
+    let pool = &cluster.pool;
     assert_eq!(pool.nodes().await.unwrap(), ["node-a", "node-b"]);
     assert_eq!(pool.processes(), 4, "the slots of the two nodes");
 
@@ -342,14 +376,11 @@ async fn map_across_two_nodes_in_order() {
 
 #[tokio::test]
 async fn killed_child_task_finishes_elsewhere() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000), ("node-b", 1, 30_000)]).await
+    else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
-    let _b = NodeProcess::start(&server, "node-b", 1, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 2).await;
+    let pool = &cluster.pool;
 
     let dir = scratch_dir("victim");
     let started = Instant::now();
@@ -376,6 +407,13 @@ async fn killed_child_task_finishes_elsewhere() {
         .expect("the task finished in time")
         .expect("the task was redelivered and finished");
     assert_ne!(pid, killed, "it ran again, in another process");
+    let task_of_run = |pid: u32| std::fs::read_to_string(dir.join(pid.to_string())).unwrap();
+    assert!(!task_of_run(pid).is_empty(), "the worker saw its task id");
+    assert_eq!(
+        task_of_run(killed),
+        task_of_run(pid),
+        "the same task id, run twice"
+    );
     assert!(node == "node-a" || node == "node-b", "{node}");
     // Redelivered at once on the nak, not after the 30 s ack wait.
     assert!(
@@ -388,13 +426,10 @@ async fn killed_child_task_finishes_elsewhere() {
 
 #[tokio::test]
 async fn poison_task_fails_after_the_retry_cap_and_is_removed() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
 
     let error = tokio::time::timeout(LIMIT, pool.apply(poison, ()))
         .await
@@ -447,19 +482,16 @@ async fn wait_for_runs(dir: &Path, count: usize) -> u32 {
 
 #[tokio::test]
 async fn vanished_node_task_is_redelivered_after_the_ack_wait() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(mut cluster) = Cluster::start(&[("node-a", 1, 1_000)]).await else {
         return;
     };
-    let a = NodeProcess::start(&server, "node-a", 1, 1_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
 
     let dir = scratch_dir("vanish");
     let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 1_500));
     let first = wait_for_runs(&dir, 1).await;
-    drop(a); // SIGKILL: the node and its children vanish, without a nak.
-    let _b = NodeProcess::start(&server, "node-b", 1, 1_000);
+    cluster.nodes.clear(); // SIGKILL: the node and its children vanish, without a nak.
+    let _b = NodeProcess::start(server, "node-b", 1, 1_000);
     let (pid, node) = tokio::time::timeout(LIMIT, pending)
         .await
         .expect("the task finished in time")
@@ -471,25 +503,22 @@ async fn vanished_node_task_is_redelivered_after_the_ack_wait() {
 
 #[tokio::test]
 async fn task_whose_nodes_all_vanish_fails_after_the_retry_cap() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(mut cluster) = Cluster::start(&[("node-a", 1, 1_000)]).await else {
         return;
     };
-    let a = NodeProcess::start(&server, "node-a", 1, 1_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
 
     let dir = scratch_dir("vanish-all");
     let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000));
     wait_for_runs(&dir, 1).await;
-    drop(a);
+    cluster.nodes.clear();
     for (delivery, name) in [(2, "node-b"), (3, "node-c")] {
-        let node = NodeProcess::start(&server, name, 1, 1_000);
+        let node = NodeProcess::start(server, name, 1, 1_000);
         wait_for_runs(&dir, delivery).await;
         drop(node);
     }
     // JetStream notices the exhausted task when a node asks for work again.
-    let _d = NodeProcess::start(&server, "node-d", 1, 1_000);
+    let _d = NodeProcess::start(server, "node-d", 1, 1_000);
     let error = tokio::time::timeout(LIMIT, pending)
         .await
         .expect("the caller does not hang")
@@ -537,14 +566,11 @@ async fn node_of_another_build_is_refused() {
 
 #[tokio::test]
 async fn long_task_keeps_its_lease() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    // An ack wait of 1 s and a task of 3.5 s: only progress acks keep it from redelivery.
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 1_000)]).await else {
         return;
     };
-    // An ack wait of 1 s and a task of 3.5 s: only progress acks keep it from redelivery.
-    let _a = NodeProcess::start(&server, "node-a", 2, 1_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let pool = &cluster.pool;
 
     let dir = scratch_dir("long");
     let (pid, _) = tokio::time::timeout(
@@ -598,24 +624,21 @@ async fn oversized_arguments_fail_clearly() {
 
 #[tokio::test]
 async fn map_survives_a_server_restart() {
-    let _serial = SERIAL.lock().await;
-    let Some(mut server) = Server::start() else {
+    let Some(mut cluster) = Cluster::start(&[("node-a", 2, 30_000), ("node-b", 2, 30_000)]).await
+    else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
-    let _b = NodeProcess::start(&server, "node-b", 2, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 2).await;
+    let pool = &cluster.pool;
 
     let mapping = {
         let pool = pool.clone();
         tokio::spawn(async move { pool.map(slow_square, 0..300u64).chunksize(1).await })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
-    server.restart();
+    cluster.server.restart();
     let squares = tokio::time::timeout(Duration::from_secs(45), mapping).await;
     if squares.is_err() {
-        let client = async_nats::connect(server.url()).await.unwrap();
+        let client = async_nats::connect(cluster.server.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
         for name in ["MP_default_TASKS", "MP_default_RESULTS"] {
             let mut stream = js.get_stream(name).await.unwrap();
@@ -636,13 +659,10 @@ async fn queued_tasks(server: &Server) -> u64 {
 
 #[tokio::test]
 async fn close_and_join_as_the_local_pool() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000)]).await else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let pool = &cluster.pool;
 
     let error = pool.join().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidState, "{error}");
@@ -676,13 +696,10 @@ async fn close_and_join_as_the_local_pool() {
 
 #[tokio::test]
 async fn terminate_cancels_waiting_calls_at_once() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
 
     let dir = scratch_dir("terminate");
     let running = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000));
@@ -711,7 +728,7 @@ async fn terminate_cancels_waiting_calls_at_once() {
     assert!(error.is_closed(), "{error}");
     // The cancelled tasks left the work queue: the queued ones never run.
     assert_eq!(
-        tokio::time::timeout(LIMIT, queued_tasks(&server))
+        tokio::time::timeout(LIMIT, queued_tasks(server))
             .await
             .unwrap(),
         0
@@ -727,13 +744,10 @@ async fn terminate_cancels_waiting_calls_at_once() {
 
 #[tokio::test]
 async fn map_keeps_a_bounded_window_on_the_server() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000)]).await else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
     assert_eq!(pool.processes(), 2);
 
     let mapping = {
@@ -745,7 +759,7 @@ async fn map_keeps_a_bounded_window_on_the_server() {
     while !mapping.is_finished() {
         assert!(Instant::now() < deadline, "the map did not finish in time");
         most = most.max(
-            tokio::time::timeout(LIMIT, queued_tasks(&server))
+            tokio::time::timeout(LIMIT, queued_tasks(server))
                 .await
                 .unwrap(),
         );
@@ -761,4 +775,47 @@ async fn map_keeps_a_bounded_window_on_the_server() {
     // 2 × slots chunks in flight, plus (for a moment) one per slot whose result came back
     // before the node's ack reached the server.
     assert!(most <= 6, "at most 2 × slots chunks at once, saw {most}");
+}
+
+#[tokio::test]
+async fn the_worker_sees_its_task_id() {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000)]).await else {
+        return;
+    };
+    let pool = &cluster.pool;
+    let (_, task) = tokio::time::timeout(LIMIT, pool.apply(task_of, (1,)))
+        .await
+        .unwrap()
+        .unwrap();
+    let task = task.expect("a task id on a node");
+    assert!(task.contains('.'), "<pool id>.<n>: {task}");
+
+    // The items of a chunk run in one task.
+    let results = tokio::time::timeout(LIMIT, pool.map(task_of, 0..6u64).chunksize(2))
+        .await
+        .unwrap()
+        .unwrap();
+    let tasks: Vec<String> = results.into_iter().map(|(_, task)| task.unwrap()).collect();
+    assert_eq!(tasks[0], tasks[1]);
+    assert_eq!(tasks[2], tasks[3]);
+    assert_eq!(tasks[4], tasks[5]);
+    let distinct: std::collections::BTreeSet<&String> =
+        tasks.iter().chain(std::iter::once(&task)).collect();
+    assert_eq!(distinct.len(), 4, "{tasks:?} {task}");
+
+    // None outside a node: in a local pool and in the caller.
+    assert_eq!(multiproc::cluster::task_id(), None);
+    let local = tokio::time::timeout(LIMIT, Pool::builder().processes(1).build())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, task) = tokio::time::timeout(LIMIT, local.apply(task_of, (1,)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task, None);
+    tokio::time::timeout(LIMIT, local.terminate())
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -68,8 +68,9 @@
 //! A task may therefore run more than once (a node that died after running it but before
 //! acknowledging it, a node cut off longer than the ack wait): **workers run on a cluster
 //! should be idempotent**. Each task has an id (`<pool id>.<n>`), which travels in the
-//! `Mp-Task` header and names the task in errors. A duplicate result is discarded by the
-//! caller.
+//! `Mp-Task` header, names the task in errors, and is what [`task_id()`] returns inside the
+//! worker, the same on every delivery: a worker with side effects can use it to do them
+//! once. A duplicate result is discarded by the caller.
 //!
 //! # Submission window and shutting down
 //!
@@ -98,6 +99,7 @@
 
 mod node;
 mod pool;
+mod task;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -109,6 +111,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub use node::{Node, NodeBuilder};
 pub(crate) use pool::RemotePool;
 pub use pool::RemotePoolBuilder;
+pub use task::task_id;
 
 /// The connection options of `async-nats`, re-exported: credentials, NKeys, token, TLS.
 pub use async_nats::ConnectOptions;

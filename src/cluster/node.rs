@@ -19,6 +19,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pool::Pool;
 use crate::protocol::encode;
 
+use super::task::{WITH_TASK, with_task_payload};
+
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, FailKind, HEADER_ROOM, HEARTBEAT, ITEMS_HEADER, NODE_HEADER,
     Names, NodeInfo, Outcome, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, ensure_layout,
@@ -327,9 +329,16 @@ impl Serving {
             return;
         };
 
-        let call = self
-            .pool
-            .call_encoded(name, message.payload.to_vec(), true, items);
+        // Run through the internal worker that gives the batch its task id.
+        let payload = match with_task_payload(&task, name, &message.payload) {
+            Ok(payload) => payload,
+            Err(error) => {
+                self.answer(&task, &reply, &Outcome::failed(&error)).await;
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let call = self.pool.call_encoded(WITH_TASK, payload, false, items);
         tokio::pin!(call);
         let mut progress = tokio::time::interval(self.ack_wait / 3);
         progress.tick().await;
