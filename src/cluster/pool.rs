@@ -45,6 +45,9 @@ const NODES_REFRESH: Duration = Duration::from_secs(1);
 /// so that a retry of a task the server did store is recognised as a duplicate.
 const PUBLISH_RETRY: Duration = Duration::from_secs(60);
 
+/// How often the listener checks whether the client has reconnected.
+const RECONNECT_CHECK: Duration = Duration::from_millis(100);
+
 /// The pause between two attempts to publish a task.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -204,6 +207,7 @@ impl RemotePoolBuilder {
             .map_err(|error| nats_error("flushing the subscription", error))?;
         let pending: Pending = Arc::default();
         let listener = tokio::spawn(listen(
+            client.clone(),
             pending.clone(),
             results_stream,
             inbox.clone(),
@@ -254,6 +258,7 @@ impl fmt::Debug for RemotePoolBuilder {
 /// Hands each result on the pool's subject to its waiting caller, and fails the tasks that
 /// JetStream gave up on; until the pool is dropped.
 async fn listen(
+    client: async_nats::Client,
     pending: Pending,
     results_stream: jetstream::stream::Stream,
     inbox: String,
@@ -262,8 +267,27 @@ async fn listen(
     stream: jetstream::stream::Stream,
 ) {
     let mut last_seq = 0;
+    // A restarted server has forgotten the results consumer, and the client would notice
+    // only when the consumer's idle heartbeat (15 s, fixed by async-nats) is missed: read
+    // again, from where we were, as soon as the client has reconnected.
+    let connects = || client.statistics().connects.load(Ordering::Relaxed);
+    let mut connected = connects();
+    let mut reconnects = tokio::time::interval(RECONNECT_CHECK);
     loop {
         tokio::select! {
+            _ = reconnects.tick() => {
+                if connects() == connected {
+                    continue;
+                }
+                match read_results(&results_stream, &inbox, last_seq).await {
+                    Ok(again) => {
+                        results = again;
+                        connected = connects();
+                    }
+                    // JetStream may not be up yet: tried again at the next tick.
+                    Err(error) => tracing::debug!(%error, "multiproc: reading results again failed"),
+                }
+            }
             message = results.next() => {
                 let message = match message {
                     Some(Ok(message)) => message,
