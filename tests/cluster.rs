@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use multiproc::cluster::ConnectOptions;
 use multiproc::{ErrorKind, Node, Pool, worker};
 
 multiproc::test_support!();
@@ -73,6 +74,11 @@ fn task_of(x: u64) -> (u64, Option<String>) {
 }
 
 #[worker]
+fn zeros(len: usize) -> Vec<u8> {
+    vec![0; len]
+}
+
+#[worker]
 fn len(bytes: Vec<u8>) -> usize {
     bytes.len()
 }
@@ -99,6 +105,9 @@ fn node_process() {
     if let Ok(fingerprint) = std::env::var("MP_TEST_NODE_FINGERPRINT") {
         node = node.fingerprint(fingerprint);
     }
+    if let Ok(token) = std::env::var("MP_TEST_NODE_TOKEN") {
+        node = node.options(ConnectOptions::with_token(token));
+    }
     if std::env::var_os("MP_TEST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -114,11 +123,18 @@ struct Server {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// Arguments beyond the port and store, such as `--auth TOKEN`.
+    args: Vec<String>,
 }
 
 impl Server {
     /// Starts a server, or returns `None` (the test is then skipped) without `nats-server`.
     fn start() -> Option<Server> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra arguments, such as `["--auth", "TOKEN"]`.
+    fn start_with(args: &[&str]) -> Option<Server> {
         let found = Command::new("nats-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -135,17 +151,24 @@ impl Server {
             .unwrap()
             .port();
         let dir = scratch_dir("nats");
-        let child = Self::spawn(port, &dir);
-        let server = Server { child, port, dir };
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let child = Self::spawn(port, &dir, &args);
+        let server = Server {
+            child,
+            port,
+            dir,
+            args,
+        };
         server.wait_ready();
         Some(server)
     }
 
-    fn spawn(port: u16, dir: &Path) -> Child {
+    fn spawn(port: u16, dir: &Path, args: &[String]) -> Child {
         die_with_parent(
             Command::new("nats-server")
                 .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
                 .arg(dir)
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )
@@ -178,7 +201,7 @@ impl Server {
 
     /// Starts the server again on the same port and store.
     fn resume(&mut self) {
-        self.child = Self::spawn(self.port, &self.dir);
+        self.child = Self::spawn(self.port, &self.dir, &self.args);
         self.wait_ready();
     }
 
@@ -630,6 +653,85 @@ async fn oversized_arguments_fail_clearly() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::FrameTooLarge, "{error}");
     assert!(error.to_string().contains("max_payload"), "{error}");
+}
+
+#[tokio::test]
+async fn oversized_result_fails_clearly() {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
+        return;
+    };
+    let pool = &cluster.pool;
+    let error = tokio::time::timeout(LIMIT, pool.apply(zeros, (2 << 20,)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::FrameTooLarge, "{error}");
+    assert!(error.to_string().contains("the result of task"), "{error}");
+    assert!(error.to_string().contains("max_payload"), "{error}");
+    // The node goes on serving.
+    let small = tokio::time::timeout(LIMIT, pool.apply(zeros, (10,)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(small, [0; 10]);
+}
+
+#[tokio::test]
+async fn token_passes_through_and_a_wrong_one_is_refused_clearly() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start_with(&["--auth", "s3cret"]) else {
+        return;
+    };
+    let _a = NodeProcess::start_with(
+        &server,
+        "node-a",
+        1,
+        30_000,
+        &[("MP_TEST_NODE_TOKEN", "s3cret")],
+    );
+    let with_token = |token: &str| {
+        Pool::connect(server.url())
+            .options(ConnectOptions::with_token(token.to_string()))
+            .build()
+    };
+    let pool = tokio::time::timeout(LIMIT, with_token("s3cret"))
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for_nodes(&pool, 1).await;
+    assert_eq!(pool.apply(add, (2, 3)).await.unwrap(), 5);
+
+    let refused = [
+        tokio::time::timeout(LIMIT, with_token("wrong"))
+            .await
+            .unwrap(),
+        tokio::time::timeout(LIMIT, Pool::connect(server.url()).build())
+            .await
+            .unwrap(),
+        // A token written in the URL is not shown in the error.
+        tokio::time::timeout(
+            LIMIT,
+            Pool::connect(format!("nats://wrong@127.0.0.1:{}", server.port)).build(),
+        )
+        .await
+        .unwrap(),
+    ];
+    for refused in refused {
+        let error = refused.unwrap_err();
+        assert!(error.is_auth(), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("refused the credentials"), "{message}");
+        assert!(!message.contains("wrong"), "{message}");
+    }
+    let node = Node::connect(server.url())
+        .slots(1)
+        .options(ConnectOptions::with_token("wrong".to_string()))
+        .serve();
+    let error = tokio::time::timeout(LIMIT, node)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(error.is_auth(), "{error}");
 }
 
 #[tokio::test]

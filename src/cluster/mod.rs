@@ -47,7 +47,8 @@
 //!
 //! Connection options (user and password, token, NKeys, credentials files, TLS) pass through
 //! [`NodeBuilder::options`] and [`RemotePoolBuilder::options`] as an
-//! [`async_nats::ConnectOptions`].
+//! [`async_nats::ConnectOptions`]; a server that refuses them gives an
+//! [`Auth`](crate::ErrorKind::Auth) error, which never shows credentials written in the URL.
 //!
 //! # Delivery guarantee: at least once
 //!
@@ -266,12 +267,48 @@ fn nats_error(doing: &str, source: impl std::error::Error + Send + Sync + 'stati
     Error::new(ErrorKind::Io, format!("NATS: {doing}: {source}")).with_source(source)
 }
 
+/// Connects to `url`. A refusal of the credentials is an [`Auth`](ErrorKind::Auth) error;
+/// credentials written in the URL never appear in an error.
 async fn connect(url: &str, options: Option<ConnectOptions>) -> Result<async_nats::Client> {
+    use async_nats::ConnectErrorKind;
+    let shown = redacted(url);
     options
         .unwrap_or_default()
         .connect(url)
         .await
-        .map_err(|error| nats_error(&format!("connecting to {url}"), error))
+        .map_err(|error| match error.kind() {
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                Error::new(
+                    ErrorKind::Auth,
+                    format!(
+                        "NATS: the server at {shown} refused the credentials ({error}); check \
+                         the token, user and password, NKey or credentials file given with \
+                         `options`"
+                    ),
+                )
+                .with_source(error)
+            }
+            _ => nats_error(&format!("connecting to {shown}"), error),
+        })
+}
+
+/// `url` with the credentials of its user part, if any, replaced by `***`.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (host, credentials) = match rest.rsplit_once('@') {
+        Some((_, host)) => (host, true),
+        None => (rest, false),
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    if credentials {
+        format!("{scheme}***@{host}")
+    } else {
+        format!("{scheme}{host}")
+    }
 }
 
 /// Creates (or finds) the streams and the node bucket of a namespace. Nodes and pools
@@ -337,4 +374,18 @@ async fn try_ensure_layout(
         .await
         .map_err(|error| nats_error(&format!("opening the bucket {}", names.bucket), error))?;
     Ok((stream, bucket))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_redacted() {
+        assert_eq!(redacted("nats://s3cret@host:4222"), "nats://***@host:4222");
+        assert_eq!(redacted("nats://user:pw@host:4222"), "nats://***@host:4222");
+        assert_eq!(redacted("nats://host:4222"), "nats://host:4222");
+        assert_eq!(redacted("host:4222"), "host:4222");
+        assert_eq!(redacted("a:b@host"), "***@host");
+    }
 }

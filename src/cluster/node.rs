@@ -129,6 +129,7 @@ impl NodeBuilder {
     ///
     /// - [`Io`](crate::ErrorKind::Io) if the server cannot be reached or refuses to create
     ///   the stream, the consumer or the node bucket (is JetStream on? `nats-server -js`).
+    /// - [`Auth`](crate::ErrorKind::Auth) if the server refuses the credentials.
     /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace or 0
     ///   slots; the local pool's start error if its children cannot start.
     ///
