@@ -397,6 +397,15 @@ async fn map_across_two_nodes_in_order() {
     .unwrap();
     unordered.sort_unstable();
     assert_eq!(unordered, (0..30u64).map(|x| x * x).collect::<Vec<_>>());
+    let streamed: Vec<u64> = tokio::time::timeout(
+        LIMIT,
+        pool.imap_stream(square_on, futures::stream::iter(0..5u64), true)
+            .map(|result| result.unwrap().0)
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(streamed, [0, 1, 4, 9, 16]);
 
     // One item's panic fails the map with that item's error, as in the local pool.
     let error = tokio::time::timeout(LIMIT, pool.map(boom, 0..8u64).chunksize(3))

@@ -69,6 +69,12 @@
 //!   already queued) fail with its error after ten start attempts with back-off, instead of
 //!   respawning in a loop.
 //!
+//! # On a cluster
+//!
+//! With the `nats` feature, `Pool::connect(url).build()` gives a pool of this same type whose
+//! calls run on the worker nodes of a NATS JetStream cluster, with the same operations,
+//! chunking, errors and shutdown; see the `cluster` module.
+//!
 //! # Shutting down
 //!
 //! [`close`](Pool::close) refuses new work; [`join`](Pool::join) then waits until everything
