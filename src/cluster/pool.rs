@@ -602,20 +602,25 @@ impl RemotePool {
                 }
             }
         }
+        // The keys come from the stream's subjects rather than from `Store::keys`, whose
+        // push consumer now and then loses the race with its own subscription and then
+        // waits for its idle heartbeat (seconds) before it lists anything.
+        let bucket = &self.inner.bucket;
         let listing = async {
-            let mut keys = self
-                .inner
-                .bucket
-                .keys()
+            let mut subjects = bucket
+                .stream
+                .info_with_subjects(format!("{}>", bucket.prefix))
                 .await
                 .map_err(|error| nats_error("listing the nodes", error))?;
             let mut nodes = Vec::new();
-            while let Some(key) = keys.next().await {
-                let key = key.map_err(|error| nats_error("listing the nodes", error))?;
-                let value = self
-                    .inner
-                    .bucket
-                    .get(&key)
+            while let Some(subject) = subjects.next().await {
+                let (subject, _) =
+                    subject.map_err(|error| nats_error("listing the nodes", error))?;
+                let Some(key) = subject.strip_prefix(&bucket.prefix) else {
+                    continue;
+                };
+                let value = bucket
+                    .get(key)
                     .await
                     .map_err(|error| nats_error("reading a node's heartbeat", error))?;
                 if let Some(value) = value {
@@ -628,8 +633,7 @@ impl RemotePool {
             }
             Ok::<_, Error>(nodes)
         };
-        // The listing waits for as many keys as the server counted when it began, so it
-        // could wait for ever for a heartbeat that expired meanwhile, or for a server gone.
+        // A server gone quiet must not hold up the callers.
         let nodes = tokio::time::timeout(LIST_TIMEOUT, listing)
             .await
             .map_err(|_| {
