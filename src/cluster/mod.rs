@@ -87,7 +87,10 @@
 //!
 //! While the server cannot be reached (it restarts, the network is cut), a call's task is
 //! published again for up to a minute before the caller gets the error; the server stores it
-//! once, however many attempts reach it.
+//! once, however many attempts reach it. The tasks and results of a server with a file
+//! store survive its restart, and nodes and pools carry on as soon as their clients have
+//! reconnected (the reconnection back-off of `async-nats` is at most 4 s by default; see
+//! [`ConnectOptions::reconnect_delay_callback`]).
 //!
 //! # Builds and fingerprints
 //!
@@ -290,6 +293,26 @@ async fn connect(url: &str, options: Option<ConnectOptions>) -> Result<async_nat
             }
             _ => nats_error(&format!("connecting to {shown}"), error),
         })
+}
+
+/// How often a waiting task checks whether the client has reconnected.
+const RECONNECT_CHECK: Duration = Duration::from_millis(100);
+
+/// How many times the client has connected to the server: a change means it reconnected.
+fn connects(client: &async_nats::Client) -> u64 {
+    client
+        .statistics()
+        .connects
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Resolves once the client has connected again since it had connected `since` times. A
+/// restarted server has forgotten the pull requests and consumers of the clients, which
+/// would otherwise notice only when their requests time out.
+async fn reconnected(client: &async_nats::Client, since: u64) {
+    while connects(client) == since {
+        tokio::time::sleep(RECONNECT_CHECK).await;
+    }
 }
 
 /// `url` with the credentials of its user part, if any, replaced by `***`.

@@ -23,8 +23,8 @@ use super::task::{WITH_TASK, with_task_payload};
 
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, FailKind, HEADER_ROOM, HEARTBEAT, ITEMS_HEADER, NODE_HEADER,
-    Names, NodeInfo, Outcome, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, ensure_layout,
-    fingerprint, nats_error, now_ms,
+    Names, NodeInfo, Outcome, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, connects,
+    ensure_layout, fingerprint, nats_error, now_ms, reconnected,
 };
 
 /// The default ack wait: a node silent this long has its tasks delivered elsewhere.
@@ -272,6 +272,7 @@ impl Serving {
     /// One slot: pulls one task, runs it, answers it; again and again.
     async fn slot(self: Arc<Self>, consumer: PullConsumer) {
         loop {
+            let since = connects(&self.client);
             let batch = consumer
                 .batch()
                 .max_messages(1)
@@ -286,7 +287,16 @@ impl Serving {
                     continue;
                 }
             };
-            while let Some(message) = batch.next().await {
+            loop {
+                // A server that restarted forgot this pull request: ask again at once
+                // rather than when the request times out (about 10 s).
+                let message = tokio::select! {
+                    message = batch.next() => message,
+                    () = reconnected(&self.client, since) => break,
+                };
+                let Some(message) = message else {
+                    break;
+                };
                 match message {
                     Ok(message) => self.run(message).await,
                     Err(error) => {

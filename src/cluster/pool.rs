@@ -26,7 +26,8 @@ use crate::protocol::decode;
 
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Names, NodeInfo, Outcome,
-    REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, ensure_layout, fingerprint, nats_error,
+    RECONNECT_CHECK, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, connects, ensure_layout,
+    fingerprint, nats_error, reconnected,
 };
 
 /// How long a list of live nodes is trusted before a call reads it again. The refresher
@@ -44,9 +45,6 @@ const NODES_REFRESH: Duration = Duration::from_secs(1);
 /// is cut), before its caller gets the error. Below the stream's duplicate window (120 s),
 /// so that a retry of a task the server did store is recognised as a duplicate.
 const PUBLISH_RETRY: Duration = Duration::from_secs(60);
-
-/// How often the listener checks whether the client has reconnected.
-const RECONNECT_CHECK: Duration = Duration::from_millis(100);
 
 /// The pause between two attempts to publish a task.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
@@ -270,19 +268,18 @@ async fn listen(
     // A restarted server has forgotten the results consumer, and the client would notice
     // only when the consumer's idle heartbeat (15 s, fixed by async-nats) is missed: read
     // again, from where we were, as soon as the client has reconnected.
-    let connects = || client.statistics().connects.load(Ordering::Relaxed);
-    let mut connected = connects();
+    let mut connected = connects(&client);
     let mut reconnects = tokio::time::interval(RECONNECT_CHECK);
     loop {
         tokio::select! {
             _ = reconnects.tick() => {
-                if connects() == connected {
+                if connects(&client) == connected {
                     continue;
                 }
                 match read_results(&results_stream, &inbox, last_seq).await {
                     Ok(again) => {
                         results = again;
-                        connected = connects();
+                        connected = connects(&client);
                     }
                     // JetStream may not be up yet: tried again at the next tick.
                     Err(error) => tracing::debug!(%error, "multiproc: reading results again failed"),
@@ -724,9 +721,6 @@ impl RemotePool {
                 ),
             ));
         }
-        while let Err(error) = self.ensure_served(worker).await {
-            self.retry(error, "listing the nodes", started).await?;
-        }
         let task = format!(
             "{}.{}",
             inner.id,
@@ -753,7 +747,9 @@ impl RemotePool {
         };
         let payload = bytes::Bytes::from(payload);
         loop {
-            let published = async {
+            let since = connects(&inner.client);
+            let attempt = async {
+                self.ensure_served(worker).await?;
                 inner
                     .js
                     .publish_with_headers(inner.subject.clone(), headers.clone(), payload.clone())
@@ -763,8 +759,13 @@ impl RemotePool {
                     })?
                     .await
                     .map_err(|error| nats_error(&format!("storing task {}", waiter.task), error))
-            }
-            .await;
+            };
+            // An attempt made while the server was away waits out its request timeout (5 s)
+            // for an answer that will not come: begin again as soon as the client is back.
+            let published = tokio::select! {
+                published = attempt => published,
+                () = reconnected(&inner.client, since) => continue,
+            };
             match published {
                 Ok(ack) => {
                     let mut waiting = inner.pending.lock().expect("pending lock");
