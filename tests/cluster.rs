@@ -1,6 +1,6 @@
 //! The pool on a NATS JetStream cluster, against a real `nats-server -js` on 127.0.0.1: a map
 //! across two node processes, a child killed mid-task, a poison task, a long task keeping its
-//! lease, the no-node error, an oversized payload.
+//! lease, the no-node error, payloads through the object store.
 //!
 //! Each test starts its own server (random port, temporary store) and its own node
 //! processes (this test binary re-executed into the `node_process` test), and kills them
@@ -650,39 +650,49 @@ async fn no_live_node_fails_at_once() {
 }
 
 #[tokio::test]
-async fn oversized_arguments_fail_clearly() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
-        return;
-    };
-    let pool = connect(&server).await;
-    let error = tokio::time::timeout(LIMIT, pool.apply(len, (vec![0u8; 2 << 20],)))
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::FrameTooLarge, "{error}");
-    assert!(error.to_string().contains("max_payload"), "{error}");
-}
-
-#[tokio::test]
-async fn oversized_result_fails_clearly() {
+async fn payloads_over_max_payload_go_through_the_object_store() {
     let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
         return;
     };
     let pool = &cluster.pool;
-    let error = tokio::time::timeout(LIMIT, pool.apply(zeros, (2 << 20,)))
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::FrameTooLarge, "{error}");
-    assert!(error.to_string().contains("the result of task"), "{error}");
-    assert!(error.to_string().contains("max_payload"), "{error}");
-    // The node goes on serving.
-    let small = tokio::time::timeout(LIMIT, pool.apply(zeros, (10,)))
+    // Over the server's max_payload of 1 MiB, both ways.
+    let big = 3 << 20;
+    let received = tokio::time::timeout(LIMIT, pool.apply(len, (vec![7u8; big],)))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(small, [0; 10]);
+    assert_eq!(received, big);
+    let returned = tokio::time::timeout(LIMIT, pool.apply(zeros, (big,)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(returned.len(), big);
+    let lens = tokio::time::timeout(
+        LIMIT,
+        pool.map(len, vec![vec![1u8; 10], vec![2u8; big]])
+            .chunksize(1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(lens, [10, big]);
+
+    // The objects are deleted once used.
+    let client = async_nats::connect(cluster.server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut objects = js.get_stream("OBJ_mp_default_payloads").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bytes = objects.info().await.unwrap().state.bytes;
+        if bytes < 64 * 1024 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{bytes} bytes left in the object store"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -43,7 +43,12 @@
 //!   stops beating;
 //! - a stream `MP_<namespace>_RESULTS` (subjects `mp.<namespace>.result.<pool id>`, kept 15
 //!   minutes) on which the nodes publish results, each pool reading its own subject through
-//!   an ordered consumer, so that results survive a server restart.
+//!   an ordered consumer, so that results survive a server restart;
+//! - an object store `mp_<namespace>_payloads` (objects kept 15 minutes at most) for the
+//!   arguments and results too large for a message (the server's `max_payload`, 1 MiB by
+//!   default): the message then only names its object, which is deleted once read. Such
+//!   payloads are limited only by the nodes' local pools
+//!   ([`max_frame_len`](crate::PoolBuilder::max_frame_len), 256 MiB).
 //!
 //! Connection options (user and password, token, NKeys, credentials files, TLS) pass through
 //! [`NodeBuilder::options`] and [`RemotePoolBuilder::options`] as an
@@ -108,6 +113,7 @@ mod task;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
+use async_nats::jetstream::object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -143,6 +149,10 @@ const ITEMS_HEADER: &str = "Mp-Items";
 /// Header: the node that ran the task (on results).
 const NODE_HEADER: &str = "Mp-Node";
 
+/// Header: the name in the object store of the message's payload (arguments on a task,
+/// the outcome on a result), sent there for being too large for a message.
+const OBJECT_HEADER: &str = "Mp-Object";
+
 /// Room kept for the headers when checking a payload against the server's `max_payload`.
 const HEADER_ROOM: usize = 1024;
 
@@ -153,6 +163,7 @@ struct Names {
     results: String,
     results_prefix: String,
     bucket: String,
+    objects: String,
     subject_prefix: String,
 }
 
@@ -175,6 +186,7 @@ impl Names {
             results: format!("MP_{namespace}_RESULTS"),
             results_prefix: format!("mp.{namespace}.result"),
             bucket: format!("mp_{namespace}_nodes"),
+            objects: format!("mp_{namespace}_payloads"),
             subject_prefix: format!("mp.{namespace}.task"),
         })
     }
@@ -334,12 +346,19 @@ fn redacted(url: &str) -> String {
     }
 }
 
-/// Creates (or finds) the streams and the node bucket of a namespace. Nodes and pools
-/// starting at the same time race to create them; a lost race is retried.
-async fn ensure_layout(
-    js: &jetstream::Context,
-    names: &Names,
-) -> Result<(jetstream::stream::Stream, jetstream::kv::Store)> {
+/// What a namespace has on the server.
+struct Layout {
+    /// The work queue of tasks.
+    stream: jetstream::stream::Stream,
+    /// The nodes' heartbeats.
+    bucket: jetstream::kv::Store,
+    /// Arguments and results too large for a message.
+    objects: ObjectStore,
+}
+
+/// Creates (or finds) the streams and buckets of a namespace. Nodes and pools starting at
+/// the same time race to create them; a lost race is retried.
+async fn ensure_layout(js: &jetstream::Context, names: &Names) -> Result<Layout> {
     let mut attempt = 0;
     loop {
         match try_ensure_layout(js, names).await {
@@ -355,10 +374,7 @@ async fn ensure_layout(
 
 /// The bucket's stream is created by hand: `create_key_value` of `async-nats` fails against
 /// the 2.9 servers of Debian, while `get_key_value` on an existing stream works.
-async fn try_ensure_layout(
-    js: &jetstream::Context,
-    names: &Names,
-) -> Result<(jetstream::stream::Stream, jetstream::kv::Store)> {
+async fn try_ensure_layout(js: &jetstream::Context, names: &Names) -> Result<Layout> {
     let stream = js
         .get_or_create_stream(jetstream::stream::Config {
             name: names.stream.clone(),
@@ -396,7 +412,63 @@ async fn try_ensure_layout(
         .get_key_value(names.bucket.clone())
         .await
         .map_err(|error| nats_error(&format!("opening the bucket {}", names.bucket), error))?;
-    Ok((stream, bucket))
+    let objects = match js.get_object_store(&names.objects).await {
+        Ok(objects) => objects,
+        Err(_) => js
+            .create_object_store(jetstream::object_store::Config {
+                bucket: names.objects.clone(),
+                description: Some(
+                    "multiproc: arguments and results too large for a message".into(),
+                ),
+                // Whatever a crash leaves behind goes with the results it belonged to.
+                max_age: RESULT_TTL,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| {
+                nats_error(
+                    &format!("creating the object store {}", names.objects),
+                    error,
+                )
+            })?,
+    };
+    Ok(Layout {
+        stream,
+        bucket,
+        objects,
+    })
+}
+
+/// Stores `bytes`, too large for a message, in the object store as `name`.
+async fn put_object(objects: &ObjectStore, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut reader = bytes;
+    objects
+        .put(name, &mut reader)
+        .await
+        .map(drop)
+        .map_err(|error| nats_error(&format!("storing {name} in the object store"), error))
+}
+
+/// Reads the object `name`.
+async fn read_object(objects: &ObjectStore, name: &str) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    objects
+        .get(name)
+        .await
+        .map_err(|error| nats_error(&format!("reading {name} from the object store"), error))?
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|error| nats_error(&format!("reading {name} from the object store"), error))?;
+    Ok(bytes)
+}
+
+/// Deletes the object `name`; a failure is only logged, as the object expires anyway.
+async fn delete_object(objects: &ObjectStore, name: &str) {
+    if let Err(error) = objects.delete(name).await {
+        tracing::debug!(%error, name, "multiproc: deleting an object failed");
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::object_store::ObjectStore;
 use async_nats::jetstream::{self, kv::Store};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -25,9 +26,10 @@ use crate::pool::{Command, Job, Pool};
 use crate::protocol::decode;
 
 use super::{
-    ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Names, NodeInfo, Outcome,
-    RECONNECT_CHECK, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, connects, ensure_layout,
-    fingerprint, nats_error, reconnected,
+    ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Layout, Names, NodeInfo,
+    OBJECT_HEADER, Outcome, RECONNECT_CHECK, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect,
+    connects, delete_object, ensure_layout, fingerprint, nats_error, put_object, read_object,
+    reconnected,
 };
 
 /// How long a list of live nodes is trusted before a call reads it again. The refresher
@@ -181,7 +183,11 @@ impl RemotePoolBuilder {
         let names = Names::new(&self.namespace)?;
         let client = connect(&self.url, self.options).await?;
         let js = jetstream::new(client.clone());
-        let (stream, bucket) = ensure_layout(&js, &names).await?;
+        let Layout {
+            stream,
+            bucket,
+            objects,
+        } = ensure_layout(&js, &names).await?;
         let fingerprint = fingerprint();
         let inbox = client.new_inbox();
         let id = inbox.rsplit('.').next().unwrap_or("pool").to_string();
@@ -205,13 +211,16 @@ impl RemotePoolBuilder {
             .map_err(|error| nats_error("flushing the subscription", error))?;
         let pending: Pending = Arc::default();
         let listener = tokio::spawn(listen(
-            client.clone(),
-            pending.clone(),
-            results_stream,
-            inbox.clone(),
+            Listener {
+                client: client.clone(),
+                objects: objects.clone(),
+                pending: pending.clone(),
+                results_stream,
+                inbox: inbox.clone(),
+                stream: stream.clone(),
+            },
             results,
             advisories,
-            stream.clone(),
         ));
         let remote = RemotePool {
             inner: Arc::new(Inner {
@@ -221,6 +230,7 @@ impl RemotePoolBuilder {
                 client,
                 stream,
                 bucket,
+                objects,
                 inbox,
                 id,
                 next_task: AtomicU64::new(0),
@@ -253,17 +263,34 @@ impl fmt::Debug for RemotePoolBuilder {
     }
 }
 
+/// What the listener of a pool's results works with.
+struct Listener {
+    client: async_nats::Client,
+    /// Where results too large for a message are.
+    objects: ObjectStore,
+    pending: Pending,
+    /// The results stream, and the pool's subject on it.
+    results_stream: jetstream::stream::Stream,
+    inbox: String,
+    /// The work queue, from which given-up tasks are deleted.
+    stream: jetstream::stream::Stream,
+}
+
 /// Hands each result on the pool's subject to its waiting caller, and fails the tasks that
 /// JetStream gave up on; until the pool is dropped.
 async fn listen(
-    client: async_nats::Client,
-    pending: Pending,
-    results_stream: jetstream::stream::Stream,
-    inbox: String,
+    listener: Listener,
     mut results: jetstream::consumer::pull::Ordered,
     mut advisories: async_nats::Subscriber,
-    stream: jetstream::stream::Stream,
 ) {
+    let Listener {
+        client,
+        objects,
+        pending,
+        results_stream,
+        inbox,
+        stream,
+    } = listener;
     let mut last_seq = 0;
     // A restarted server has forgotten the results consumer, and the client would notice
     // only when the consumer's idle heartbeat (15 s, fixed by async-nats) is missed: read
@@ -317,8 +344,27 @@ async fn listen(
                 };
                 // A duplicate (a task run twice) finds no waiter and is dropped.
                 let waiter = pending.lock().expect("pending lock").take(&task);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(outcome(&task, &message.payload));
+                let object = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(OBJECT_HEADER))
+                    .map(|name| name.as_str().to_string());
+                match (waiter, object) {
+                    (Some(waiter), None) => {
+                        let _ = waiter.send(outcome(&task, &message.payload));
+                    }
+                    // Read aside, so that a large result holds up no other.
+                    (waiter, Some(object)) => {
+                        let objects = objects.clone();
+                        tokio::spawn(async move {
+                            let read = read_object(&objects, &object).await;
+                            delete_object(&objects, &object).await;
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.send(read.and_then(|bytes| outcome(&task, &bytes)));
+                            }
+                        });
+                    }
+                    (None, None) => {}
                 }
             }
             advisory = advisories.next() => {
@@ -429,6 +475,8 @@ struct Inner {
     /// The work-queue stream, from which `terminate` withdraws cancelled tasks.
     stream: jetstream::stream::Stream,
     bucket: Store,
+    /// Arguments and results too large for a message.
+    objects: ObjectStore,
     subject: String,
     fingerprint: String,
     inbox: String,
@@ -709,18 +757,6 @@ impl RemotePool {
         if inner.terminated.load(Ordering::SeqCst) {
             return Err(terminated());
         }
-        let max = inner.client.server_info().max_payload;
-        if payload.len() + HEADER_ROOM > max {
-            return Err(Error::new(
-                ErrorKind::FrameTooLarge,
-                format!(
-                    "the arguments of a task of `{worker}` are {} bytes, over the NATS server's \
-                     max_payload of {max} bytes; send less per task (a smaller chunksize), or \
-                     raise max_payload",
-                    payload.len()
-                ),
-            ));
-        }
         let task = format!(
             "{}.{}",
             inner.id,
@@ -732,6 +768,12 @@ impl RemotePool {
         headers.insert(REPLY_HEADER, inner.inbox.as_str());
         headers.insert(WORKER_HEADER, worker);
         headers.insert(ITEMS_HEADER, items.to_string().as_str());
+        // Arguments too large for a message go through the object store, under the task's
+        // id, and the message only names them; the node deletes them when done.
+        let large = payload.len() + HEADER_ROOM > inner.client.server_info().max_payload;
+        if large {
+            headers.insert(OBJECT_HEADER, task.as_str());
+        }
         let (sender, receiver) = oneshot::channel();
         inner
             .pending
@@ -750,9 +792,15 @@ impl RemotePool {
             let since = connects(&inner.client);
             let attempt = async {
                 self.ensure_served(worker).await?;
+                let payload = if large {
+                    put_object(&inner.objects, &waiter.task, &payload).await?;
+                    bytes::Bytes::new()
+                } else {
+                    payload.clone()
+                };
                 inner
                     .js
-                    .publish_with_headers(inner.subject.clone(), headers.clone(), payload.clone())
+                    .publish_with_headers(inner.subject.clone(), headers.clone(), payload)
                     .await
                     .map_err(|error| {
                         nats_error(&format!("publishing task {}", waiter.task), error)
