@@ -816,6 +816,11 @@ impl RemotePool {
             };
             match published {
                 Ok(ack) => {
+                    // Published while `terminate` was cancelling the others: withdrawn too.
+                    if inner.terminated.load(Ordering::SeqCst) {
+                        let _ = inner.stream.delete_message(ack.sequence).await;
+                        return Err(terminated());
+                    }
                     let mut waiting = inner.pending.lock().expect("pending lock");
                     if let Some((_, seq)) = waiting.by_task.get_mut(&waiter.task) {
                         *seq = Some(ack.sequence);

@@ -205,7 +205,8 @@ impl Pool {
         Ok(pool)
     }
 
-    /// A pool whose commands are served by `remote`, which reads them from `receiver`.
+    /// A pool whose commands are served by `remote`, which reads them from the receiver
+    /// returned with it.
     #[cfg(feature = "nats")]
     pub(crate) fn on_cluster(
         remote: crate::cluster::RemotePool,
@@ -232,8 +233,8 @@ impl Pool {
     }
 
     /// The number of worker processes the pool keeps, as configured. For a pool on a
-    /// cluster ([`Pool::connect`]): the slots of the live nodes of this build, as last read
-    /// (every second), and at least 1.
+    /// cluster (`Pool::connect`, feature `nats`): the slots of the live nodes of this build,
+    /// as last read (every second), and at least 1.
     pub fn processes(&self) -> usize {
         match &self.inner.backend {
             Backend::Local(config) => config.processes,
