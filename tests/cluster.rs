@@ -48,6 +48,13 @@ fn victim(dir: String, ms: u64) -> (u32, String) {
     (pid, node_name())
 }
 
+/// Leaves a file named `x` in `dir`, after 50 ms of work.
+#[worker]
+fn mark(dir: String, x: u64) {
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(Path::new(&dir).join(x.to_string()), b"").unwrap();
+}
+
 #[worker]
 fn slow_square(x: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(20));
@@ -990,4 +997,45 @@ async fn the_worker_sees_its_task_id() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_map_publishes_no_more_of_its_chunks() {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
+        return;
+    };
+    let pool = &cluster.pool;
+    let dir = scratch_dir("dropped");
+    let inputs: Vec<(String, u64)> = (0..200)
+        .map(|x| (dir.to_string_lossy().into_owned(), x))
+        .collect();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(500),
+        pool.starmap(mark, inputs).chunksize(1),
+    )
+    .await;
+    assert!(dropped.is_err(), "the map was still running when dropped");
+    // What was published runs out, and nothing more comes.
+    let deadline = Instant::now() + LIMIT;
+    while tokio::time::timeout(LIMIT, queued_tasks(&cluster.server))
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(Instant::now() < deadline, "the work queue never drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran = std::fs::read_dir(&dir).unwrap().count();
+    assert!(
+        ran < 40,
+        "{ran} of 200 ran: the window bounds what a dropped map leaves behind"
+    );
+    // The pool is not held up by it.
+    pool.close();
+    tokio::time::timeout(LIMIT, pool.join())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
