@@ -84,7 +84,7 @@ async fn main() -> multiproc::Result<()> {
     println!(
         "nodes: {:?}, {} slots",
         pool.nodes().await?,
-        pool.slots().await?
+        pool.processes()
     );
 
     let results = pool.map(square, 0..12u64).chunksize(1).await?;

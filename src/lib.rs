@@ -111,7 +111,7 @@ mod worker;
 pub use async_trait::async_trait;
 pub use child::init;
 #[cfg(feature = "nats")]
-pub use cluster::{Node, NodeBuilder, RemotePool, RemotePoolBuilder};
+pub use cluster::{Node, NodeBuilder, RemotePoolBuilder};
 pub use current::{ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;

@@ -1,6 +1,6 @@
 //! The pool on a NATS JetStream cluster, against a real `nats-server -js` on 127.0.0.1: a map
 //! across two node processes, a child killed mid-task, a poison task, a long task keeping its
-//! lease, the no-node error, an oversized payload.
+//! lease, the no-node error, payloads through the object store.
 //!
 //! Each test starts its own server (random port, temporary store) and its own node
 //! processes (this test binary re-executed into the `node_process` test), and kills them
@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multiproc::{ErrorKind, Node, Pool, RemotePool, worker};
+use multiproc::cluster::ConnectOptions;
+use multiproc::{ErrorKind, Node, Pool, worker};
 
 multiproc::test_support!();
 
@@ -37,13 +38,21 @@ fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
-/// Writes its pid into `dir`, then works for `ms`.
+/// Writes a file named after its pid, holding its task id, into `dir`; then works for `ms`.
 #[worker]
 fn victim(dir: String, ms: u64) -> (u32, String) {
     let pid = std::process::id();
-    std::fs::write(Path::new(&dir).join(pid.to_string()), b"").unwrap();
+    let task = multiproc::cluster::task_id().unwrap_or_default();
+    std::fs::write(Path::new(&dir).join(pid.to_string()), task).unwrap();
     std::thread::sleep(Duration::from_millis(ms));
     (pid, node_name())
+}
+
+/// Leaves a file named `x` in `dir`, after 50 ms of work.
+#[worker]
+fn mark(dir: String, x: u64) {
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(Path::new(&dir).join(x.to_string()), b"").unwrap();
 }
 
 #[worker]
@@ -64,6 +73,16 @@ fn boom(x: u64) -> u64 {
         panic!("item {x} is unlucky");
     }
     x
+}
+
+#[worker]
+fn task_of(x: u64) -> (u64, Option<String>) {
+    (x, multiproc::cluster::task_id())
+}
+
+#[worker]
+fn zeros(len: usize) -> Vec<u8> {
+    vec![0; len]
 }
 
 #[worker]
@@ -93,6 +112,9 @@ fn node_process() {
     if let Ok(fingerprint) = std::env::var("MP_TEST_NODE_FINGERPRINT") {
         node = node.fingerprint(fingerprint);
     }
+    if let Ok(token) = std::env::var("MP_TEST_NODE_TOKEN") {
+        node = node.options(ConnectOptions::with_token(token));
+    }
     if std::env::var_os("MP_TEST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -108,11 +130,18 @@ struct Server {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// Arguments beyond the port and store, such as `--auth TOKEN`.
+    args: Vec<String>,
 }
 
 impl Server {
     /// Starts a server, or returns `None` (the test is then skipped) without `nats-server`.
     fn start() -> Option<Server> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra arguments, such as `["--auth", "TOKEN"]`.
+    fn start_with(args: &[&str]) -> Option<Server> {
         let found = Command::new("nats-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -129,17 +158,24 @@ impl Server {
             .unwrap()
             .port();
         let dir = scratch_dir("nats");
-        let child = Self::spawn(port, &dir);
-        let server = Server { child, port, dir };
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let child = Self::spawn(port, &dir, &args);
+        let server = Server {
+            child,
+            port,
+            dir,
+            args,
+        };
         server.wait_ready();
         Some(server)
     }
 
-    fn spawn(port: u16, dir: &Path) -> Child {
+    fn spawn(port: u16, dir: &Path, args: &[String]) -> Child {
         die_with_parent(
             Command::new("nats-server")
                 .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
                 .arg(dir)
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )
@@ -160,9 +196,19 @@ impl Server {
 
     /// Stops the server and starts it again on the same port and store.
     fn restart(&mut self) {
+        self.stop();
+        self.resume();
+    }
+
+    /// Kills the server; [`resume`](Self::resume) starts it again.
+    fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::spawn(self.port, &self.dir);
+    }
+
+    /// Starts the server again on the same port and store.
+    fn resume(&mut self) {
+        self.child = Self::spawn(self.port, &self.dir, &self.args);
         self.wait_ready();
     }
 
@@ -243,7 +289,7 @@ fn scratch_dir(what: &str) -> PathBuf {
 }
 
 /// Waits (bounded) until the pool sees `count` live nodes.
-async fn wait_for_nodes(pool: &RemotePool, count: usize) {
+async fn wait_for_nodes(pool: &Pool, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let nodes = pool.nodes().await.unwrap();
@@ -258,25 +304,53 @@ async fn wait_for_nodes(pool: &RemotePool, count: usize) {
     }
 }
 
-async fn connect(server: &Server) -> RemotePool {
+async fn connect(server: &Server) -> Pool {
     tokio::time::timeout(LIMIT, Pool::connect(server.url()).build())
         .await
         .expect("connecting in time")
         .expect("connecting")
 }
 
+/// What most tests start with, in the order it is dropped: a pool that sees all the nodes,
+/// the nodes (`(name, slots, ack wait in ms)`), their server, and the turn of this test.
+struct Cluster {
+    pool: Pool,
+    nodes: Vec<NodeProcess>,
+    server: Server,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// `None` (the test is then skipped) without `nats-server`.
+    async fn start(nodes: &[(&str, usize, u64)]) -> Option<Cluster> {
+        let serial = SERIAL.lock().await;
+        let server = Server::start()?;
+        let nodes: Vec<_> = nodes
+            .iter()
+            .map(|&(name, slots, ack_wait_ms)| {
+                NodeProcess::start(&server, name, slots, ack_wait_ms)
+            })
+            .collect();
+        let pool = connect(&server).await;
+        wait_for_nodes(&pool, nodes.len()).await;
+        Some(Cluster {
+            pool,
+            nodes,
+            server,
+            _serial: serial,
+        })
+    }
+}
+
 #[tokio::test]
 async fn map_across_two_nodes_in_order() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000), ("node-b", 2, 30_000)]).await
+    else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
-    let _b = NodeProcess::start(&server, "node-b", 2, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 2).await;
+    let pool = &cluster.pool;
     assert_eq!(pool.nodes().await.unwrap(), ["node-a", "node-b"]);
-    assert_eq!(pool.slots().await.unwrap(), 4);
+    assert_eq!(pool.processes(), 4, "the slots of the two nodes");
 
     let results = tokio::time::timeout(LIMIT, pool.map(square_on, 0..400u64).chunksize(4))
         .await
@@ -330,6 +404,15 @@ async fn map_across_two_nodes_in_order() {
     .unwrap();
     unordered.sort_unstable();
     assert_eq!(unordered, (0..30u64).map(|x| x * x).collect::<Vec<_>>());
+    let streamed: Vec<u64> = tokio::time::timeout(
+        LIMIT,
+        pool.imap_stream(square_on, futures::stream::iter(0..5u64), true)
+            .map(|result| result.unwrap().0)
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(streamed, [0, 1, 4, 9, 16]);
 
     // One item's panic fails the map with that item's error, as in the local pool.
     let error = tokio::time::timeout(LIMIT, pool.map(boom, 0..8u64).chunksize(3))
@@ -342,14 +425,11 @@ async fn map_across_two_nodes_in_order() {
 
 #[tokio::test]
 async fn killed_child_task_finishes_elsewhere() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000), ("node-b", 1, 30_000)]).await
+    else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
-    let _b = NodeProcess::start(&server, "node-b", 1, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 2).await;
+    let pool = &cluster.pool;
 
     let dir = scratch_dir("victim");
     let started = Instant::now();
@@ -376,6 +456,13 @@ async fn killed_child_task_finishes_elsewhere() {
         .expect("the task finished in time")
         .expect("the task was redelivered and finished");
     assert_ne!(pid, killed, "it ran again, in another process");
+    let task_of_run = |pid: u32| std::fs::read_to_string(dir.join(pid.to_string())).unwrap();
+    assert!(!task_of_run(pid).is_empty(), "the worker saw its task id");
+    assert_eq!(
+        task_of_run(killed),
+        task_of_run(pid),
+        "the same task id, run twice"
+    );
     assert!(node == "node-a" || node == "node-b", "{node}");
     // Redelivered at once on the nak, not after the 30 s ack wait.
     assert!(
@@ -388,13 +475,10 @@ async fn killed_child_task_finishes_elsewhere() {
 
 #[tokio::test]
 async fn poison_task_fails_after_the_retry_cap_and_is_removed() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 1, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
 
     let error = tokio::time::timeout(LIMIT, pool.apply(poison, ()))
         .await
@@ -447,19 +531,16 @@ async fn wait_for_runs(dir: &Path, count: usize) -> u32 {
 
 #[tokio::test]
 async fn vanished_node_task_is_redelivered_after_the_ack_wait() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(mut cluster) = Cluster::start(&[("node-a", 1, 1_000)]).await else {
         return;
     };
-    let a = NodeProcess::start(&server, "node-a", 1, 1_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
 
     let dir = scratch_dir("vanish");
     let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 1_500));
     let first = wait_for_runs(&dir, 1).await;
-    drop(a); // SIGKILL: the node and its children vanish, without a nak.
-    let _b = NodeProcess::start(&server, "node-b", 1, 1_000);
+    cluster.nodes.clear(); // SIGKILL: the node and its children vanish, without a nak.
+    let _b = NodeProcess::start(server, "node-b", 1, 1_000);
     let (pid, node) = tokio::time::timeout(LIMIT, pending)
         .await
         .expect("the task finished in time")
@@ -471,25 +552,22 @@ async fn vanished_node_task_is_redelivered_after_the_ack_wait() {
 
 #[tokio::test]
 async fn task_whose_nodes_all_vanish_fails_after_the_retry_cap() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    let Some(mut cluster) = Cluster::start(&[("node-a", 1, 1_000)]).await else {
         return;
     };
-    let a = NodeProcess::start(&server, "node-a", 1, 1_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let (pool, server) = (&cluster.pool, &cluster.server);
 
     let dir = scratch_dir("vanish-all");
     let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000));
     wait_for_runs(&dir, 1).await;
-    drop(a);
+    cluster.nodes.clear();
     for (delivery, name) in [(2, "node-b"), (3, "node-c")] {
-        let node = NodeProcess::start(&server, name, 1, 1_000);
+        let node = NodeProcess::start(server, name, 1, 1_000);
         wait_for_runs(&dir, delivery).await;
         drop(node);
     }
     // JetStream notices the exhausted task when a node asks for work again.
-    let _d = NodeProcess::start(&server, "node-d", 1, 1_000);
+    let _d = NodeProcess::start(server, "node-d", 1, 1_000);
     let error = tokio::time::timeout(LIMIT, pending)
         .await
         .expect("the caller does not hang")
@@ -537,14 +615,11 @@ async fn node_of_another_build_is_refused() {
 
 #[tokio::test]
 async fn long_task_keeps_its_lease() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+    // An ack wait of 1 s and a task of 3.5 s: only progress acks keep it from redelivery.
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 1_000)]).await else {
         return;
     };
-    // An ack wait of 1 s and a task of 3.5 s: only progress acks keep it from redelivery.
-    let _a = NodeProcess::start(&server, "node-a", 2, 1_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 1).await;
+    let pool = &cluster.pool;
 
     let dir = scratch_dir("long");
     let (pid, _) = tokio::time::timeout(
@@ -582,40 +657,130 @@ async fn no_live_node_fails_at_once() {
 }
 
 #[tokio::test]
-async fn oversized_arguments_fail_clearly() {
-    let _serial = SERIAL.lock().await;
-    let Some(server) = Server::start() else {
+async fn payloads_over_max_payload_go_through_the_object_store() {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
         return;
     };
-    let pool = connect(&server).await;
-    let error = tokio::time::timeout(LIMIT, pool.apply(len, (vec![0u8; 2 << 20],)))
+    let pool = &cluster.pool;
+    // Over the server's max_payload of 1 MiB, both ways.
+    let big = 3 << 20;
+    let received = tokio::time::timeout(LIMIT, pool.apply(len, (vec![7u8; big],)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received, big);
+    let returned = tokio::time::timeout(LIMIT, pool.apply(zeros, (big,)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(returned.len(), big);
+    let lens = tokio::time::timeout(
+        LIMIT,
+        pool.map(len, vec![vec![1u8; 10], vec![2u8; big]])
+            .chunksize(1),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(lens, [10, big]);
+
+    // The objects are deleted once used.
+    let client = async_nats::connect(cluster.server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut objects = js.get_stream("OBJ_mp_default_payloads").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bytes = objects.info().await.unwrap().state.bytes;
+        if bytes < 64 * 1024 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{bytes} bytes left in the object store"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn token_passes_through_and_a_wrong_one_is_refused_clearly() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start_with(&["--auth", "s3cret"]) else {
+        return;
+    };
+    let _a = NodeProcess::start_with(
+        &server,
+        "node-a",
+        1,
+        30_000,
+        &[("MP_TEST_NODE_TOKEN", "s3cret")],
+    );
+    let with_token = |token: &str| {
+        Pool::connect(server.url())
+            .options(ConnectOptions::with_token(token.to_string()))
+            .build()
+    };
+    let pool = tokio::time::timeout(LIMIT, with_token("s3cret"))
+        .await
+        .unwrap()
+        .unwrap();
+    wait_for_nodes(&pool, 1).await;
+    assert_eq!(pool.apply(add, (2, 3)).await.unwrap(), 5);
+
+    let refused = [
+        tokio::time::timeout(LIMIT, with_token("wrong"))
+            .await
+            .unwrap(),
+        tokio::time::timeout(LIMIT, Pool::connect(server.url()).build())
+            .await
+            .unwrap(),
+        // A token written in the URL is not shown in the error.
+        tokio::time::timeout(
+            LIMIT,
+            Pool::connect(format!("nats://wrong@127.0.0.1:{}", server.port)).build(),
+        )
+        .await
+        .unwrap(),
+    ];
+    for refused in refused {
+        let error = refused.unwrap_err();
+        assert!(error.is_auth(), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("refused the credentials"), "{message}");
+        assert!(!message.contains("wrong"), "{message}");
+    }
+    let node = Node::connect(server.url())
+        .slots(1)
+        .options(ConnectOptions::with_token("wrong".to_string()))
+        .serve();
+    let error = tokio::time::timeout(LIMIT, node)
         .await
         .unwrap()
         .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::FrameTooLarge, "{error}");
-    assert!(error.to_string().contains("max_payload"), "{error}");
+    assert!(error.is_auth(), "{error}");
 }
 
 #[tokio::test]
 async fn map_survives_a_server_restart() {
-    let _serial = SERIAL.lock().await;
-    let Some(mut server) = Server::start() else {
+    let Some(mut cluster) = Cluster::start(&[("node-a", 2, 30_000), ("node-b", 2, 30_000)]).await
+    else {
         return;
     };
-    let _a = NodeProcess::start(&server, "node-a", 2, 30_000);
-    let _b = NodeProcess::start(&server, "node-b", 2, 30_000);
-    let pool = connect(&server).await;
-    wait_for_nodes(&pool, 2).await;
+    let pool = &cluster.pool;
 
     let mapping = {
         let pool = pool.clone();
         tokio::spawn(async move { pool.map(slow_square, 0..300u64).chunksize(1).await })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
-    server.restart();
+    cluster.server.restart();
+    let restarted = Instant::now();
     let squares = tokio::time::timeout(Duration::from_secs(45), mapping).await;
+    // The results come back as soon as the pool has reconnected (about 1.5 s here), not
+    // when the lost results consumer's heartbeat is missed (15 s).
+    let recovered = restarted.elapsed();
     if squares.is_err() {
-        let client = async_nats::connect(server.url()).await.unwrap();
+        let client = async_nats::connect(cluster.server.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
         for name in ["MP_default_TASKS", "MP_default_RESULTS"] {
             let mut stream = js.get_stream(name).await.unwrap();
@@ -624,4 +789,253 @@ async fn map_survives_a_server_restart() {
     }
     let squares = squares.expect("the map finished in time").unwrap().unwrap();
     assert_eq!(squares, (0..300u64).map(|x| x * x).collect::<Vec<_>>());
+    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
+}
+
+#[tokio::test]
+async fn calls_made_while_the_server_is_down_wait_for_it() {
+    let Some(mut cluster) = Cluster::start(&[("node-a", 2, 30_000)]).await else {
+        return;
+    };
+    cluster.server.stop();
+    let pool = cluster.pool.clone();
+    let sum = pool.apply_async(add, (1, 2));
+    let mapping = tokio::spawn(async move { pool.map(slow_square, 0..20u64).chunksize(1).await });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        !sum.ready(),
+        "the call waits for the server rather than failing"
+    );
+    assert!(
+        !mapping.is_finished(),
+        "the map waits for the server rather than failing"
+    );
+    cluster.server.resume();
+    let resumed = Instant::now();
+    assert_eq!(tokio::time::timeout(LIMIT, sum).await.unwrap().unwrap(), 3);
+    // As soon as the clients are back (their reconnection back-off is below 2 s here), not
+    // when the requests lost with the server time out (5 to 10 s).
+    assert!(
+        resumed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        resumed.elapsed()
+    );
+    let squares = tokio::time::timeout(LIMIT, mapping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(squares, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// The number of messages in the work queue: tasks published and not yet acknowledged.
+async fn queued_tasks(server: &Server) -> u64 {
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("MP_default_TASKS").await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test]
+async fn close_and_join_as_the_local_pool() {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000)]).await else {
+        return;
+    };
+    let pool = &cluster.pool;
+
+    let error = pool.join().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidState, "{error}");
+
+    let dir = scratch_dir("join");
+    let pending = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 1_000));
+    let mapping = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.map(slow_square, 0..40u64).chunksize(1).await })
+    };
+    // The map's chunks are handed over before `close`.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pool.close();
+    let error = pool.apply(add, (1, 2)).await.unwrap_err();
+    assert!(error.is_closed(), "{error}");
+    tokio::time::timeout(LIMIT, pool.join())
+        .await
+        .expect("join returned in time")
+        .unwrap();
+    assert!(pending.ready(), "join waited for the apply");
+    let (_, node) = pending.await.unwrap();
+    assert_eq!(node, "node-a");
+    let squares = tokio::time::timeout(LIMIT, mapping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(squares, (0..40u64).map(|x| x * x).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn terminate_cancels_waiting_calls_at_once() {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
+        return;
+    };
+    let (pool, server) = (&cluster.pool, &cluster.server);
+
+    let dir = scratch_dir("terminate");
+    let running = pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000));
+    let queued: Vec<_> = (0..3)
+        .map(|_| pool.apply_async(victim, (dir.to_string_lossy().into_owned(), 60_000)))
+        .collect();
+    wait_for_runs(&dir, 1).await;
+    let started = Instant::now();
+    tokio::time::timeout(LIMIT, pool.terminate())
+        .await
+        .unwrap()
+        .unwrap();
+    for pending in std::iter::once(running).chain(queued) {
+        let error = tokio::time::timeout(Duration::from_secs(1), pending)
+            .await
+            .expect("a cancelled call resolves at once")
+            .unwrap_err();
+        assert!(error.is_cancelled(), "{error}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let error = pool.apply(add, (1, 2)).await.unwrap_err();
+    assert!(error.is_closed(), "{error}");
+    // The cancelled tasks left the work queue: the queued ones never run.
+    assert_eq!(
+        tokio::time::timeout(LIMIT, queued_tasks(server))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "only the first ran"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn map_keeps_a_bounded_window_on_the_server() {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000)]).await else {
+        return;
+    };
+    let (pool, server) = (&cluster.pool, &cluster.server);
+    assert_eq!(pool.processes(), 2);
+
+    let mapping = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.map(slow_square, 0..150u64).chunksize(1).await })
+    };
+    let mut most = 0;
+    let deadline = Instant::now() + LIMIT;
+    while !mapping.is_finished() {
+        assert!(Instant::now() < deadline, "the map did not finish in time");
+        most = most.max(
+            tokio::time::timeout(LIMIT, queued_tasks(server))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let squares = tokio::time::timeout(LIMIT, mapping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(squares, (0..150u64).map(|x| x * x).collect::<Vec<_>>());
+    assert!(most > 0, "the map was seen on the server");
+    // 2 × slots chunks in flight, plus (for a moment) one per slot whose result came back
+    // before the node's ack reached the server.
+    assert!(most <= 6, "at most 2 × slots chunks at once, saw {most}");
+}
+
+#[tokio::test]
+async fn the_worker_sees_its_task_id() {
+    let Some(cluster) = Cluster::start(&[("node-a", 2, 30_000)]).await else {
+        return;
+    };
+    let pool = &cluster.pool;
+    let (_, task) = tokio::time::timeout(LIMIT, pool.apply(task_of, (1,)))
+        .await
+        .unwrap()
+        .unwrap();
+    let task = task.expect("a task id on a node");
+    assert!(task.contains('.'), "<pool id>.<n>: {task}");
+
+    // The items of a chunk run in one task.
+    let results = tokio::time::timeout(LIMIT, pool.map(task_of, 0..6u64).chunksize(2))
+        .await
+        .unwrap()
+        .unwrap();
+    let tasks: Vec<String> = results.into_iter().map(|(_, task)| task.unwrap()).collect();
+    assert_eq!(tasks[0], tasks[1]);
+    assert_eq!(tasks[2], tasks[3]);
+    assert_eq!(tasks[4], tasks[5]);
+    let distinct: std::collections::BTreeSet<&String> =
+        tasks.iter().chain(std::iter::once(&task)).collect();
+    assert_eq!(distinct.len(), 4, "{tasks:?} {task}");
+
+    // None outside a node: in a local pool and in the caller.
+    assert_eq!(multiproc::cluster::task_id(), None);
+    let local = tokio::time::timeout(LIMIT, Pool::builder().processes(1).build())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, task) = tokio::time::timeout(LIMIT, local.apply(task_of, (1,)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task, None);
+    tokio::time::timeout(LIMIT, local.terminate())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_map_publishes_no_more_of_its_chunks() {
+    let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
+        return;
+    };
+    let pool = &cluster.pool;
+    let dir = scratch_dir("dropped");
+    let inputs: Vec<(String, u64)> = (0..200)
+        .map(|x| (dir.to_string_lossy().into_owned(), x))
+        .collect();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(500),
+        pool.starmap(mark, inputs).chunksize(1),
+    )
+    .await;
+    assert!(dropped.is_err(), "the map was still running when dropped");
+    // What was published runs out, and nothing more comes.
+    let deadline = Instant::now() + LIMIT;
+    while tokio::time::timeout(LIMIT, queued_tasks(&cluster.server))
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(Instant::now() < deadline, "the work queue never drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ran = std::fs::read_dir(&dir).unwrap().count();
+    assert!(
+        ran < 40,
+        "{ran} of 200 ran: the window bounds what a dropped map leaves behind"
+    );
+    // The pool is not held up by it.
+    pool.close();
+    tokio::time::timeout(LIMIT, pool.join())
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,7 +2,12 @@
 //! (feature `nats`).
 //!
 //! Start a [`Node`] on every machine, from your own binary (behind a flag of your CLI), and
-//! connect a [`RemotePool`] from the service that submits work:
+//! connect a [`Pool`](crate::Pool) to the cluster with [`Pool::connect`](crate::Pool::connect)
+//! in the service that submits work. It is the same `Pool` type as a local one, with the same
+//! methods, result types, chunking and errors, so code written against a local pool compiles
+//! unchanged; only [`processes`](crate::Pool::processes) (the live nodes' slots) and
+//! [`pids`](crate::Pool::pids) (empty) differ, and [`nodes`](crate::Pool::nodes) lists the
+//! nodes.
 //!
 //! ```no_run
 //! use multiproc::{worker, Node, Pool};
@@ -17,7 +22,7 @@
 //!         // On each worker machine: a local pool of 8 child processes.
 //!         return Node::connect(url).slots(8).serve().await;
 //!     }
-//!     // In the service: the pool's methods, run on the nodes.
+//!     // In the service: a `Pool` whose calls run on the nodes.
 //!     let pool = Pool::connect(url).build().await?;
 //!     let squares: Vec<u64> = pool.map(square, 0..1_000u64).await?;
 //!     assert_eq!(squares[3], 9);
@@ -38,11 +43,17 @@
 //!   stops beating;
 //! - a stream `MP_<namespace>_RESULTS` (subjects `mp.<namespace>.result.<pool id>`, kept 15
 //!   minutes) on which the nodes publish results, each pool reading its own subject through
-//!   an ordered consumer, so that results survive a server restart.
+//!   an ordered consumer, so that results survive a server restart;
+//! - an object store `mp_<namespace>_payloads` (objects kept 15 minutes at most) for the
+//!   arguments and results too large for a message (the server's `max_payload`, 1 MiB by
+//!   default): the message then only names its object, which is deleted once read. Such
+//!   payloads are limited only by the nodes' local pools
+//!   ([`max_frame_len`](crate::PoolBuilder::max_frame_len), 256 MiB).
 //!
 //! Connection options (user and password, token, NKeys, credentials files, TLS) pass through
 //! [`NodeBuilder::options`] and [`RemotePoolBuilder::options`] as an
-//! [`async_nats::ConnectOptions`].
+//! [`async_nats::ConnectOptions`]; a server that refuses them gives an
+//! [`Auth`](crate::ErrorKind::Auth) error, which never shows credentials written in the URL.
 //!
 //! # Delivery guarantee: at least once
 //!
@@ -63,8 +74,28 @@
 //! A task may therefore run more than once (a node that died after running it but before
 //! acknowledging it, a node cut off longer than the ack wait): **workers run on a cluster
 //! should be idempotent**. Each task has an id (`<pool id>.<n>`), which travels in the
-//! `Mp-Task` header and names the task in errors. A duplicate result is discarded by the
-//! caller.
+//! `Mp-Task` header, names the task in errors, and is what [`task_id()`] returns inside the
+//! worker, the same on every delivery: a worker with side effects can use it to do them
+//! once. A duplicate result is discarded by the caller.
+//!
+//! # Submission window and shutting down
+//!
+//! A `map` publishes at most `2 × slots` of its chunks at once (the slots of the live nodes,
+//! [`Pool::processes`](crate::Pool::processes)) and the next ones as results come back, as
+//! `imap` does, so a huge map neither floods the work queue nor leaves it full of tasks when
+//! its caller gives up. [`close`](crate::Pool::close), [`join`](crate::Pool::join) and
+//! [`terminate`](crate::Pool::terminate) behave as for a local pool: `close` refuses new
+//! calls, `join` (after `close`) waits until every call submitted has been answered, and
+//! `terminate` fails every waiting call with a [`Cancelled`](crate::ErrorKind::Cancelled)
+//! error at once and withdraws their tasks from the work queue (a task a node is already
+//! running finishes there, and its result is discarded).
+//!
+//! While the server cannot be reached (it restarts, the network is cut), a call's task is
+//! published again for up to a minute before the caller gets the error; the server stores it
+//! once, however many attempts reach it. The tasks and results of a server with a file
+//! store survive its restart, and nodes and pools carry on as soon as their clients have
+//! reconnected (the reconnection back-off of `async-nats` is at most 4 s by default; see
+//! [`ConnectOptions::reconnect_delay_callback`]).
 //!
 //! # Builds and fingerprints
 //!
@@ -77,16 +108,20 @@
 
 mod node;
 mod pool;
+mod task;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
+use async_nats::jetstream::object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 
 pub use node::{Node, NodeBuilder};
-pub use pool::{RemoteAsyncResult, RemoteImap, RemoteMap, RemotePool, RemotePoolBuilder};
+pub(crate) use pool::RemotePool;
+pub use pool::RemotePoolBuilder;
+pub use task::task_id;
 
 /// The connection options of `async-nats`, re-exported: credentials, NKeys, token, TLS.
 pub use async_nats::ConnectOptions;
@@ -114,6 +149,10 @@ const ITEMS_HEADER: &str = "Mp-Items";
 /// Header: the node that ran the task (on results).
 const NODE_HEADER: &str = "Mp-Node";
 
+/// Header: the name in the object store of the message's payload (arguments on a task,
+/// the outcome on a result), sent there for being too large for a message.
+const OBJECT_HEADER: &str = "Mp-Object";
+
 /// Room kept for the headers when checking a payload against the server's `max_payload`.
 const HEADER_ROOM: usize = 1024;
 
@@ -124,6 +163,7 @@ struct Names {
     results: String,
     results_prefix: String,
     bucket: String,
+    objects: String,
     subject_prefix: String,
 }
 
@@ -146,6 +186,7 @@ impl Names {
             results: format!("MP_{namespace}_RESULTS"),
             results_prefix: format!("mp.{namespace}.result"),
             bucket: format!("mp_{namespace}_nodes"),
+            objects: format!("mp_{namespace}_payloads"),
             subject_prefix: format!("mp.{namespace}.task"),
         })
     }
@@ -241,20 +282,83 @@ fn nats_error(doing: &str, source: impl std::error::Error + Send + Sync + 'stati
     Error::new(ErrorKind::Io, format!("NATS: {doing}: {source}")).with_source(source)
 }
 
+/// Connects to `url`. A refusal of the credentials is an [`Auth`](ErrorKind::Auth) error;
+/// credentials written in the URL never appear in an error.
 async fn connect(url: &str, options: Option<ConnectOptions>) -> Result<async_nats::Client> {
+    use async_nats::ConnectErrorKind;
+    let shown = redacted(url);
     options
         .unwrap_or_default()
         .connect(url)
         .await
-        .map_err(|error| nats_error(&format!("connecting to {url}"), error))
+        .map_err(|error| match error.kind() {
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                Error::new(
+                    ErrorKind::Auth,
+                    format!(
+                        "NATS: the server at {shown} refused the credentials ({error}); check \
+                         the token, user and password, NKey or credentials file given with \
+                         `options`"
+                    ),
+                )
+                .with_source(error)
+            }
+            _ => nats_error(&format!("connecting to {shown}"), error),
+        })
 }
 
-/// Creates (or finds) the streams and the node bucket of a namespace. Nodes and pools
-/// starting at the same time race to create them; a lost race is retried.
-async fn ensure_layout(
-    js: &jetstream::Context,
-    names: &Names,
-) -> Result<(jetstream::stream::Stream, jetstream::kv::Store)> {
+/// How often a waiting task checks whether the client has reconnected.
+const RECONNECT_CHECK: Duration = Duration::from_millis(100);
+
+/// How many times the client has connected to the server: a change means it reconnected.
+fn connects(client: &async_nats::Client) -> u64 {
+    client
+        .statistics()
+        .connects
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Resolves once the client has connected again since it had connected `since` times. A
+/// restarted server has forgotten the pull requests and consumers of the clients, which
+/// would otherwise notice only when their requests time out.
+async fn reconnected(client: &async_nats::Client, since: u64) {
+    while connects(client) == since {
+        tokio::time::sleep(RECONNECT_CHECK).await;
+    }
+}
+
+/// `url` with the credentials of its user part, if any, replaced by `***`.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (host, credentials) = match rest.rsplit_once('@') {
+        Some((_, host)) => (host, true),
+        None => (rest, false),
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    if credentials {
+        format!("{scheme}***@{host}")
+    } else {
+        format!("{scheme}{host}")
+    }
+}
+
+/// What a namespace has on the server.
+struct Layout {
+    /// The work queue of tasks.
+    stream: jetstream::stream::Stream,
+    /// The nodes' heartbeats.
+    bucket: jetstream::kv::Store,
+    /// Arguments and results too large for a message.
+    objects: ObjectStore,
+}
+
+/// Creates (or finds) the streams and buckets of a namespace. Nodes and pools starting at
+/// the same time race to create them; a lost race is retried.
+async fn ensure_layout(js: &jetstream::Context, names: &Names) -> Result<Layout> {
     let mut attempt = 0;
     loop {
         match try_ensure_layout(js, names).await {
@@ -270,10 +374,7 @@ async fn ensure_layout(
 
 /// The bucket's stream is created by hand: `create_key_value` of `async-nats` fails against
 /// the 2.9 servers of Debian, while `get_key_value` on an existing stream works.
-async fn try_ensure_layout(
-    js: &jetstream::Context,
-    names: &Names,
-) -> Result<(jetstream::stream::Stream, jetstream::kv::Store)> {
+async fn try_ensure_layout(js: &jetstream::Context, names: &Names) -> Result<Layout> {
     let stream = js
         .get_or_create_stream(jetstream::stream::Config {
             name: names.stream.clone(),
@@ -311,5 +412,75 @@ async fn try_ensure_layout(
         .get_key_value(names.bucket.clone())
         .await
         .map_err(|error| nats_error(&format!("opening the bucket {}", names.bucket), error))?;
-    Ok((stream, bucket))
+    let objects = match js.get_object_store(&names.objects).await {
+        Ok(objects) => objects,
+        Err(_) => js
+            .create_object_store(jetstream::object_store::Config {
+                bucket: names.objects.clone(),
+                description: Some(
+                    "multiproc: arguments and results too large for a message".into(),
+                ),
+                // Whatever a crash leaves behind goes with the results it belonged to.
+                max_age: RESULT_TTL,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| {
+                nats_error(
+                    &format!("creating the object store {}", names.objects),
+                    error,
+                )
+            })?,
+    };
+    Ok(Layout {
+        stream,
+        bucket,
+        objects,
+    })
+}
+
+/// Stores `bytes`, too large for a message, in the object store as `name`.
+async fn put_object(objects: &ObjectStore, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut reader = bytes;
+    objects
+        .put(name, &mut reader)
+        .await
+        .map(drop)
+        .map_err(|error| nats_error(&format!("storing {name} in the object store"), error))
+}
+
+/// Reads the object `name`.
+async fn read_object(objects: &ObjectStore, name: &str) -> Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    objects
+        .get(name)
+        .await
+        .map_err(|error| nats_error(&format!("reading {name} from the object store"), error))?
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|error| nats_error(&format!("reading {name} from the object store"), error))?;
+    Ok(bytes)
+}
+
+/// Deletes the object `name`; a failure is only logged, as the object expires anyway.
+async fn delete_object(objects: &ObjectStore, name: &str) {
+    if let Err(error) = objects.delete(name).await {
+        tracing::debug!(%error, name, "multiproc: deleting an object failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_redacted() {
+        assert_eq!(redacted("nats://s3cret@host:4222"), "nats://***@host:4222");
+        assert_eq!(redacted("nats://user:pw@host:4222"), "nats://***@host:4222");
+        assert_eq!(redacted("nats://host:4222"), "nats://host:4222");
+        assert_eq!(redacted("host:4222"), "host:4222");
+        assert_eq!(redacted("a:b@host"), "***@host");
+    }
 }

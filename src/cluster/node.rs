@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::object_store::ObjectStore;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 
@@ -19,10 +20,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pool::Pool;
 use crate::protocol::encode;
 
+use super::task::{WITH_TASK, with_task_payload};
+
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, FailKind, HEADER_ROOM, HEARTBEAT, ITEMS_HEADER, NODE_HEADER,
-    Names, NodeInfo, Outcome, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, ensure_layout,
-    fingerprint, nats_error, now_ms,
+    Names, NodeInfo, OBJECT_HEADER, Outcome, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect,
+    connects, delete_object, ensure_layout, fingerprint, nats_error, now_ms, put_object,
+    read_object, reconnected,
 };
 
 /// The default ack wait: a node silent this long has its tasks delivered elsewhere.
@@ -127,6 +131,7 @@ impl NodeBuilder {
     ///
     /// - [`Io`](crate::ErrorKind::Io) if the server cannot be reached or refuses to create
     ///   the stream, the consumer or the node bucket (is JetStream on? `nats-server -js`).
+    /// - [`Auth`](crate::ErrorKind::Auth) if the server refuses the credentials.
     /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace or 0
     ///   slots; the local pool's start error if its children cannot start.
     ///
@@ -156,9 +161,10 @@ impl NodeBuilder {
         let pool = pool.build().await?;
         let client = connect(&self.url, self.options.take()).await?;
         let js = jetstream::new(client.clone());
-        let (stream, bucket) = ensure_layout(&js, &names).await?;
+        let layout = ensure_layout(&js, &names).await?;
         let fingerprint = self.fingerprint.take().unwrap_or_else(fingerprint);
-        let consumer: PullConsumer = self.consumer(&stream, &names, &fingerprint).await?;
+        let consumer: PullConsumer = self.consumer(&layout.stream, &names, &fingerprint).await?;
+        let bucket = layout.bucket;
         let config = &consumer.cached_info().config;
         let node = Arc::new(Serving {
             id: self
@@ -166,6 +172,7 @@ impl NodeBuilder {
                 .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
             client,
             js,
+            objects: layout.objects,
             pool,
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
@@ -260,6 +267,7 @@ struct Serving {
     id: String,
     client: async_nats::Client,
     js: jetstream::Context,
+    objects: ObjectStore,
     pool: Pool,
     ack_wait: Duration,
     max_deliver: i64,
@@ -269,6 +277,7 @@ impl Serving {
     /// One slot: pulls one task, runs it, answers it; again and again.
     async fn slot(self: Arc<Self>, consumer: PullConsumer) {
         loop {
+            let since = connects(&self.client);
             let batch = consumer
                 .batch()
                 .max_messages(1)
@@ -283,7 +292,16 @@ impl Serving {
                     continue;
                 }
             };
-            while let Some(message) = batch.next().await {
+            loop {
+                // A server that restarted forgot this pull request: ask again at once
+                // rather than when the request times out (about 10 s).
+                let message = tokio::select! {
+                    message = batch.next() => message,
+                    () = reconnected(&self.client, since) => break,
+                };
+                let Some(message) = message else {
+                    break;
+                };
                 match message {
                     Ok(message) => self.run(message).await,
                     Err(error) => {
@@ -296,7 +314,23 @@ impl Serving {
     }
 
     /// Runs one task and answers it; never fails (every failure is an answer or a `nak`).
+    /// Arguments that came through the object store are deleted once the task is done with.
     async fn run(&self, message: jetstream::Message) {
+        let object = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(OBJECT_HEADER))
+            .map(|name| name.as_str().to_string());
+        if self.handle(&message, object.as_deref()).await {
+            if let Some(name) = object {
+                delete_object(&self.objects, &name).await;
+            }
+        }
+    }
+
+    /// Runs one task and answers it. Returns whether the task is done with (acknowledged or
+    /// terminated), rather than given back for another delivery.
+    async fn handle(&self, message: &jetstream::Message, object: Option<&str>) -> bool {
         let header = |name: &str| {
             message
                 .headers
@@ -311,7 +345,7 @@ impl Serving {
         ) else {
             tracing::warn!("multiproc node: a task without its headers; terminated");
             let _ = message.ack_with(AckKind::Term).await;
-            return;
+            return true;
         };
         let items = header(ITEMS_HEADER)
             .and_then(|items| items.parse().ok())
@@ -324,12 +358,34 @@ impl Serving {
             );
             self.answer(&task, &reply, &Outcome::failed(&error)).await;
             let _ = message.ack_with(AckKind::Term).await;
-            return;
+            return true;
         };
 
-        let call = self
-            .pool
-            .call_encoded(name, message.payload.to_vec(), true, items);
+        // Run through the internal worker that gives the batch its task id.
+        let stored;
+        let arguments: &[u8] = match object {
+            Some(name) => match read_object(&self.objects, name).await {
+                Ok(bytes) => {
+                    stored = bytes;
+                    &stored
+                }
+                Err(error) => {
+                    self.answer(&task, &reply, &Outcome::failed(&error)).await;
+                    let _ = message.ack_with(AckKind::Term).await;
+                    return true;
+                }
+            },
+            None => &message.payload,
+        };
+        let payload = match with_task_payload(&task, name, arguments) {
+            Ok(payload) => payload,
+            Err(error) => {
+                self.answer(&task, &reply, &Outcome::failed(&error)).await;
+                let _ = message.ack_with(AckKind::Term).await;
+                return true;
+            }
+        };
+        let call = self.pool.call_encoded(WITH_TASK, payload, false, items);
         tokio::pin!(call);
         let mut progress = tokio::time::interval(self.ack_wait / 3);
         progress.tick().await;
@@ -347,15 +403,17 @@ impl Serving {
             Ok(bytes) => {
                 if !self.answer(&task, &reply, &Outcome::Done(bytes)).await {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
-                    return;
+                    return false;
                 }
                 if let Err(error) = message.double_ack().await {
                     tracing::warn!(%error, task, "multiproc node: ack failed");
                 }
+                true
             }
             Err(error) if error.is_worker_died() && delivered < self.max_deliver => {
                 tracing::warn!(%error, task, delivered, "multiproc node: task crashed; rejected");
                 let _ = message.ack_with(AckKind::Nak(None)).await;
+                false
             }
             Err(error) if error.is_worker_died() => {
                 let outcome = Outcome::GaveUp {
@@ -364,49 +422,55 @@ impl Serving {
                 };
                 self.answer(&task, &reply, &outcome).await;
                 let _ = message.double_ack_with(AckKind::Term).await;
+                true
             }
             Err(error) if error.is_cancelled() || error.is_closed() => {
                 // The node is stopping: someone else will run it.
                 let _ = message.ack_with(AckKind::Nak(None)).await;
+                false
             }
             Err(error) => {
                 self.answer(&task, &reply, &Outcome::failed(&error)).await;
                 let _ = message.double_ack().await;
+                true
             }
         }
     }
 
-    /// Publishes the answer to `task` on the results stream, replacing a result too large
-    /// for the server by an error saying so. Returns whether the server stored it; a lost
-    /// connection is retried for a while.
+    /// Publishes the answer to `task` on the results stream (through the object store if it
+    /// is too large for a message). Returns whether the server stored it; a lost connection
+    /// is retried for a while.
     async fn answer(&self, task: &str, reply: &str, outcome: &Outcome) -> bool {
-        let mut bytes = match encode(outcome, "a task's outcome") {
+        let bytes = match encode(outcome, "a task's outcome") {
             Ok(bytes) => bytes,
             Err(error) => encode(&Outcome::failed(&error), "a task's outcome")
                 .expect("an error outcome encodes"),
         };
-        let max = self.client.server_info().max_payload;
-        if bytes.len() + HEADER_ROOM > max {
-            let error = Error::new(
-                ErrorKind::FrameTooLarge,
-                format!(
-                    "the result of task {task} is {} bytes, over the NATS server's max_payload of \
-                     {max} bytes; return less, or raise max_payload",
-                    bytes.len()
-                ),
-            );
-            bytes = encode(&Outcome::failed(&error), "a task's outcome")
-                .expect("an error outcome encodes");
-        }
         let mut headers = HeaderMap::new();
         headers.insert(TASK_HEADER, task);
         headers.insert(NODE_HEADER, self.id.as_str());
+        // An outcome too large for a message goes through the object store, and the
+        // message only names it.
+        let large = bytes.len() + HEADER_ROOM > self.client.server_info().max_payload;
+        let object = format!("{task}.result");
+        if large {
+            headers.insert(OBJECT_HEADER, object.as_str());
+        }
+        let bytes = bytes::Bytes::from(bytes);
         for attempt in 0..ANSWER_ATTEMPTS {
             let stored = async {
+                let payload = if large {
+                    put_object(&self.objects, &object, &bytes).await?;
+                    bytes::Bytes::new()
+                } else {
+                    bytes.clone()
+                };
                 self.js
-                    .publish_with_headers(reply.to_string(), headers.clone(), bytes.clone().into())
-                    .await?
+                    .publish_with_headers(reply.to_string(), headers.clone(), payload)
                     .await
+                    .map_err(|error| nats_error("publishing a result", error))?
+                    .await
+                    .map_err(|error| nats_error("storing a result", error))
             }
             .await;
             match stored {

@@ -1,40 +1,58 @@
-//! [`RemotePool`]: the [`Pool`](crate::Pool) API, its tasks run by the [`Node`](super::Node)s
-//! of a NATS JetStream cluster.
+//! A [`Pool`] on a NATS JetStream cluster: [`Pool::connect`] builds a pool whose
+//! [`Command`]s are served here, by publishing tasks for the [`Node`](super::Node)s, instead
+//! of by a scheduler of local child processes. The pool's handles, and so its API, result
+//! types, chunking and checks (`close`, `join`), are the local pool's.
 //!
-//! Every call is one task message on the work-queue stream: an `apply` is a batch of one
-//! item, a `map` one batch per chunk, exactly as the local pool's chunks. Results come back on
-//! the pool's own inbox subject, where a listener task hands each to its waiting caller.
+//! Every call is one task message on the work-queue stream: a chunk of a `map` or `imap` is a
+//! batch, exactly as the local pool sends it, and an `apply` is a batch of one item. Results
+//! come back on the pool's own subject of the results stream, where a listener task hands
+//! each to its waiting caller.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::{Future, IntoFuture};
-use std::marker::PhantomData;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::object_store::ObjectStore;
 use async_nats::jetstream::{self, kv::Store};
 use futures::StreamExt;
-use futures::future::BoxFuture;
-use tokio::sync::oneshot;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::pool::Pool;
-use crate::pool::map::{MAX_DEFAULT_IMAP_CHUNK, MapResults, decode_chunk, resolve_chunksize};
-use crate::protocol::{decode, encode};
-use crate::registry::{self, WORKER_HINT};
-use crate::worker::{Value, Worker, worker_name};
+use crate::error::{Error, ErrorKind, RemoteError, Result};
+use crate::pool::{Command, Job, Pool};
+use crate::protocol::decode;
 
 use super::{
-    ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Names, NodeInfo, Outcome,
-    REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect, ensure_layout, fingerprint, nats_error,
+    ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Layout, Names, NodeInfo,
+    OBJECT_HEADER, Outcome, RECONNECT_CHECK, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect,
+    connects, delete_object, ensure_layout, fingerprint, nats_error, put_object, read_object,
+    reconnected,
 };
 
-/// How long a list of live nodes is trusted before it is read again.
-const NODES_CACHE: Duration = Duration::from_millis(500);
+/// How long a list of live nodes is trusted before a call reads it again. The refresher
+/// reads it more often than this, so calls seldom wait for it.
+const NODES_CACHE: Duration = Duration::from_secs(2);
+
+/// How long listing the live nodes may take before it counts as a failure to reach the
+/// server.
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the list of live nodes (and so [`Pool::processes`]) is read in the background.
+const NODES_REFRESH: Duration = Duration::from_secs(1);
+
+/// How long a task is retried while the server cannot be reached (it restarts, the network
+/// is cut), before its caller gets the error. Below the stream's duplicate window (120 s),
+/// so that a retry of a task the server did store is recognised as a duplicate.
+const PUBLISH_RETRY: Duration = Duration::from_secs(60);
+
+/// The pause between two attempts to publish a task.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// How long `terminate` spends withdrawing the tasks it cancelled from the work queue.
+const WITHDRAW_TIMEOUT: Duration = Duration::from_millis(500);
 
 type Reply = Result<Vec<u8>>;
 
@@ -66,7 +84,8 @@ struct MaxDeliveries {
 
 impl Pool {
     /// A builder for a pool whose calls run on the [`Node`](super::Node)s of the NATS
-    /// JetStream server at `url`; see [`RemotePool`] and the [cluster docs](crate::cluster).
+    /// JetStream server at `url`: a `Pool` like a local one, with the same methods, result
+    /// types, chunking and errors. See the [cluster docs](crate::cluster).
     ///
     /// ```no_run
     /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
@@ -82,9 +101,40 @@ impl Pool {
             namespace: DEFAULT_NAMESPACE.to_string(),
         }
     }
+
+    /// The ids of the live nodes that run this build, as their heartbeats announce them, for
+    /// a pool built by [`Pool::connect`].
+    ///
+    /// # Errors
+    ///
+    /// - [`InvalidState`](crate::ErrorKind::InvalidState) for a local pool, which has no
+    ///   nodes.
+    /// - [`Io`](crate::ErrorKind::Io) if the node bucket cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// for node in pool.nodes().await? {
+    ///     println!("serving: {node}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn nodes(&self) -> Result<Vec<String>> {
+        match self.cluster() {
+            Some(remote) => remote.nodes().await,
+            None => Err(Error::invalid_state(
+                "nodes() is for a pool on a cluster (Pool::connect); this pool is local",
+            )),
+        }
+    }
 }
 
-/// Configures a [`RemotePool`]; returned by [`Pool::connect`].
+/// Configures a [`Pool`] on a cluster; returned by [`Pool::connect`].
 #[must_use = "a pool connects only when built"]
 pub struct RemotePoolBuilder {
     url: String,
@@ -112,6 +162,7 @@ impl RemotePoolBuilder {
     /// # Errors
     ///
     /// - [`Io`](crate::ErrorKind::Io) if the server cannot be reached or JetStream is off.
+    /// - [`Auth`](crate::ErrorKind::Auth) if the server refuses the credentials.
     /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace.
     ///
     /// # Cancel safety
@@ -128,11 +179,15 @@ impl RemotePoolBuilder {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn build(self) -> Result<RemotePool> {
+    pub async fn build(self) -> Result<Pool> {
         let names = Names::new(&self.namespace)?;
         let client = connect(&self.url, self.options).await?;
         let js = jetstream::new(client.clone());
-        let (stream, bucket) = ensure_layout(&js, &names).await?;
+        let Layout {
+            stream,
+            bucket,
+            objects,
+        } = ensure_layout(&js, &names).await?;
         let fingerprint = fingerprint();
         let inbox = client.new_inbox();
         let id = inbox.rsplit('.').next().unwrap_or("pool").to_string();
@@ -141,8 +196,8 @@ impl RemotePoolBuilder {
             .get_stream(names.results.clone())
             .await
             .map_err(|error| nats_error("opening the results stream", error))?;
-        let mut results = read_results(&results_stream, &inbox, 0).await?;
-        let mut advisories = client
+        let results = read_results(&results_stream, &inbox, 0).await?;
+        let advisories = client
             .subscribe(format!(
                 "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
                 names.stream,
@@ -155,72 +210,47 @@ impl RemotePoolBuilder {
             .await
             .map_err(|error| nats_error("flushing the subscription", error))?;
         let pending: Pending = Arc::default();
-        let listener = {
-            let pending = pending.clone();
-            let inbox = inbox.clone();
-            tokio::spawn(async move {
-                let mut last_seq = 0;
-                loop {
-                    tokio::select! {
-                        message = results.next() => {
-                            let message = match message {
-                                Some(Ok(message)) => message,
-                                failed => {
-                                    // Read again from where we were (the server may have
-                                    // restarted and forgotten the consumer).
-                                    if let Some(Err(error)) = failed {
-                                        tracing::warn!(%error, "multiproc: reading results failed");
-                                    }
-                                    tokio::time::sleep(Duration::from_millis(200)).await;
-                                    match read_results(&results_stream, &inbox, last_seq).await {
-                                        Ok(again) => results = again,
-                                        Err(error) => {
-                                            tracing::warn!(%error, "multiproc: reading results failed");
-                                        }
-                                    }
-                                    continue;
-                                }
-                            };
-                            if let Ok(info) = message.info() {
-                                last_seq = last_seq.max(info.stream_sequence);
-                            }
-                            let Some(task) = message
-                                .headers
-                                .as_ref()
-                                .and_then(|headers| headers.get(TASK_HEADER))
-                                .map(|task| task.as_str().to_string())
-                            else {
-                                continue;
-                            };
-                            // A duplicate (a task run twice) finds no waiter and is dropped.
-                            let waiter = pending.lock().expect("pending lock").take(&task);
-                            if let Some(waiter) = waiter {
-                                let _ = waiter.send(outcome(&task, &message.payload));
-                            }
-                        }
-                        advisory = advisories.next() => {
-                            let Some(advisory) = advisory else { break };
-                            given_up(&pending, &stream, &advisory.payload).await;
-                        }
-                    }
-                }
-            })
-        };
-        Ok(RemotePool {
+        let listener = tokio::spawn(listen(
+            Listener {
+                client: client.clone(),
+                objects: objects.clone(),
+                pending: pending.clone(),
+                results_stream,
+                inbox: inbox.clone(),
+                stream: stream.clone(),
+            },
+            results,
+            advisories,
+        ));
+        let remote = RemotePool {
             inner: Arc::new(Inner {
                 subject: names.task_subject(&fingerprint),
                 fingerprint,
                 js,
                 client,
+                stream,
                 bucket,
+                objects,
                 inbox,
                 id,
                 next_task: AtomicU64::new(0),
                 pending,
                 nodes: Mutex::new(None),
+                slots: AtomicUsize::new(0),
+                terminated: AtomicBool::new(false),
+                busy: watch::Sender::new(0),
                 listener,
             }),
-        })
+        };
+        // A first count of the slots, for the default chunk size of the first map; a
+        // server that cannot list them yet is not an error here.
+        if let Err(error) = remote.live_nodes(true).await {
+            tracing::debug!(%error, "multiproc: listing the nodes failed");
+        }
+        tokio::spawn(refresh_nodes(Arc::downgrade(&remote.inner)));
+        let (pool, commands) = Pool::on_cluster(remote.clone());
+        tokio::spawn(remote.serve(commands));
+        Ok(pool)
     }
 }
 
@@ -230,6 +260,118 @@ impl fmt::Debug for RemotePoolBuilder {
             .field("url", &self.url)
             .field("namespace", &self.namespace)
             .finish()
+    }
+}
+
+/// What the listener of a pool's results works with.
+struct Listener {
+    client: async_nats::Client,
+    /// Where results too large for a message are.
+    objects: ObjectStore,
+    pending: Pending,
+    /// The results stream, and the pool's subject on it.
+    results_stream: jetstream::stream::Stream,
+    inbox: String,
+    /// The work queue, from which given-up tasks are deleted.
+    stream: jetstream::stream::Stream,
+}
+
+/// Hands each result on the pool's subject to its waiting caller, and fails the tasks that
+/// JetStream gave up on; until the pool is dropped.
+async fn listen(
+    listener: Listener,
+    mut results: jetstream::consumer::pull::Ordered,
+    mut advisories: async_nats::Subscriber,
+) {
+    let Listener {
+        client,
+        objects,
+        pending,
+        results_stream,
+        inbox,
+        stream,
+    } = listener;
+    let mut last_seq = 0;
+    // A restarted server has forgotten the results consumer, and the client would notice
+    // only when the consumer's idle heartbeat (15 s, fixed by async-nats) is missed: read
+    // again, from where we were, as soon as the client has reconnected.
+    let mut connected = connects(&client);
+    let mut reconnects = tokio::time::interval(RECONNECT_CHECK);
+    loop {
+        tokio::select! {
+            _ = reconnects.tick() => {
+                if connects(&client) == connected {
+                    continue;
+                }
+                match read_results(&results_stream, &inbox, last_seq).await {
+                    Ok(again) => {
+                        results = again;
+                        connected = connects(&client);
+                    }
+                    // JetStream may not be up yet: tried again at the next tick.
+                    Err(error) => tracing::debug!(%error, "multiproc: reading results again failed"),
+                }
+            }
+            message = results.next() => {
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    failed => {
+                        // Read again from where we were (the server may have restarted and
+                        // forgotten the consumer).
+                        if let Some(Err(error)) = failed {
+                            tracing::warn!(%error, "multiproc: reading results failed");
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        match read_results(&results_stream, &inbox, last_seq).await {
+                            Ok(again) => results = again,
+                            Err(error) => {
+                                tracing::warn!(%error, "multiproc: reading results failed");
+                            }
+                        }
+                        continue;
+                    }
+                };
+                if let Ok(info) = message.info() {
+                    last_seq = last_seq.max(info.stream_sequence);
+                }
+                let Some(task) = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(TASK_HEADER))
+                    .map(|task| task.as_str().to_string())
+                else {
+                    continue;
+                };
+                // A duplicate (a task run twice) finds no waiter and is dropped.
+                let waiter = pending.lock().expect("pending lock").take(&task);
+                let object = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(OBJECT_HEADER))
+                    .map(|name| name.as_str().to_string());
+                match (waiter, object) {
+                    (Some(waiter), None) => {
+                        let _ = waiter.send(outcome(&task, &message.payload));
+                    }
+                    // Read aside, so that a large result holds up no other.
+                    (waiter, Some(object)) => {
+                        let objects = objects.clone();
+                        tokio::spawn(async move {
+                            let read = read_object(&objects, &object).await;
+                            delete_object(&objects, &object).await;
+                            if let Some(waiter) = waiter {
+                                let _ = waiter.send(read.and_then(|bytes| outcome(&task, &bytes)));
+                            }
+                        });
+                    }
+                    (None, None) => {}
+                }
+            }
+            advisory = advisories.next() => {
+                let Some(advisory) = advisory else { break };
+                given_up(&pending, &stream, &advisory.payload).await;
+            }
+        }
     }
 }
 
@@ -306,22 +448,35 @@ fn outcome(task: &str, payload: &[u8]) -> Reply {
     }
 }
 
-/// A pool whose calls run on the [`Node`](super::Node)s of a NATS JetStream cluster; built
-/// by [`Pool::connect`]. Its methods are those of the local [`Pool`], with the same
-/// chunking, ordering and errors. See the [cluster docs](crate::cluster) for the delivery
-/// guarantee.
-///
-/// Cheap to clone: clones share one connection. Dropping the last clone stops listening
-/// for results; tasks already sent still run on the nodes.
+/// Reads the list of live nodes every [`NODES_REFRESH`], so that [`Pool::processes`] follows
+/// the nodes that come and go; until the pool is dropped.
+async fn refresh_nodes(pool: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(NODES_REFRESH).await;
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        if let Err(error) = (RemotePool { inner }).live_nodes(true).await {
+            tracing::debug!(%error, "multiproc: listing the nodes failed");
+        }
+    }
+}
+
+/// The connection of a [`Pool`] on a cluster, which serves the pool's commands. Cheap to
+/// clone.
 #[derive(Clone)]
-pub struct RemotePool {
+pub(crate) struct RemotePool {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     client: async_nats::Client,
     js: jetstream::Context,
+    /// The work-queue stream, from which `terminate` withdraws cancelled tasks.
+    stream: jetstream::stream::Stream,
     bucket: Store,
+    /// Arguments and results too large for a message.
+    objects: ObjectStore,
     subject: String,
     fingerprint: String,
     inbox: String,
@@ -329,6 +484,11 @@ struct Inner {
     next_task: AtomicU64,
     pending: Pending,
     nodes: Mutex<Option<(Instant, Vec<NodeInfo>)>>,
+    /// The slots of the live nodes of this build, as last read.
+    slots: AtomicUsize,
+    terminated: AtomicBool,
+    /// Jobs submitted and not yet answered (or withdrawn): `join` waits for 0.
+    busy: watch::Sender<usize>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -338,55 +498,57 @@ impl Drop for Inner {
     }
 }
 
+/// One unanswered job, counted in [`Inner::busy`] until dropped.
+struct Busy(RemotePool);
+
+impl Busy {
+    fn new(pool: &RemotePool) -> Busy {
+        pool.inner.busy.send_modify(|busy| *busy += 1);
+        Busy(pool.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.inner.busy.send_modify(|busy| *busy -= 1);
+    }
+}
+
+/// The caller's side of a published task: its reply, and its entry among the waiting,
+/// removed when the caller stops waiting.
+struct Waiter {
+    pending: Pending,
+    task: String,
+    receiver: oneshot::Receiver<Reply>,
+}
+
+impl Waiter {
+    async fn reply(mut self) -> Reply {
+        (&mut self.receiver)
+            .await
+            .unwrap_or_else(|_| Err(Error::cancelled("the pool stopped listening for results")))
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.pending.lock().expect("pending lock").take(&self.task);
+    }
+}
+
+fn terminated() -> Error {
+    Error::cancelled("the pool was terminated before this call finished")
+}
+
 impl RemotePool {
-    /// The number of slots (child processes) of the live nodes of this build: the analogue
-    /// of [`Pool::processes`], used for the default chunk size.
-    ///
-    /// # Errors
-    ///
-    /// [`Io`](crate::ErrorKind::Io) if the node bucket cannot be read.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only reads.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// println!("{} slots", pool.slots().await?);
-    /// # Ok(()) }
-    /// ```
-    pub async fn slots(&self) -> Result<usize> {
-        Ok(self
-            .live_nodes(false)
-            .await?
-            .iter()
-            .filter(|node| node.fingerprint == self.inner.fingerprint)
-            .map(|node| node.slots)
-            .sum())
+    /// The slots (child processes) of the live nodes of this build, as last read, at least
+    /// 1: the pool's [`processes`](Pool::processes).
+    pub(crate) fn slots(&self) -> usize {
+        self.inner.slots.load(Ordering::Relaxed).max(1)
     }
 
-    /// The ids of the live nodes that run this build, as their heartbeats announce them.
-    ///
-    /// # Errors
-    ///
-    /// [`Io`](crate::ErrorKind::Io) if the node bucket cannot be read.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only reads.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// for node in pool.nodes().await? {
-    ///     println!("serving: {node}");
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn nodes(&self) -> Result<Vec<String>> {
+    /// The ids of the live nodes that run this build, read now.
+    async fn nodes(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self
             .live_nodes(true)
             .await?
@@ -398,202 +560,99 @@ impl RemotePool {
         Ok(ids)
     }
 
-    /// Runs `worker(args)` on a node and returns its result.
-    ///
-    /// # Errors
-    ///
-    /// - [`UnknownWorker`](crate::ErrorKind::UnknownWorker) at once if no live node of this
-    ///   build serves `worker` (or it is not a `#[worker]`).
-    /// - [`Panic`](crate::ErrorKind::Panic) if the worker panicked.
-    /// - [`WorkerDied`](crate::ErrorKind::WorkerDied) if every delivery of the task crashed
-    ///   its child process (see [`NodeBuilder::max_deliver`](super::NodeBuilder::max_deliver)).
-    /// - [`FrameTooLarge`](crate::ErrorKind::FrameTooLarge) if the arguments or the result
-    ///   exceed the server's `max_payload`; [`Serialization`](crate::ErrorKind::Serialization).
-    /// - [`Io`](crate::ErrorKind::Io) if the task cannot be published.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future before the task is published withdraws it; afterwards the task
-    /// still runs on a node and its result is discarded.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// assert_eq!(pool.apply(square, (5,)).await?, 25);
-    /// # Ok(()) }
-    /// ```
-    pub async fn apply<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> Result<W::Output> {
-        self.apply_async(worker, args).await
-    }
-
-    /// Sends `worker(args)` and returns a handle to its result at once (Python's
-    /// `apply_async`). The handle is a future; errors, as for [`apply`](Self::apply), come
-    /// out of it.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// let handles: Vec<_> = (0..10).map(|x| pool.apply_async(square, (x,))).collect();
-    /// for (x, handle) in handles.into_iter().enumerate() {
-    ///     assert_eq!(handle.await?, (x * x) as u64);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn apply_async<W: Worker<M>, M>(
-        &self,
-        worker: W,
-        args: W::Args,
-    ) -> RemoteAsyncResult<W::Output> {
-        let _ = worker;
-        let pool = self.clone();
-        let name = worker_name::<W, M>();
-        let task = tokio::spawn(async move {
-            let name = registry::ensure_registered(name, WORKER_HINT)?;
-            let payload = encode(&[args][..], &format!("the arguments of `{name}`"))?;
-            let reply = pool.submit(name, payload, 1).await?;
-            let mut outcomes = decode_chunk::<W::Output>(wait(reply).await, 1)?;
-            outcomes.pop().expect("one outcome")
-        });
-        RemoteAsyncResult {
-            task,
-            _output: PhantomData,
+    /// Serves the pool's commands until every handle of the pool is gone.
+    async fn serve(self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        // Each operation's window, shared by all its submissions (a map submits its chunks
+        // as it encodes them); dropped once none of them runs.
+        let mut windows: HashMap<u64, Arc<Semaphore>> = HashMap::new();
+        while let Some(command) = commands.recv().await {
+            match command {
+                Command::Submit { group, jobs } => {
+                    // Counted now, before a `join` that follows can look.
+                    let jobs: Vec<_> = jobs
+                        .into_iter()
+                        .map(|job| (job, Busy::new(&self)))
+                        .collect();
+                    windows.retain(|_, window| Arc::strong_count(window) > 1);
+                    let window = windows
+                        .entry(group)
+                        .or_insert_with(|| Arc::new(Semaphore::new(2 * self.slots())))
+                        .clone();
+                    tokio::spawn(self.clone().run_jobs(jobs, window));
+                }
+                Command::Join(done) => {
+                    let mut busy = self.inner.busy.subscribe();
+                    tokio::spawn(async move {
+                        let _ = busy.wait_for(|busy| *busy == 0).await;
+                        let _ = done.send(Ok(()));
+                    });
+                }
+                Command::Terminate(done) => {
+                    self.terminate().await;
+                    let _ = done.send(());
+                }
+            }
         }
     }
 
-    /// Runs `worker` on every item of `inputs`, in chunks spread over the nodes, and returns
-    /// the results in input order; as [`Pool::map`]. The default chunk size is
-    /// `ceil(n / (4 × slots))` over the live nodes' slots; set it with
-    /// [`chunksize`](RemoteMap::chunksize).
-    ///
-    /// # Errors
-    ///
-    /// As [`apply`](Self::apply), for the first item (in input order) that failed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future stops publishing chunks; chunks already published still run and
-    /// their results are discarded.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// let squares = pool.map(square, 0..10_000u64).chunksize(100).await?;
-    /// assert_eq!(squares[3], 9);
-    /// # Ok(()) }
-    /// ```
-    pub fn map<W, M, T, I>(&self, worker: W, inputs: I) -> RemoteMap<'_, W, M, T>
-    where
-        W: Worker<M, Args = (T,)>,
-        T: Value,
-        I: IntoIterator<Item = T>,
-    {
-        let _ = worker;
-        RemoteMap {
-            pool: self,
-            inputs: inputs.into_iter().collect(),
-            chunksize: None,
-            _worker: PhantomData,
+    /// Runs the jobs of one submission (a `map`'s chunks, an `apply`) within its
+    /// operation's `window` (`2 × slots` jobs on the server at once): a huge map does not
+    /// flood the work queue, and its later chunks are not published while the caller may
+    /// still drop it.
+    async fn run_jobs(self, jobs: Vec<(Job, Busy)>, window: Arc<Semaphore>) {
+        let this = &self;
+        let mut running = FuturesUnordered::new();
+        for (job, busy) in jobs {
+            let permit = loop {
+                tokio::select! {
+                    permit = window.clone().acquire_owned() => {
+                        break permit.expect("the window is never closed");
+                    }
+                    Some(()) = running.next(), if !running.is_empty() => {}
+                }
+            };
+            running.push(async move {
+                this.run_job(job, busy).await;
+                drop(permit);
+            });
         }
+        while running.next().await.is_some() {}
     }
 
-    /// Like [`map`](Self::map), for a worker of several arguments: each item is the tuple of
-    /// one call's arguments.
-    ///
-    /// # Errors
-    ///
-    /// As [`map`](Self::map).
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`map`](Self::map).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[multiproc::worker] fn add(a: u64, b: u64) -> u64 { a + b }
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).await?, [3, 7]);
-    /// # Ok(()) }
-    /// ```
-    pub fn starmap<W, M, I>(&self, worker: W, inputs: I) -> RemoteMap<'_, W, M, W::Args>
-    where
-        W: Worker<M>,
-        I: IntoIterator<Item = W::Args>,
-    {
-        let _ = worker;
-        RemoteMap {
-            pool: self,
-            inputs: inputs.into_iter().collect(),
-            chunksize: None,
-            _worker: PhantomData,
+    /// Publishes one job, waits for its answer and hands it to the job's caller.
+    async fn run_job(&self, job: Job, _busy: Busy) {
+        let Job {
+            worker,
+            payload,
+            batch,
+            items,
+            mut reply,
+        } = job;
+        if reply.is_closed() {
+            return; // withdrawn before it was sent
         }
-    }
-
-    /// Runs `worker` over a lazy input, yielding results in input order as a
-    /// [`Stream`](futures::Stream) of `Result`s, one per item; as [`Pool::imap`].
-    ///
-    /// The input is pulled only as chunks are published, at most `2 × slots` chunks ahead
-    /// of the consumer (the submission window), so an endless iterator works and the stream
-    /// on the server stays small. The default chunk size comes from the iterator's size hint
-    /// (as for `map`, at most 1024); without one it is 1. Set it with
-    /// [`RemoteImap::chunksize`] before the first poll.
-    ///
-    /// An item that fails yields its error in its place, and the stream goes on.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
-    /// use futures::StreamExt;
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// let mut squares = pool.imap(square, 0..u64::MAX).chunksize(256);
-    /// while let Some(square) = squares.next().await {
-    ///     if square? > 1_000_000 { break }
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub fn imap<W, M, T, I>(&self, worker: W, inputs: I) -> RemoteImap<W::Output>
-    where
-        W: Worker<M, Args = (T,)>,
-        T: Value,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: Send + 'static,
-    {
-        let _ = worker;
-        RemoteImap::new::<W, M, T, _>(self.clone(), inputs.into_iter(), true)
-    }
-
-    /// Like [`imap`](Self::imap), yielding results as they complete rather than in input
-    /// order; as [`Pool::imap_unordered`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
-    /// use futures::StreamExt;
-    /// # async fn demo(pool: multiproc::RemotePool) -> multiproc::Result<()> {
-    /// let total: u64 = pool
-    ///     .imap_unordered(square, 0..1_000u64)
-    ///     .map(|square| square.unwrap())
-    ///     .fold(0, |sum, square| async move { sum + square })
-    ///     .await;
-    /// # Ok(()) }
-    /// ```
-    pub fn imap_unordered<W, M, T, I>(&self, worker: W, inputs: I) -> RemoteImap<W::Output>
-    where
-        W: Worker<M, Args = (T,)>,
-        T: Value,
-        I: IntoIterator<Item = T>,
-        I::IntoIter: Send + 'static,
-    {
-        let _ = worker;
-        RemoteImap::new::<W, M, T, _>(self.clone(), inputs.into_iter(), false)
+        // Nodes run batches only; a single call travels as a batch of one, so that its
+        // error keeps its kind (a panic stays a panic).
+        let payload = if batch {
+            payload
+        } else {
+            batch_of_one(payload)
+        };
+        let answer = async {
+            let answer = self.submit(worker, payload, items).await?.reply().await?;
+            if batch {
+                Ok(answer)
+            } else {
+                only_item(&answer)
+            }
+        };
+        tokio::select! {
+            answer = answer => {
+                let _ = reply.send(answer);
+            }
+            // The caller went away: its result would be discarded, so stop waiting.
+            () = reply.closed() => {}
+        }
     }
 
     /// The live nodes, from the cache unless it is stale or `fresh` is asked for.
@@ -605,29 +664,52 @@ impl RemotePool {
                 }
             }
         }
-        let mut keys = self
-            .inner
-            .bucket
-            .keys()
-            .await
-            .map_err(|error| nats_error("listing the nodes", error))?;
-        let mut nodes = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|error| nats_error("listing the nodes", error))?;
-            let value = self
-                .inner
-                .bucket
-                .get(&key)
+        // The keys come from the stream's subjects rather than from `Store::keys`, whose
+        // push consumer now and then loses the race with its own subscription and then
+        // waits for its idle heartbeat (seconds) before it lists anything.
+        let bucket = &self.inner.bucket;
+        let listing = async {
+            let mut subjects = bucket
+                .stream
+                .info_with_subjects(format!("{}>", bucket.prefix))
                 .await
-                .map_err(|error| nats_error("reading a node's heartbeat", error))?;
-            if let Some(value) = value {
-                if let Ok(node) = decode::<NodeInfo>(&value, "a node heartbeat") {
-                    if node.is_fresh() {
-                        nodes.push(node);
+                .map_err(|error| nats_error("listing the nodes", error))?;
+            let mut nodes = Vec::new();
+            while let Some(subject) = subjects.next().await {
+                let (subject, _) =
+                    subject.map_err(|error| nats_error("listing the nodes", error))?;
+                let Some(key) = subject.strip_prefix(&bucket.prefix) else {
+                    continue;
+                };
+                let value = bucket
+                    .get(key)
+                    .await
+                    .map_err(|error| nats_error("reading a node's heartbeat", error))?;
+                if let Some(value) = value {
+                    if let Ok(node) = decode::<NodeInfo>(&value, "a node heartbeat") {
+                        if node.is_fresh() {
+                            nodes.push(node);
+                        }
                     }
                 }
             }
-        }
+            Ok::<_, Error>(nodes)
+        };
+        // A server gone quiet must not hold up the callers.
+        let nodes = tokio::time::timeout(LIST_TIMEOUT, listing)
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("NATS: listing the nodes took longer than {LIST_TIMEOUT:?}"),
+                )
+            })??;
+        let slots = nodes
+            .iter()
+            .filter(|node| node.fingerprint == self.inner.fingerprint)
+            .map(|node| node.slots)
+            .sum();
+        self.inner.slots.store(slots, Ordering::Relaxed);
         *self.inner.nodes.lock().expect("nodes lock") = Some((Instant::now(), nodes.clone()));
         Ok(nodes)
     }
@@ -667,27 +749,31 @@ impl RemotePool {
         ))
     }
 
-    /// Publishes one task (a batch of `items`) and returns the receiver of its reply.
-    async fn submit(
-        &self,
-        worker: &'static str,
-        payload: Vec<u8>,
-        items: usize,
-    ) -> Result<oneshot::Receiver<Reply>> {
-        let inner = &self.inner;
-        let max = inner.client.server_info().max_payload;
-        if payload.len() + HEADER_ROOM > max {
-            return Err(Error::new(
-                ErrorKind::FrameTooLarge,
-                format!(
-                    "the arguments of a task of `{worker}` are {} bytes, over the NATS server's \
-                     max_payload of {max} bytes; send less per task (a smaller chunksize), or \
-                     raise max_payload",
-                    payload.len()
-                ),
-            ));
+    /// Waits out an unreachable server: `Ok` to try `doing` again after a pause, or the
+    /// error once [`PUBLISH_RETRY`] has passed since `since` or the pool was terminated.
+    async fn retry(&self, error: Error, doing: &str, since: Instant) -> Result<()> {
+        if self.inner.terminated.load(Ordering::SeqCst) {
+            return Err(terminated());
         }
-        self.ensure_served(worker).await?;
+        if error.kind() != ErrorKind::Io || since.elapsed() > PUBLISH_RETRY {
+            return Err(error);
+        }
+        tracing::debug!(%error, "multiproc: {doing} failed; retrying");
+        tokio::time::sleep(RETRY_PAUSE).await;
+        Ok(())
+    }
+
+    /// Publishes one task (a batch of `items`) and returns its caller's side.
+    ///
+    /// While the server cannot be reached the task is published again, for up to
+    /// [`PUBLISH_RETRY`]: the `Nats-Msg-Id` header makes the server store it once however
+    /// many attempts reach it.
+    async fn submit(&self, worker: &'static str, payload: Vec<u8>, items: usize) -> Result<Waiter> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        if inner.terminated.load(Ordering::SeqCst) {
+            return Err(terminated());
+        }
         let task = format!(
             "{}.{}",
             inner.id,
@@ -699,6 +785,12 @@ impl RemotePool {
         headers.insert(REPLY_HEADER, inner.inbox.as_str());
         headers.insert(WORKER_HEADER, worker);
         headers.insert(ITEMS_HEADER, items.to_string().as_str());
+        // Arguments too large for a message go through the object store, under the task's
+        // id, and the message only names them; the node deletes them when done.
+        let large = payload.len() + HEADER_ROOM > inner.client.server_info().max_payload;
+        if large {
+            headers.insert(OBJECT_HEADER, task.as_str());
+        }
         let (sender, receiver) = oneshot::channel();
         inner
             .pending
@@ -706,40 +798,107 @@ impl RemotePool {
             .expect("pending lock")
             .by_task
             .insert(task.clone(), (sender, None));
-        let published = async {
-            inner
-                .js
-                .publish_with_headers(inner.subject.clone(), headers, payload.into())
-                .await
-                .map_err(|error| nats_error(&format!("publishing task {task}"), error))?
-                .await
-                .map_err(|error| nats_error(&format!("storing task {task}"), error))
-        }
-        .await;
-        let mut waiting = inner.pending.lock().expect("pending lock");
-        match published {
-            Ok(ack) => {
-                if let Some((_, seq)) = waiting.by_task.get_mut(&task) {
-                    *seq = Some(ack.sequence);
-                    waiting.by_seq.insert(ack.sequence, task);
+        // From here on, dropping the waiter forgets the task.
+        let waiter = Waiter {
+            pending: inner.pending.clone(),
+            task,
+            receiver,
+        };
+        let payload = bytes::Bytes::from(payload);
+        loop {
+            let since = connects(&inner.client);
+            let attempt = async {
+                self.ensure_served(worker).await?;
+                let payload = if large {
+                    put_object(&inner.objects, &waiter.task, &payload).await?;
+                    bytes::Bytes::new()
+                } else {
+                    payload.clone()
+                };
+                inner
+                    .js
+                    .publish_with_headers(inner.subject.clone(), headers.clone(), payload)
+                    .await
+                    .map_err(|error| {
+                        nats_error(&format!("publishing task {}", waiter.task), error)
+                    })?
+                    .await
+                    .map_err(|error| nats_error(&format!("storing task {}", waiter.task), error))
+            };
+            // An attempt made while the server was away waits out its request timeout (5 s)
+            // for an answer that will not come: begin again as soon as the client is back.
+            let published = tokio::select! {
+                published = attempt => published,
+                () = reconnected(&inner.client, since) => continue,
+            };
+            match published {
+                Ok(ack) => {
+                    // Published while `terminate` was cancelling the others: withdrawn too.
+                    if inner.terminated.load(Ordering::SeqCst) {
+                        let _ = inner.stream.delete_message(ack.sequence).await;
+                        return Err(terminated());
+                    }
+                    let mut waiting = inner.pending.lock().expect("pending lock");
+                    if let Some((_, seq)) = waiting.by_task.get_mut(&waiter.task) {
+                        *seq = Some(ack.sequence);
+                        waiting.by_seq.insert(ack.sequence, waiter.task.clone());
+                    }
+                    return Ok(waiter);
                 }
-                Ok(receiver)
+                Err(error) => self.retry(error, "publishing a task", started).await?,
             }
-            Err(error) => {
-                waiting.take(&task);
-                Err(error)
-            }
+        }
+    }
+
+    /// Cancels every call: each waiting caller gets a [`Cancelled`](ErrorKind::Cancelled)
+    /// error at once, jobs not yet published never are, and the published tasks are
+    /// withdrawn from the work queue (those a node is running finish there, unheard).
+    async fn terminate(&self) {
+        self.inner.terminated.store(true, Ordering::SeqCst);
+        let waiting = std::mem::take(&mut *self.inner.pending.lock().expect("pending lock"));
+        for (sender, _) in waiting.by_task.into_values() {
+            let _ = sender.send(Err(terminated()));
+        }
+        let withdrawals = waiting
+            .by_seq
+            .keys()
+            .map(|&seq| self.inner.stream.delete_message(seq));
+        let withdrawn =
+            tokio::time::timeout(WITHDRAW_TIMEOUT, futures::future::join_all(withdrawals)).await;
+        if withdrawn.is_err() {
+            tracing::debug!("multiproc: withdrawing the cancelled tasks timed out");
         }
     }
 }
 
-async fn wait(receiver: oneshot::Receiver<Reply>) -> Reply {
-    receiver
-        .await
-        .unwrap_or_else(|_| Err(Error::cancelled("the pool stopped listening for results")))
+/// A single call's encoded arguments as a batch of one: postcard writes a sequence as its
+/// length, a varint (1 is the byte 1), followed by its items.
+fn batch_of_one(payload: Vec<u8>) -> Vec<u8> {
+    let mut batch = Vec::with_capacity(payload.len() + 1);
+    batch.push(1);
+    batch.extend_from_slice(&payload);
+    batch
 }
 
-/// A batch's reply as one result per item.
+/// The encoded result of the only item of a batch's reply, a `Vec<Result<T, RemoteError>>`:
+/// postcard writes the length (a varint), then the variant index of the `Result` (a varint,
+/// 0 for `Ok`), then the value, so the value's bytes are what follows the first two varints.
+fn only_item(reply: &[u8]) -> Reply {
+    let malformed = |source| Error::serialization("the reply to a call", source);
+    let (len, rest) = postcard::take_from_bytes::<u32>(reply).map_err(malformed)?;
+    if len != 1 {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!("a call of one item came back with {len} results"),
+        ));
+    }
+    let (variant, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
+    match variant {
+        0 => Ok(rest.to_vec()),
+        _ => Err(decode::<RemoteError>(rest, "the error of a call")?.into_error()),
+    }
+}
+
 impl fmt::Debug for RemotePool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemotePool")
@@ -750,242 +909,33 @@ impl fmt::Debug for RemotePool {
     }
 }
 
-/// The pending result of [`RemotePool::map`] or [`RemotePool::starmap`]: await it, after
-/// setting the chunk size if you like.
-#[must_use = "a map does nothing until awaited"]
-pub struct RemoteMap<'a, W, M, T> {
-    pool: &'a RemotePool,
-    inputs: Vec<T>,
-    chunksize: Option<usize>,
-    _worker: PhantomData<fn() -> (W, M)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::encode;
 
-impl<W, M, T> RemoteMap<'_, W, M, T> {
-    /// Sends the input in tasks of `items` (default `ceil(n / (4 × slots))`). 0 makes the
-    /// map fail with an [`InvalidInput`](crate::ErrorKind::InvalidInput) error.
-    pub fn chunksize(mut self, items: usize) -> Self {
-        self.chunksize = Some(items);
-        self
-    }
-}
-
-impl<'a, W, M, T> IntoFuture for RemoteMap<'a, W, M, T>
-where
-    W: Worker<M>,
-    M: 'a,
-    T: Value,
-{
-    type Output = Result<Vec<W::Output>>;
-    type IntoFuture = BoxFuture<'a, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let RemoteMap {
-                pool,
-                inputs,
-                chunksize,
-                ..
-            } = self;
-            let name = registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT)?;
-            let items = inputs.len();
-            if items == 0 {
-                return Ok(Vec::new());
-            }
-            pool.ensure_served(name).await?;
-            let chunksize = resolve_chunksize(chunksize, items, pool.slots().await?)?;
-            let what = format!("a chunk of arguments of `{name}`");
-            let chunks = inputs
-                .chunks(chunksize)
-                .map(|chunk| Ok((encode(chunk, &what)?, chunk.len())))
-                .collect::<Result<Vec<_>>>()?;
-            drop(inputs);
-            let mut replies = Vec::with_capacity(chunks.len());
-            for (payload, len) in chunks {
-                replies.push((pool.submit(name, payload, len).await?, len));
-            }
-            let mut results = MapResults::with_capacity(items);
-            for (receiver, len) in replies {
-                results.add_chunk(wait(receiver).await, len);
-            }
-            results.finish()
-        })
-    }
-}
-
-impl<W, M, T> fmt::Debug for RemoteMap<'_, W, M, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteMap")
-            .field("worker", &std::any::type_name::<W>())
-            .field("items", &self.inputs.len())
-            .field("chunksize", &self.chunksize)
-            .finish()
-    }
-}
-
-/// The result of [`RemotePool::apply_async`]: a future of the call's result.
-///
-/// The task is published in the background; dropping the handle discards its result.
-#[must_use = "the result is lost unless awaited"]
-pub struct RemoteAsyncResult<T> {
-    task: tokio::task::JoinHandle<Result<T>>,
-    _output: PhantomData<fn() -> T>,
-}
-
-impl<T> RemoteAsyncResult<T> {
-    /// Whether the result (or the call's error) has arrived, so awaiting would not wait.
-    pub fn ready(&self) -> bool {
-        self.task.is_finished()
-    }
-}
-
-impl<T> Future for RemoteAsyncResult<T> {
-    type Output = Result<T>;
-
-    /// # Cancel safety
-    ///
-    /// Polling is cancel safe: a handle may be polled, put aside and awaited later.
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        Pin::new(&mut self.task).poll(cx).map(|joined| {
-            joined.unwrap_or_else(|error| {
-                Err(Error::cancelled(format!("the call's task ended: {error}")))
-            })
-        })
-    }
-}
-
-impl<T> Drop for RemoteAsyncResult<T> {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl<T> fmt::Debug for RemoteAsyncResult<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteAsyncResult")
-            .field("ready", &self.ready())
-            .finish()
-    }
-}
-
-type ItemStream<T> = futures::stream::BoxStream<'static, Result<T>>;
-type MakeStream<T> = Box<dyn FnOnce(Option<usize>) -> ItemStream<T> + Send>;
-
-/// The results of [`RemotePool::imap`] or [`RemotePool::imap_unordered`]: a
-/// [`Stream`](futures::Stream) of one `Result` per input item.
-///
-/// Dropping it stops pulling the input and publishing chunks; chunks already published
-/// still run and their results are discarded.
-#[must_use = "streams do nothing unless polled"]
-pub struct RemoteImap<T> {
-    chunksize: Option<usize>,
-    make: Option<MakeStream<T>>,
-    stream: Option<ItemStream<T>>,
-}
-
-impl<T: Value> RemoteImap<T> {
-    fn new<W, M, A, I>(pool: RemotePool, inputs: I, ordered: bool) -> Self
-    where
-        W: Worker<M, Args = (A,), Output = T>,
-        A: Value,
-        I: Iterator<Item = A> + Send + 'static,
-    {
-        let name = worker_name::<W, M>();
-        let make: MakeStream<T> = Box::new(move |chunksize| {
-            futures::stream::once(async move {
-                let start = async {
-                    let name = registry::ensure_registered(name, WORKER_HINT)?;
-                    pool.ensure_served(name).await?;
-                    let slots = pool.slots().await?.max(1);
-                    if chunksize == Some(0) {
-                        return Err(Error::new(
-                            ErrorKind::InvalidInput,
-                            "a chunk size must be at least 1; chunksize(0) was given",
-                        ));
-                    }
-                    Ok((name, slots))
-                };
-                let (name, slots) = match start.await {
-                    Ok(started) => started,
-                    Err(error) => return futures::stream::once(async { Err(error) }).boxed(),
-                };
-                let chunksize = chunksize.unwrap_or_else(|| match inputs.size_hint() {
-                    (low, Some(high)) if low == high && high > 0 => {
-                        high.div_ceil(4 * slots).clamp(1, MAX_DEFAULT_IMAP_CHUNK)
-                    }
-                    _ => 1,
-                });
-                let what = format!("a chunk of arguments of `{name}`");
-                let chunks = futures::stream::iter(inputs)
-                    .chunks(chunksize)
-                    .map(move |chunk| {
-                        let pool = pool.clone();
-                        let payload = encode(&chunk, &what);
-                        let len = chunk.len();
-                        async move {
-                            let reply = match payload {
-                                Ok(payload) => match pool.submit(name, payload, len).await {
-                                    Ok(receiver) => wait(receiver).await,
-                                    Err(error) => Err(error),
-                                },
-                                Err(error) => Err(error),
-                            };
-                            match decode_chunk::<T>(reply, len) {
-                                Ok(outcomes) => outcomes,
-                                Err(error) => (0..len).map(|_| Err(error.clone())).collect(),
-                            }
-                        }
-                    });
-                let window = 2 * slots;
-                if ordered {
-                    chunks
-                        .buffered(window)
-                        .flat_map(futures::stream::iter)
-                        .boxed()
-                } else {
-                    chunks
-                        .buffer_unordered(window)
-                        .flat_map(futures::stream::iter)
-                        .boxed()
-                }
-            })
-            .flatten()
-            .boxed()
-        });
-        RemoteImap {
-            chunksize: None,
-            make: Some(make),
-            stream: None,
-        }
+    #[test]
+    fn a_call_travels_as_a_batch_of_one() {
+        let args = (7u64, "seven".to_string());
+        assert_eq!(
+            batch_of_one(encode(&args, "args").unwrap()),
+            encode(&vec![args], "batch").unwrap()
+        );
     }
 
-    /// Sends the input in chunks of `items`; takes effect only before the first poll. 0
-    /// yields one [`InvalidInput`](crate::ErrorKind::InvalidInput) error.
-    pub fn chunksize(mut self, items: usize) -> Self {
-        self.chunksize = Some(items);
-        self
-    }
-}
-
-impl<T: Value> futures::Stream for RemoteImap<T> {
-    type Item = Result<T>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
-        let this = &mut *self;
-        if let Some(make) = this.make.take() {
-            this.stream = Some(make(this.chunksize));
-        }
-        match &mut this.stream {
-            Some(stream) => stream.poll_next_unpin(cx),
-            None => Poll::Ready(None),
-        }
-    }
-}
-
-impl<T> fmt::Debug for RemoteImap<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteImap")
-            .field("chunksize", &self.chunksize)
-            .field("started", &self.stream.is_some())
-            .finish()
+    #[test]
+    fn the_only_item_of_a_reply_is_unwrapped() {
+        let value = (300u64, "x".to_string());
+        let ok: Vec<Result<_, RemoteError>> = vec![Ok(value.clone())];
+        assert_eq!(
+            only_item(&encode(&ok, "reply").unwrap()).unwrap(),
+            encode(&value, "value").unwrap()
+        );
+        let failed: Vec<Result<u64, RemoteError>> =
+            vec![Err(RemoteError::UnknownWorker("gone".into()))];
+        let error = only_item(&encode(&failed, "reply").unwrap()).unwrap_err();
+        assert!(error.is_unknown_worker(), "{error}");
+        let two: Vec<Result<u64, RemoteError>> = vec![Ok(1), Ok(2)];
+        assert!(only_item(&encode(&two, "reply").unwrap()).is_err());
     }
 }

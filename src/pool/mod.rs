@@ -69,6 +69,12 @@
 //!   already queued) fail with its error after ten start attempts with back-off, instead of
 //!   respawning in a loop.
 //!
+//! # On a cluster
+//!
+//! With the `nats` feature, `Pool::connect(url).build()` gives a pool of this same type whose
+//! calls run on the worker nodes of a NATS JetStream cluster, with the same operations,
+//! chunking, errors and shutdown; see the `cluster` module.
+//!
 //! # Shutting down
 //!
 //! [`close`](Pool::close) refuses new work; [`join`](Pool::join) then waits until everything
@@ -102,7 +108,8 @@ use crate::registry::{self, WORKER_HINT};
 use crate::supervisor::Reply;
 use crate::worker::{Value, Worker, worker_name};
 use builder::Config;
-use scheduler::{Command, Dispatch, Job, Scheduler};
+pub(crate) use scheduler::{Command, Job};
+use scheduler::{Dispatch, Scheduler};
 
 /// A pool of worker processes. See the [module docs](self).
 ///
@@ -113,11 +120,21 @@ pub struct Pool {
 }
 
 struct Inner {
-    config: Arc<Config>,
+    backend: Backend,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
-    dispatch: Arc<Dispatch>,
     next_group: AtomicU64,
+}
+
+/// What serves the pool's [`Command`]s. The handles' side (refusing work once closed, `join`
+/// only after `close`, the result types) is the same for both.
+enum Backend {
+    /// A scheduler of local child processes, with the configuration it was built with, and
+    /// the dispatch that the handles submit to directly.
+    Local(Arc<Config>, Arc<Dispatch>),
+    /// The nodes of a NATS JetStream cluster, reached through this connection.
+    #[cfg(feature = "nats")]
+    Cluster(crate::cluster::RemotePool),
 }
 
 /// State the pool's handles and its scheduler both read.
@@ -178,10 +195,9 @@ impl Pool {
         tokio::spawn(scheduler.run());
         let pool = Pool {
             inner: Arc::new(Inner {
-                config,
+                backend: Backend::Local(config, dispatch),
                 shared,
                 commands,
-                dispatch,
                 next_group: AtomicU64::new(0),
             }),
         };
@@ -191,13 +207,46 @@ impl Pool {
         Ok(pool)
     }
 
-    /// The number of worker processes the pool keeps, as configured.
+    /// A pool whose commands are served by `remote`, which reads them from the receiver
+    /// returned with it.
+    #[cfg(feature = "nats")]
+    pub(crate) fn on_cluster(
+        remote: crate::cluster::RemotePool,
+    ) -> (Pool, mpsc::UnboundedReceiver<Command>) {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let pool = Pool {
+            inner: Arc::new(Inner {
+                backend: Backend::Cluster(remote),
+                shared: Arc::default(),
+                commands,
+                next_group: AtomicU64::new(0),
+            }),
+        };
+        (pool, receiver)
+    }
+
+    /// The connection of a pool on a cluster; `None` for a local pool.
+    #[cfg(feature = "nats")]
+    pub(crate) fn cluster(&self) -> Option<&crate::cluster::RemotePool> {
+        match &self.inner.backend {
+            Backend::Cluster(remote) => Some(remote),
+            Backend::Local(..) => None,
+        }
+    }
+
+    /// The number of worker processes the pool keeps, as configured. For a pool on a
+    /// cluster (`Pool::connect`, feature `nats`): the slots of the live nodes of this build,
+    /// as last read (every second), and at least 1.
     pub fn processes(&self) -> usize {
-        self.inner.config.processes
+        match &self.inner.backend {
+            Backend::Local(config, _) => config.processes,
+            #[cfg(feature = "nats")]
+            Backend::Cluster(remote) => remote.slots(),
+        }
     }
 
     /// The pids of the workers now serving calls (not those retiring or starting). Changes as
-    /// workers are replaced.
+    /// workers are replaced. Empty for a pool on a cluster.
     pub fn pids(&self) -> Vec<u32> {
         self.inner.shared.pids.lock().expect("pool lock").clone()
     }
@@ -502,7 +551,7 @@ impl Pool {
         self.inner.next_group.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Hands jobs to the dispatch, unless the pool refuses work.
+    /// Hands jobs to the dispatch (or the cluster), unless the pool refuses work.
     fn submit(&self, group: u64, jobs: Vec<Job>) -> Result<()> {
         if self.is_closed() {
             return Err(Error::closed(
@@ -512,8 +561,14 @@ impl Pool {
         if let Some(error) = self.inner.shared.broken() {
             return Err(error);
         }
-        self.inner.dispatch.submit(group, jobs);
-        Ok(())
+        match &self.inner.backend {
+            Backend::Local(_, dispatch) => {
+                dispatch.submit(group, jobs);
+                Ok(())
+            }
+            #[cfg(feature = "nats")]
+            Backend::Cluster(_) => self.command(Command::Submit { group, jobs }),
+        }
     }
 
     fn command(&self, command: Command) -> Result<()> {

@@ -63,6 +63,10 @@ pub(crate) struct Job {
 /// What a [`Pool`](super::Pool) asks of its scheduler.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// Queue `jobs` under `group` (one caller operation). Only a pool on a cluster gets
+    /// these: a local pool's handles submit to its [`Dispatch`] directly.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    Submit { group: u64, jobs: Vec<Job> },
     /// Answer once all submitted work is done and the workers have exited (the pool is
     /// closed already).
     Join(oneshot::Sender<Result<()>>),
@@ -341,6 +345,7 @@ impl Scheduler {
             self.settle();
             tokio::select! {
                 command = self.commands.recv() => match command {
+                    Some(Command::Submit { group, jobs }) => self.dispatch.submit(group, jobs),
                     Some(Command::Join(joiner)) => self.join(joiner),
                     Some(Command::Terminate(done)) => {
                         self.terminate().await;
@@ -547,6 +552,7 @@ impl Scheduler {
     async fn serve_after_terminate(mut self) {
         while let Some(command) = self.commands.recv().await {
             match command {
+                Command::Submit { group, jobs } => self.dispatch.submit(group, jobs),
                 Command::Join(joiner) => {
                     let _ = joiner.send(Ok(()));
                 }
