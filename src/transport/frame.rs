@@ -539,12 +539,19 @@ impl Link {
 /// One non-blocking write of the frames at the head of `queue`; drops what was wholly
 /// written. `Ok(false)` once the socket takes no more.
 fn write_some(direct: &dyn TryWrite, queue: &mut VecDeque<OutFrame>) -> io::Result<bool> {
-    let buffers: Vec<IoSlice<'_>> = queue
-        .iter()
-        .take(MAX_FRAMES_PER_WRITE)
-        .flat_map(OutFrame::unsent)
-        .collect();
-    let mut written = match direct.try_write_vectored(&buffers) {
+    // One frame, the usual case on this path, needs no list of buffers.
+    let attempt = match queue.len() {
+        1 => direct.try_write_vectored(&queue[0].unsent()),
+        _ => {
+            let buffers: Vec<IoSlice<'_>> = queue
+                .iter()
+                .take(MAX_FRAMES_PER_WRITE)
+                .flat_map(OutFrame::unsent)
+                .collect();
+            direct.try_write_vectored(&buffers)
+        }
+    };
+    let mut written = match attempt {
         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
         Ok(written) => written,
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
