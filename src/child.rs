@@ -1,19 +1,28 @@
 //! What a re-executed child runs, and [`init`], which sends it there.
 //!
 //! A child takes its connection to the parent from its standard input (one end of a socket
-//! pair; the key comes first on it), proves the key, and serves calls one at a time, in
-//! order, until it is told to shut down or its parent goes away. Calls run on a
-//! single-threaded runtime. After a quick call, its reply is held if the next call, already
-//! arrived, is to the same worker; the replies held go out in one write once that is no
-//! longer so. A stream of small calls costs few system calls, a lone call's reply leaves at
-//! once, and no reply waits for a call that may be long.
+//! pair; the key comes first on it) and proves the key. Then it does one of two jobs:
+//!
+//! - **A [`Process`](crate::Process)** runs the one call that followed the key, answers it and
+//!   exits. It reads, runs and writes on its main thread with blocking calls: a plain `fn`
+//!   needs no runtime, and building none is a good part of what makes a `Process` quick to
+//!   start. An `async fn` or a [`Run`](crate::Run) type gets a single-threaded runtime.
+//! - **A pool worker** (or a manager's server) serves calls one at a time, in order, on a
+//!   single-threaded runtime, until it is told to shut down or its parent goes away. After a
+//!   quick call, its reply is held if the next call, already arrived, is to the same worker;
+//!   the replies held go out in one write once that is no longer so. A stream of small calls
+//!   costs few system calls, a lone call's reply leaves at once, and no reply waits for a call
+//!   that may be long.
 //!
 //! A child never outlives its parent: a watchdog thread notices the parent's death (the child
 //! is re-parented) within 100 ms and exits, and the end of the parent's connection ends the
 //! child too. Both work while a worker is busy in a long computation.
 
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::current::{self, Current};
@@ -21,7 +30,7 @@ use crate::error::RemoteError;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
 use crate::spawn::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
-use crate::transport::{self, auth};
+use crate::transport::{self, InFrame, OutFrame, auth};
 
 /// Diverts a re-executed child to its job; returns at once in the main process.
 ///
@@ -74,7 +83,7 @@ pub fn init() {
 
 /// Reads the key from standard input, the child's end of its parent's socket pair, and moves
 /// that socket off standard input, which becomes `/dev/null` as in Python's children.
-fn take_parent_connection() -> std::io::Result<OwnedFd> {
+fn take_parent_connection() -> std::io::Result<UnixStream> {
     // SAFETY: fd 0 is open (the parent passed the socket there) and is not closed here: the
     // File is never dropped.
     let mut stdin = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
@@ -87,7 +96,7 @@ fn take_parent_connection() -> std::io::Result<OwnedFd> {
         if socket < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        let socket = OwnedFd::from_raw_fd(socket);
+        let socket = UnixStream::from_raw_fd(socket);
         let null = std::fs::File::open("/dev/null")?;
         if libc::dup2(null.as_raw_fd(), 0) < 0 {
             return Err(std::io::Error::last_os_error());
@@ -96,7 +105,7 @@ fn take_parent_connection() -> std::io::Result<OwnedFd> {
     }
 }
 
-fn run(bootstrap: Bootstrap, connection: OwnedFd) -> ! {
+fn run(bootstrap: Bootstrap, connection: UnixStream) -> ! {
     current::set_child(Current {
         name: bootstrap.name.clone(),
         identity: bootstrap.identity.clone(),
@@ -117,14 +126,134 @@ fn run(bootstrap: Bootstrap, connection: OwnedFd) -> ! {
         eprintln!("multiproc: {}: {error}", bootstrap.name);
         std::process::exit(1);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the child's runtime");
-    let code = runtime.block_on(serve(&bootstrap, connection));
+    let code = if bootstrap.one_call {
+        run_one_call(&bootstrap, connection)
+    } else {
+        runtime().block_on(serve(&bootstrap, connection))
+    };
     crate::shared::flush_before_exit();
     tracing::info!(target: "multiproc", "process exiting with exitcode {code}");
     std::process::exit(code)
+}
+
+/// The child's single-threaded runtime, built on first use. It is never dropped: tasks a
+/// worker spawned (the supervisors of its own children) live until the process exits.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("building the child's runtime")
+    })
+}
+
+/// A [`Process`](crate::Process)'s job: reads its one call, runs it, answers, and returns
+/// the exit code (1 after a panic).
+fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
+    let max_frame_len = bootstrap.max_frame_len as usize;
+    let Call {
+        frame,
+        id,
+        worker,
+        batch,
+    } = match next_call(transport::read_frame_blocking(
+        &mut connection,
+        max_frame_len,
+    )) {
+        Ok(call) => call,
+        Err(code) => return code,
+    };
+    crate::panic::set_printing(true);
+    tracing::info!(target: "multiproc", "child process calling run()");
+    let outcome = match registry::lookup(&worker) {
+        Some(registered) => {
+            let mut call = (registered.dispatch)(frame.payload(), batch);
+            // A plain fn's call is done at its first poll, and touches no runtime on the way.
+            let first_poll = if registered.plain {
+                call.as_mut()
+                    .poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+            } else {
+                Poll::Pending
+            };
+            match first_poll {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => runtime().block_on(call),
+            }
+        }
+        None => Err(unknown_worker(&worker)),
+    };
+    let panicked = matches!(outcome, Err(RemoteError::Panic(_)));
+    let reply = reply_frame(id, &worker, outcome, max_frame_len);
+    if let Err(error) = reply.write_blocking(&mut connection) {
+        tracing::warn!(target: "multiproc", "answering the parent: {error}");
+        return 1;
+    }
+    i32::from(panicked)
+}
+
+/// A call from the parent, its arguments still encoded in `frame`.
+struct Call {
+    frame: InFrame,
+    id: u64,
+    worker: String,
+    batch: bool,
+}
+
+/// The call the parent sent, or the exit code to leave with: 0 when the parent closed the
+/// connection or asked for a shutdown, 1 when the connection failed.
+fn next_call(read: crate::Result<Option<InFrame>>) -> Result<Call, i32> {
+    let frame = match read {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Err(0),
+        Err(error) => {
+            tracing::warn!(target: "multiproc", "the connection to the parent failed: {error}");
+            return Err(1);
+        }
+    };
+    match frame.header::<ToChild>() {
+        Ok(ToChild::Call { id, worker, batch }) => Ok(Call {
+            frame,
+            id,
+            worker,
+            batch,
+        }),
+        Ok(ToChild::Shutdown) => Err(0),
+        Err(error) => {
+            tracing::warn!(target: "multiproc", "a malformed request from the parent: {error}");
+            Err(1)
+        }
+    }
+}
+
+fn unknown_worker(worker: &str) -> RemoteError {
+    RemoteError::UnknownWorker(format!(
+        "`{worker}` is not registered in {}",
+        current::this().name
+    ))
+}
+
+/// The frame that answers call `id`: its result, or why there is none. A result too large
+/// for a frame is answered with that error.
+fn reply_frame(
+    id: u64,
+    worker: &str,
+    outcome: Result<Vec<u8>, RemoteError>,
+    max_frame_len: usize,
+) -> OutFrame {
+    let (outcome, payload) = match outcome {
+        Ok(payload) => (Ok(()), payload),
+        Err(error) => (Err(error), Vec::new()),
+    };
+    OutFrame::new(&FromChild::Done { id, outcome }, payload, max_frame_len).unwrap_or_else(
+        |error| {
+            let outcome = Err(RemoteError::TooLarge(format!(
+                "the result of `{worker}`: {error}"
+            )));
+            OutFrame::new(&FromChild::Done { id, outcome }, Vec::new(), max_frame_len)
+                .expect("an error message fits in a frame")
+        },
+    )
 }
 
 /// A reply is held for the next call only after a call quicker than this (see `serve`).
@@ -158,28 +287,49 @@ fn give_back_freed_memory() {
 }
 
 /// Exits when the parent dies, even while a worker computes.
+///
+/// The watchdog is a bare POSIX thread that only sleeps and asks for its parent's pid: a std
+/// thread would also set up a signal stack, a name and its own malloc arena, which together
+/// cost about as much as the rest of a `Process`'s start-up in the child.
 fn watch_parent(parent_pid: u32) {
-    let parent_is_alive = move || {
-        // SAFETY: getppid has no preconditions and cannot fail.
-        (unsafe { libc::getppid() }) as u32 == parent_pid
-    };
-    if !parent_is_alive() {
+    extern "C" fn watch(parent: *mut libc::c_void) -> *mut libc::c_void {
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        // SAFETY: getppid and nanosleep have no preconditions; `pause` outlives the call.
+        while unsafe { libc::getppid() } as usize == parent as usize {
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+        }
+        std::process::exit(1)
+    }
+    // SAFETY: getppid has no preconditions and cannot fail.
+    if (unsafe { libc::getppid() }) as u32 != parent_pid {
         std::process::exit(1);
     }
-    std::thread::Builder::new()
-        .name("multiproc-parent-watch".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            while parent_is_alive() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            std::process::exit(1);
-        })
-        .expect("starting the parent watchdog");
+    // SAFETY: the attributes are initialized before use and destroyed after; `watch` takes
+    // the pid by value in the pointer and never returns.
+    let started = unsafe {
+        let mut attributes: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attributes);
+        // Room for the exit handlers, which run on this thread when the parent dies.
+        libc::pthread_attr_setstacksize(&mut attributes, 64 * 1024);
+        libc::pthread_attr_setdetachstate(&mut attributes, libc::PTHREAD_CREATE_DETACHED);
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        let started = libc::pthread_create(
+            &mut thread,
+            &attributes,
+            watch,
+            parent_pid as usize as *mut libc::c_void,
+        );
+        libc::pthread_attr_destroy(&mut attributes);
+        started
+    };
+    assert_eq!(started, 0, "starting the parent watchdog");
 }
 
 /// Serves calls; returns the exit code.
-async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
+async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
     let max_frame_len = bootstrap.max_frame_len as usize;
     let connection = match transport::inherited(connection, max_frame_len) {
         Ok(connection) => connection,
@@ -219,61 +369,27 @@ async fn serve(bootstrap: &Bootstrap, connection: OwnedFd) -> i32 {
                 next.await
             }
         };
-        let frame = match next {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break 0,
-            Err(error) => {
-                tracing::warn!(target: "multiproc", "the connection to the parent failed: {error}");
-                break 1;
-            }
+        let Call {
+            frame,
+            id,
+            worker,
+            batch,
+        } = match next_call(next) {
+            Ok(call) => call,
+            Err(code) => break code,
         };
-        let (id, worker, batch, then_exit) = match frame.header::<ToChild>() {
-            Ok(ToChild::Call {
-                id,
-                worker,
-                batch,
-                then_exit,
-            }) => (id, worker, batch, then_exit),
-            Ok(ToChild::Shutdown) => break 0,
-            Err(error) => {
-                tracing::warn!(target: "multiproc", "a malformed request from the parent: {error}");
-                break 1;
-            }
-        };
-        if then_exit {
-            crate::panic::set_printing(true);
-            tracing::info!(target: "multiproc", "child process calling run()");
-        }
         let started = Instant::now();
         let outcome = match registry::lookup(&worker) {
-            Some(dispatch) => dispatch(frame.payload(), batch).await,
-            None => Err(RemoteError::UnknownWorker(format!(
-                "`{worker}` is not registered in {}",
-                current::this().name
-            ))),
+            Some(registered) => (registered.dispatch)(frame.payload(), batch).await,
+            None => Err(unknown_worker(&worker)),
         };
-        let panicked = matches!(outcome, Err(RemoteError::Panic(_)));
-        let (outcome, payload) = match outcome {
-            Ok(payload) => (Ok(()), payload),
-            Err(error) => (Err(error), Vec::new()),
-        };
-        if let Err(error) = writer.hold(&FromChild::Done { id, outcome }, payload) {
-            let outcome = Err(RemoteError::TooLarge(format!(
-                "the result of `{worker}`: {error}"
-            )));
-            if writer
-                .hold(&FromChild::Done { id, outcome }, Vec::new())
-                .is_err()
-            {
-                break 1;
-            }
+        if writer
+            .hold(reply_frame(id, &worker, outcome, max_frame_len))
+            .is_err()
+        {
+            break 1;
         }
         last_call = Some((worker, started.elapsed()));
-        if then_exit {
-            // Written now rather than by the writer's task on its way out.
-            let _ = writer.release();
-            break i32::from(panicked);
-        }
     };
     drop(writer);
     let _ = writer_task.await;

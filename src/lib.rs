@@ -197,7 +197,7 @@ struct ReadmeDoctests;
 /// Used by the macros; not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{WorkerEntry, dispatch_run, dispatch_worker};
+    pub use crate::registry::{WorkerEntry, dispatch_run, dispatch_worker, is_plain};
     pub use crate::spawn::TestHarness;
     pub use inventory;
 

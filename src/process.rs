@@ -254,7 +254,6 @@ impl<T: Value> ProcessBuilder<T> {
             id: FIRST_CALL_ID,
             worker: job.worker.to_string(),
             batch: false,
-            then_exit: true,
         };
         let call = OutFrame::new(&call, job.payload, self.max_frame_len)?;
         let spawned = spawn::spawn_with_call(&spec, Some(call)).await?;

@@ -17,9 +17,6 @@ pub(crate) enum ToChild {
         id: u64,
         worker: String,
         batch: bool,
-        /// Exit the process once this call is answered (a [`Process`](crate::Process)'s job):
-        /// with code 0, or 1 after a panic.
-        then_exit: bool,
     },
     /// Finish the call in progress, then exit with code 0.
     Shutdown,

@@ -1,9 +1,10 @@
 //! The registry of `#[worker]` functions and `#[multiproc::process]` types.
 //!
-//! Each registration is an [`inventory`] entry holding the worker's name and a monomorphized
+//! Each registration is an [`inventory`] entry holding the worker's name, a monomorphized
 //! dispatcher that decodes the arguments, runs the function under `catch_unwind`, and encodes
-//! the result. The registry is the same in parent and child because they are the same binary;
-//! lookups go through a map built on first use.
+//! the result, and whether the worker is a plain `fn` (whose dispatch future is ready at its
+//! first poll, so it needs no runtime). The registry is the same in parent and child because
+//! they are the same binary; lookups go through a map built on first use.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -25,20 +26,37 @@ pub type Dispatch = fn(&[u8], bool) -> LocalBoxFuture<'static, Result<Vec<u8>, R
 #[derive(Debug)]
 pub struct WorkerEntry {
     name: fn() -> &'static str,
-    dispatch: Dispatch,
+    registered: Registered,
 }
 
 impl WorkerEntry {
     #[doc(hidden)]
-    pub const fn new(name: fn() -> &'static str, dispatch: Dispatch) -> Self {
-        WorkerEntry { name, dispatch }
+    pub const fn new(name: fn() -> &'static str, dispatch: Dispatch, plain: bool) -> Self {
+        WorkerEntry {
+            name,
+            registered: Registered { dispatch, plain },
+        }
     }
+}
+
+/// What the registry knows of a worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Registered {
+    pub(crate) dispatch: Dispatch,
+    /// A plain `fn`: its dispatch future is ready at its first poll, and touches no runtime.
+    pub(crate) plain: bool,
+}
+
+/// Whether `worker` is a plain `fn`; the `#[worker]` macro records it in the registry.
+#[doc(hidden)]
+pub const fn is_plain<W: Worker<M>, M>(_worker: &W) -> bool {
+    W::PLAIN
 }
 
 inventory::collect!(WorkerEntry);
 
 struct Registry {
-    by_name: HashMap<&'static str, Dispatch>,
+    by_name: HashMap<&'static str, Registered>,
     duplicates: Vec<&'static str>,
 }
 
@@ -49,7 +67,7 @@ fn registry() -> &'static Registry {
         let mut duplicates = Vec::new();
         for entry in inventory::iter::<WorkerEntry> {
             let name = (entry.name)();
-            if by_name.insert(name, entry.dispatch).is_some() {
+            if by_name.insert(name, entry.registered).is_some() {
                 duplicates.push(name);
             }
         }
@@ -70,7 +88,7 @@ pub(crate) fn check_duplicates() {
     );
 }
 
-pub(crate) fn lookup(name: &str) -> Option<Dispatch> {
+pub(crate) fn lookup(name: &str) -> Option<Registered> {
     registry().by_name.get(name).copied()
 }
 

@@ -9,7 +9,8 @@
 //! Its connection to the parent is one end of a socket pair, inherited as its standard input:
 //! there is no name anyone could connect to, and nothing to bind or accept. The secret key
 //! comes first on that socket, ahead of any frame, so it appears on no command line and in no
-//! environment; a first call may follow at once, so the child runs it as soon as it is up. The
+//! environment. A [`Process`](crate::Process)'s one call follows at once, so the child runs it
+//! as soon as it is up, on its main thread and with blocking reads and writes. The
 //! child opens with a hello that proves the key; if it exits, or sends no hello within the
 //! start-up timeout, the caller gets an error, never a hang.
 
@@ -48,6 +49,8 @@ pub(crate) struct Bootstrap {
     pub(crate) max_frame_len: u64,
     /// Stall before connecting back; lets tests exercise the start-up timeout.
     pub(crate) stall: bool,
+    /// A [`Process`](crate::Process): one call follows the key; the child runs it and exits.
+    pub(crate) one_call: bool,
 }
 
 impl Bootstrap {
@@ -118,8 +121,8 @@ pub(crate) async fn spawn(spec: &ChildSpec) -> Result<Spawned> {
     spawn_with_call(spec, None).await
 }
 
-/// Starts a child whose first call travels on its standard input right after the key, so it
-/// can run as soon as the child is up instead of waiting for the connection.
+/// Starts a child whose one call travels on its standard input right after the key, so it
+/// can run as soon as the child is up; the child exits once it has answered it.
 pub(crate) async fn spawn_with_call(
     spec: &ChildSpec,
     first_call: Option<OutFrame>,
@@ -159,6 +162,7 @@ pub(crate) async fn spawn_with_call(
         log_level: crate::logging::inherited_level(),
         max_frame_len: spec.max_frame_len as u64,
         stall: spec.stall,
+        one_call: first_call.is_some(),
     };
     let mut command = tokio::process::Command::new(executable());
     command

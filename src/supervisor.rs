@@ -131,13 +131,12 @@ impl Supervised {
         worker: &str,
         payload: Vec<u8>,
         batch: bool,
-        then_exit: bool,
     ) -> Result<oneshot::Receiver<Reply>> {
         let (sender, receiver) = oneshot::channel();
         let on_reply: OnReply = Box::new(move |reply| {
             let _ = sender.send(reply);
         });
-        self.send_call(worker, payload, batch, then_exit, on_reply)
+        self.send_call(worker, payload, batch, on_reply)
             .map_err(|(error, _)| error)?;
         Ok(receiver)
     }
@@ -153,7 +152,7 @@ impl Supervised {
         batch: bool,
         on_reply: OnReply,
     ) -> Result<(), (Error, OnReply)> {
-        self.send_call(worker, payload, batch, false, on_reply)
+        self.send_call(worker, payload, batch, on_reply)
     }
 
     fn send_call(
@@ -161,7 +160,6 @@ impl Supervised {
         worker: &str,
         payload: Vec<u8>,
         batch: bool,
-        then_exit: bool,
         on_reply: OnReply,
     ) -> Result<(), (Error, OnReply)> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -176,7 +174,6 @@ impl Supervised {
             id,
             worker: worker.to_string(),
             batch,
-            then_exit,
         };
         let sent = match &*self.shared.writer.lock().expect("writer lock") {
             Some(writer) => writer.send(&header, payload),

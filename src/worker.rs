@@ -25,6 +25,10 @@ pub trait Worker<Marker>: Copy + Send + Sync + 'static {
     /// What the function returns (for an `async fn`, what its future resolves to).
     type Output: Value;
 
+    /// Whether this is a plain `fn`, which runs to completion without a runtime.
+    #[doc(hidden)]
+    const PLAIN: bool;
+
     #[doc(hidden)]
     fn invoke(self, args: Self::Args) -> LocalBoxFuture<'static, Self::Output>;
 
@@ -57,6 +61,7 @@ macro_rules! impl_worker {
         {
             type Args = ($($ty,)*);
             type Output = R;
+            const PLAIN: bool = true;
 
             #[allow(clippy::unused_unit)]
             fn invoke(self, ($($arg,)*): Self::Args) -> LocalBoxFuture<'static, R> {
@@ -78,6 +83,7 @@ macro_rules! impl_worker {
         {
             type Args = ($($ty,)*);
             type Output = Fut::Output;
+            const PLAIN: bool = false;
 
             fn invoke(self, ($($arg,)*): Self::Args) -> LocalBoxFuture<'static, Fut::Output> {
                 Box::pin(self($($arg),*))

@@ -19,8 +19,9 @@ fn describe(name: String, count: u32, tags: Vec<String>) -> String {
 
 #[worker]
 async fn async_len(text: String) -> usize {
-    tokio::task::yield_now().await;
-    text.len()
+    // A runtime with timers, able to run spawned tasks.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tokio::spawn(async move { text.len() }).await.unwrap()
 }
 
 #[worker]

@@ -230,3 +230,24 @@ async fn a_value_that_fails_to_serialize_is_an_error_at_the_call_site() {
     assert!(error.is_serialization(), "{error}");
     assert!(error.to_string().contains("result"), "{error}");
 }
+
+#[worker]
+fn bytes_of_len(len: usize) -> Vec<u8> {
+    vec![7; len]
+}
+
+#[tokio::test]
+async fn a_result_over_the_frame_limit_is_an_error_at_join() {
+    let p = within(
+        Process::new(bytes_of_len, (64 * 1024,))
+            .max_frame_len(16 * 1024)
+            .start(),
+    )
+    .await
+    .unwrap();
+    let error = within(p.join()).await.unwrap_err();
+    assert_eq!(error.kind(), multiproc::ErrorKind::FrameTooLarge, "{error}");
+    assert!(error.to_string().contains("bytes_of_len"), "{error}");
+    assert_eq!(within(p.join()).await.map(|_| ()).ok(), None);
+    assert_eq!(p.exitcode(), Some(0));
+}

@@ -31,6 +31,7 @@ pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
             ::multiproc::__private::WorkerEntry::new(
                 || ::core::any::type_name_of_val(&#ident),
                 |payload, batch| ::multiproc::__private::dispatch_worker(#ident, payload, batch),
+                ::multiproc::__private::is_plain(&#ident),
             )
         }
     }
@@ -144,6 +145,7 @@ pub fn process(attr: TokenStream, item: TokenStream) -> TokenStream {
             ::multiproc::__private::WorkerEntry::new(
                 || ::core::any::type_name::<#self_type>(),
                 |payload, batch| ::multiproc::__private::dispatch_run::<#self_type>(payload, batch),
+                false,
             )
         }
     }

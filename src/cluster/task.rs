@@ -21,7 +21,7 @@ tokio::task_local! {
 pub(crate) const WITH_TASK: &str = "multiproc::cluster::with_task";
 
 inventory::submit! {
-    WorkerEntry::new(|| WITH_TASK, with_task)
+    WorkerEntry::new(|| WITH_TASK, with_task, false)
 }
 
 /// The arguments of [`WITH_TASK`]: a task, and the batch call it is.
@@ -88,7 +88,7 @@ fn with_task(
             return Box::pin(async move { Err(error) });
         }
     };
-    let Some(dispatch) = registry::lookup(call.worker) else {
+    let Some(registry::Registered { dispatch, .. }) = registry::lookup(call.worker) else {
         let error = RemoteError::UnknownWorker(format!("`{}` is not registered", call.worker));
         return Box::pin(async move { Err(error) });
     };

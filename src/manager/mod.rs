@@ -254,7 +254,7 @@ impl Manager {
         };
         self.check_open()?;
         let payload = encode(args, "a manager request")?;
-        let reply = server.call(worker, payload, false, false)?;
+        let reply = server.call(worker, payload, false)?;
         let bytes = reply.await.unwrap_or_else(|_| {
             Err(Error::worker_died(
                 server.name(),

@@ -75,7 +75,7 @@ fn maybe(item: Option<Vec<u8>>) -> Reply {
 /// tuple `(V,)` is `V`'s encoding. The worker must finish without waiting: it runs under the
 /// hub's lock, which is what makes the update atomic.
 fn apply(name: &str, value: &[u8]) -> Result<Vec<u8>, Reply> {
-    let Some(dispatch) = crate::registry::lookup(name) else {
+    let Some(crate::registry::Registered { dispatch, .. }) = crate::registry::lookup(name) else {
         return Err(invalid(format!(
             "`{name}` is not registered in the manager's process; mark it #[worker]"
         )));

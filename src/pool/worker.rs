@@ -150,12 +150,8 @@ pub(crate) async fn start(config: Arc<Config>, delay: Duration) -> Result<Superv
     let spawned = spawn::spawn(&spec).await?;
     let supervised = Supervised::start(spawned, spec.name);
     if let Some(initializer) = &config.initializer {
-        let outcome = match supervised.call(
-            initializer.worker,
-            initializer.payload.clone(),
-            false,
-            false,
-        ) {
+        let outcome = match supervised.call(initializer.worker, initializer.payload.clone(), false)
+        {
             Ok(reply) => reply.await.unwrap_or_else(|_| {
                 Err(Error::worker_died(
                     supervised.name(),

@@ -91,10 +91,20 @@ impl OutFrame {
         written - taken
     }
 
-    /// The whole frame in one buffer.
-    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
-        self.head.append(&mut self.payload);
-        self.head
+    /// Writes the whole frame with blocking writes, its payload straight from where it lies;
+    /// for a process that has no runtime (yet).
+    pub(crate) fn write_blocking(mut self, out: &mut impl io::Write) -> io::Result<()> {
+        while !self.is_sent() {
+            match out.write_vectored(&self.unsent()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.advance(written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     fn is_sent(&self) -> bool {
@@ -235,22 +245,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     fn check_body_len(&self, body_len: usize) -> Result<()> {
-        if body_len > self.max_len {
-            return Err(Error::new(
-                ErrorKind::FrameTooLarge,
-                format!(
-                    "the peer sent a frame of {body_len} bytes, over the maximum of {} bytes",
-                    self.max_len
-                ),
-            ));
-        }
-        if body_len < 4 {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                "a frame too short to hold a header",
-            ));
-        }
-        Ok(())
+        check_body_len(body_len, self.max_len)
     }
 
     /// Reads the next frame. `Ok(None)` is a clean end of stream between frames.
@@ -274,6 +269,45 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             .map_err(|error| Error::io("reading a frame", error))?;
         InFrame::from_body(body).map(Some)
     }
+}
+
+fn check_body_len(body_len: usize, max_len: usize) -> Result<()> {
+    if body_len > max_len {
+        return Err(Error::new(
+            ErrorKind::FrameTooLarge,
+            format!(
+                "the peer sent a frame of {body_len} bytes, over the maximum of {max_len} bytes"
+            ),
+        ));
+    }
+    if body_len < 4 {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            "a frame too short to hold a header",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one frame with blocking reads, and nothing after it; for a process that has no
+/// runtime (yet). `Ok(None)` is a clean end of stream.
+pub(crate) fn read_frame_blocking(
+    input: &mut impl io::Read,
+    max_len: usize,
+) -> Result<Option<InFrame>> {
+    let mut prefix = [0u8; 4];
+    match input.read_exact(&mut prefix) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(Error::io("reading a frame", error)),
+    }
+    let body_len = u32::from_le_bytes(prefix) as usize;
+    check_body_len(body_len, max_len)?;
+    let mut body = vec![0u8; body_len];
+    input
+        .read_exact(&mut body)
+        .map_err(|error| Error::io("reading a frame", error))?;
+    InFrame::from_body(body).map(Some)
 }
 
 /// How a [`FrameReader::read_burst`] ended.
@@ -457,9 +491,8 @@ impl FrameWriter {
     /// Queues a frame without writing it, so that frames produced in a burst go out in one
     /// write: the next [`send`](Self::send) or [`release`](Self::release) writes it, ahead of
     /// anything sent after it.
-    pub(crate) fn hold<H: Serialize>(&self, header: &H, payload: Vec<u8>) -> Result<()> {
-        self.enqueue(OutFrame::new(header, payload, self.max_len)?)
-            .map(drop)
+    pub(crate) fn hold(&self, frame: OutFrame) -> Result<()> {
+        self.enqueue(frame).map(drop)
     }
 
     /// Writes the frames [`hold`](Self::hold) kept back.

@@ -33,7 +33,9 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) use auth::Hello;
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 use frame::HANDSHAKE_MAX_FRAME_LEN;
-pub(crate) use frame::{Burst, FrameReader, FrameWriter, InFrame, OutFrame, check_payload_len};
+pub(crate) use frame::{
+    Burst, FrameReader, FrameWriter, InFrame, OutFrame, check_payload_len, read_frame_blocking,
+};
 
 /// One half of a shared socket; reads and writes go to the same stream.
 #[derive(Debug, Clone)]
@@ -233,7 +235,7 @@ pub(crate) fn child_pair(max_frame_len: usize) -> Result<(Connection, OwnedFd)> 
         .write_all(&auth::handover())
         .and_then(|()| ours.set_nonblocking(true))
         .map_err(|error| Error::io("handing over the key", error))?;
-    let stream = adopt(OwnedFd::from(ours))?;
+    let stream = adopt(ours)?;
     let mut connection = split(stream, 0, HANDSHAKE_MAX_FRAME_LEN);
     connection.writer.set_max_len(max_frame_len);
     Ok((connection, OwnedFd::from(theirs)))
@@ -265,24 +267,23 @@ pub(crate) async fn await_child(
 /// Sends this child's hello on its end of its [`child_pair`], once the key has been read.
 /// Written at once, with a blocking write, before the child has a runtime: the parent learns
 /// the child is up while the child gets ready to serve.
-pub(crate) fn greet_parent(fd: &OwnedFd) -> Result<()> {
+pub(crate) fn greet_parent(socket: &std::os::unix::net::UnixStream) -> Result<()> {
     let hello = OutFrame::new(&Hello::new(), Vec::new(), HANDSHAKE_MAX_FRAME_LEN)?;
     // A few dozen bytes into a socket nobody has written to yet: this cannot block.
-    (&std::os::unix::net::UnixStream::from(
-        fd.try_clone()
-            .map_err(|error| Error::io("greeting the parent", error))?,
-    ))
-        .write_all(&hello.into_bytes())
+    hello
+        .write_blocking(&mut &*socket)
         .map_err(|error| Error::io("greeting the parent", error))
 }
 
 /// The child's end of its [`child_pair`], after [`greet_parent`]: its connection to the parent.
-pub(crate) fn inherited(fd: OwnedFd, max_frame_len: usize) -> Result<Connection> {
-    Ok(split(adopt(fd)?, 0, max_frame_len))
+pub(crate) fn inherited(
+    socket: std::os::unix::net::UnixStream,
+    max_frame_len: usize,
+) -> Result<Connection> {
+    Ok(split(adopt(socket)?, 0, max_frame_len))
 }
 
-fn adopt(fd: OwnedFd) -> Result<Stream> {
-    let socket = std::os::unix::net::UnixStream::from(fd);
+fn adopt(socket: std::os::unix::net::UnixStream) -> Result<Stream> {
     socket
         .set_nonblocking(true)
         .map_err(|error| Error::io("preparing a socket", error))?;
