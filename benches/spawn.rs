@@ -1,7 +1,7 @@
 //! Spawn + join of a child running an empty worker, beside its anchors in the same run:
 //! the raw re-exec of this binary (`std::process::Command` on the current executable, which
-//! exits at once), procspawn's `spawn` + `join`, and Python's `multiprocessing.Process`
-//! start + join under the fork and spawn start methods.
+//! exits at once) and procspawn's `spawn` + `join`, taken in turn in every round, and Python's
+//! `multiprocessing.Process` start + join under the fork and spawn start methods.
 //!
 //! ```sh
 //! cargo bench --bench spawn
@@ -26,48 +26,43 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 fn raw_reexec() -> Duration {
-    let exe = std::env::current_exe().unwrap();
-    median(
-        (0..ROUNDS)
-            .map(|_| {
-                let start = Instant::now();
-                let status = std::process::Command::new(&exe)
-                    .env(RAW_CHILD_ENV, "1")
-                    .status()
-                    .unwrap();
-                assert!(status.success());
-                start.elapsed()
-            })
-            .collect(),
-    )
+    let start = Instant::now();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(RAW_CHILD_ENV, "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    start.elapsed()
 }
 
 fn procspawn_spawn_join() -> Duration {
-    median(
-        (0..ROUNDS)
-            .map(|_| {
-                let start = Instant::now();
-                procspawn::spawn((), |()| ()).join().unwrap();
-                start.elapsed()
-            })
-            .collect(),
-    )
+    let start = Instant::now();
+    procspawn::spawn((), |()| ()).join().unwrap();
+    start.elapsed()
 }
 
 async fn multiproc_spawn_join() -> Duration {
-    let mut samples = Vec::new();
+    let start = Instant::now();
+    Process::new(empty, ())
+        .start()
+        .await
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
+    start.elapsed()
+}
+
+/// Medians of multiproc, the raw re-exec and procspawn, measured in turn within each round so
+/// that a change in the machine's load moves all three alike.
+fn interleaved(runtime: &tokio::runtime::Runtime) -> (Duration, Duration, Duration) {
+    let (mut ours, mut raw, mut procspawn) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        let start = Instant::now();
-        Process::new(empty, ())
-            .start()
-            .await
-            .unwrap()
-            .join()
-            .await
-            .unwrap();
-        samples.push(start.elapsed());
+        ours.push(runtime.block_on(multiproc_spawn_join()));
+        raw.push(raw_reexec());
+        procspawn.push(procspawn_spawn_join());
     }
-    median(samples)
+    (median(ours), median(raw), median(procspawn))
 }
 
 /// Median seconds of Python's `Process(target=f).start(); join()` under `method`, or `None`
@@ -97,9 +92,7 @@ fn main() {
     multiproc::init();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
-    let raw = raw_reexec();
-    let ours = runtime.block_on(multiproc_spawn_join());
-    let procspawn = procspawn_spawn_join();
+    let (ours, raw, procspawn) = interleaved(&runtime);
     let fork = python("fork", 100);
     let spawn = python("spawn", 20);
 

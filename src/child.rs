@@ -14,9 +14,11 @@
 //!   costs few system calls, a lone call's reply leaves at once, and no reply waits for a call
 //!   that may be long.
 //!
-//! A child never outlives its parent: a watchdog thread notices the parent's death (the child
-//! is re-parented) within 100 ms and exits, and the end of the parent's connection ends the
-//! child too. Both work while a worker is busy in a long computation.
+//! A child never outlives its parent, even while a worker is busy in a long computation. A
+//! child started by its parent's main thread is killed by the kernel the moment the parent
+//! dies (Linux's parent death signal); any other child has a watchdog thread that notices the
+//! parent's death (the child is re-parented) within 100 ms and exits. The end of the parent's
+//! connection ends a serving child too.
 
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -116,7 +118,7 @@ fn run(bootstrap: Bootstrap, connection: UnixStream) -> ! {
     crate::panic::install_hook();
     crate::logging::inherit(bootstrap.log_level);
     keep_freed_buffers();
-    watch_parent(bootstrap.parent.pid);
+    watch_parent(bootstrap.parent.pid, bootstrap.spawned_by_main_thread);
     if bootstrap.stall {
         loop {
             std::thread::sleep(Duration::from_secs(1));
@@ -288,10 +290,15 @@ fn give_back_freed_memory() {
 
 /// Exits when the parent dies, even while a worker computes.
 ///
-/// The watchdog is a bare POSIX thread that only sleeps and asks for its parent's pid: a std
-/// thread would also set up a signal stack, a name and its own malloc arena, which together
-/// cost about as much as the rest of a `Process`'s start-up in the child.
-fn watch_parent(parent_pid: u32) {
+/// Linux sends a child its "parent death signal" when the *thread* that started it ends. When
+/// that thread was the parent's main thread, whose end is the parent's exit, the signal is
+/// exactly the parent's death: this process asks for `SIGKILL` then, and needs nothing else.
+/// Otherwise the thread (a tokio worker, say) may end long before the parent, so a watchdog
+/// thread checks every 100 ms whether this process was re-parented. It is a bare POSIX thread
+/// that only sleeps and asks for its parent's pid: a std thread would also set up a signal
+/// stack, a name and its own malloc arena, which together cost about as much as the rest of a
+/// `Process`'s start-up in the child.
+fn watch_parent(parent_pid: u32, spawned_by_main_thread: bool) {
     extern "C" fn watch(parent: *mut libc::c_void) -> *mut libc::c_void {
         let pause = libc::timespec {
             tv_sec: 0,
@@ -303,9 +310,18 @@ fn watch_parent(parent_pid: u32) {
         }
         std::process::exit(1)
     }
+    #[cfg(target_os = "linux")]
+    if spawned_by_main_thread {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and changes nothing else.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    }
+    // Checked after asking for the signal: a parent that died before is not signalled for.
     // SAFETY: getppid has no preconditions and cannot fail.
     if (unsafe { libc::getppid() }) as u32 != parent_pid {
         std::process::exit(1);
+    }
+    if spawned_by_main_thread && cfg!(target_os = "linux") {
+        return;
     }
     // SAFETY: the attributes are initialized before use and destroyed after; `watch` takes
     // the pid by value in the pointer and never returns.

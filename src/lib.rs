@@ -43,6 +43,9 @@
 //! - **Start-up.** A child is `/proc/self/exe` started again with a command line built from
 //!   scratch. [`init`] (called first by [`#[multiproc::main]`](main)) recognizes it from an
 //!   environment variable and diverts it to serving calls, so the child never runs your `main`.
+//!   A [`Process`] child runs its one call on its main thread: a plain `fn` with no runtime at
+//!   all, an `async fn` on a single-threaded tokio runtime. A pool worker serves its calls on a
+//!   single-threaded runtime.
 //! - **Transport.** A child talks to its parent over one end of a Unix socket pair that it
 //!   inherits as its standard input (then moved aside: its standard input is `/dev/null`, as
 //!   in Python); a socket pair has no name, so nobody else can reach it. Queues, locks and
@@ -54,7 +57,8 @@
 //!   before anything else is read from it.
 //! - **Faults.** A parent task per child reads its replies and reaps it. If the child dies,
 //!   every call it held fails with an error naming its pid and exit status. A child exits
-//!   when its parent dies, within about 100 ms, even if the parent was `SIGKILL`ed.
+//!   when its parent dies, even if the parent was `SIGKILL`ed: at once if the parent's main
+//!   thread started it, within about 100 ms otherwise.
 //!
 //! # Testing your own crate
 //!

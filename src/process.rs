@@ -55,7 +55,8 @@
 //!
 //! When the process that started them exits normally, daemon children are terminated and the
 //! others are joined, as in Python. A daemon may not start children of its own. When the
-//! parent dies abruptly (even `SIGKILL`), every child it started exits within about 100 ms.
+//! parent dies abruptly (even `SIGKILL`), every child it started exits: at once if the
+//! parent's main thread started it, within about 100 ms otherwise.
 
 use std::fmt;
 use std::marker::PhantomData;

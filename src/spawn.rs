@@ -51,6 +51,9 @@ pub(crate) struct Bootstrap {
     pub(crate) stall: bool,
     /// A [`Process`](crate::Process): one call follows the key; the child runs it and exits.
     pub(crate) one_call: bool,
+    /// Started by the parent's main thread, which ends only with the parent (see the child's
+    /// `watch_parent`).
+    pub(crate) spawned_by_main_thread: bool,
 }
 
 impl Bootstrap {
@@ -152,7 +155,7 @@ pub(crate) async fn spawn_with_call(
         ));
     }
 
-    let (mut connection, inherited) = crate::transport::child_pair(spec.max_frame_len)?;
+    let (ours, inherited) = crate::transport::child_pair()?;
     let bootstrap = Bootstrap {
         name: spec.name.clone(),
         identity: spec.identity.clone(),
@@ -163,6 +166,7 @@ pub(crate) async fn spawn_with_call(
         max_frame_len: spec.max_frame_len as u64,
         stall: spec.stall,
         one_call: first_call.is_some(),
+        spawned_by_main_thread: is_main_thread(),
     };
     let mut command = tokio::process::Command::new(executable());
     command
@@ -198,57 +202,62 @@ pub(crate) async fn spawn_with_call(
     );
 
     let outcome = async {
+        // The key goes out while the child is still being loaded.
+        let mut connection = crate::transport::hand_over(ours, spec.max_frame_len)?;
         if let Some(call) = first_call {
             connection.writer.send_frame(call)?;
         }
-        let hello = tokio::time::timeout(
-            spec.start_timeout,
-            crate::transport::await_child(&mut connection, pid, spec.max_frame_len),
-        );
-        tokio::pin!(hello);
-        let exited = |status: Option<ExitStatus>| {
-            Error::new(
-                ErrorKind::Spawn,
-                format!(
-                    "{} (pid {pid}) exited during start-up ({}); does this binary call \
-                     multiproc::init() first in main?",
-                    spec.name,
-                    status.map_or("status unknown".to_string(), |s| s.to_string()),
-                ),
-            )
-        };
-        tokio::select! {
-            biased;
-            hello = &mut hello => match hello {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => {
-                    // The stream ended: say how the child did, if it is gone.
-                    match tokio::time::timeout(Duration::from_millis(250), child.wait()).await {
-                        Ok(status) => Err(exited(status.map(ExitStatus::from_std).ok())),
-                        Err(_) => Err(error),
-                    }
-                }
-                Err(_) => Err(Error::new(
+        let started = {
+            let hello = tokio::time::timeout(
+                spec.start_timeout,
+                crate::transport::await_child(&mut connection, pid, spec.max_frame_len),
+            );
+            tokio::pin!(hello);
+            let exited = |status: Option<ExitStatus>| {
+                Error::new(
                     ErrorKind::Spawn,
                     format!(
-                        "{} (pid {pid}) did not say hello within {:?}; it was killed",
-                        spec.name, spec.start_timeout
+                        "{} (pid {pid}) exited during start-up ({}); does this binary call \
+                         multiproc::init() first in main?",
+                        spec.name,
+                        status.map_or("status unknown".to_string(), |s| s.to_string()),
                     ),
-                )),
-            },
-            status = child.wait() => {
-                // A child handed a quick first call may finish it and exit at once; its hello
-                // and its reply are still in the socket.
-                match tokio::time::timeout(Duration::from_millis(250), &mut hello).await {
-                    Ok(Ok(Ok(()))) => Ok(()),
-                    _ => Err(exited(status.map(ExitStatus::from_std).ok())),
+                )
+            };
+            tokio::select! {
+                biased;
+                hello = &mut hello => match hello {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => {
+                        // The stream ended: say how the child did, if it is gone.
+                        match tokio::time::timeout(Duration::from_millis(250), child.wait()).await {
+                            Ok(status) => Err(exited(status.map(ExitStatus::from_std).ok())),
+                            Err(_) => Err(error),
+                        }
+                    }
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Spawn,
+                        format!(
+                            "{} (pid {pid}) did not say hello within {:?}; it was killed",
+                            spec.name, spec.start_timeout
+                        ),
+                    )),
+                },
+                status = child.wait() => {
+                    // A child handed a quick first call may finish it and exit at once; its hello
+                    // and its reply are still in the socket.
+                    match tokio::time::timeout(Duration::from_millis(250), &mut hello).await {
+                        Ok(Ok(Ok(()))) => Ok(()),
+                        _ => Err(exited(status.map(ExitStatus::from_std).ok())),
+                    }
                 }
             }
-        }
+        };
+        started.map(|()| connection)
     }
     .await;
     match outcome {
-        Ok(()) => Ok(Spawned {
+        Ok(connection) => Ok(Spawned {
             child,
             pid,
             connection,
@@ -260,6 +269,20 @@ pub(crate) async fn spawn_with_call(
             Err(error.with_pid(pid))
         }
     }
+}
+
+/// Whether this is the process's main thread. The child is started by the thread that builds
+/// its bootstrap: nothing is awaited in between.
+#[cfg(target_os = "linux")]
+fn is_main_thread() -> bool {
+    // SAFETY: gettid and getpid have no preconditions and cannot fail.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
+/// Elsewhere no child relies on a parent death signal (Linux's alone), so it does not matter.
+#[cfg(not(target_os = "linux"))]
+fn is_main_thread() -> bool {
+    false
 }
 
 fn executable() -> std::path::PathBuf {

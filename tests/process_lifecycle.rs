@@ -2,13 +2,16 @@
 //! what logging prints. Each case runs a scenario (an ignored test of this file) in a fresh
 //! copy of this test binary acting as the parent, and watches it.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use multiproc::{Process, worker};
 
 multiproc::test_support!();
+
+#[path = "common/pids.rs"]
+mod pids;
+use pids::{is_running, read_pids, wait_until_dead};
 
 #[worker]
 fn sleep_ms(ms: u64) -> u64 {
@@ -36,50 +39,6 @@ fn scenario(name: &str) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// Reads `KEY <pid>` lines from the scenario's stdout until `count` pids were seen.
-fn read_pids(child: &mut std::process::Child, count: usize) -> Vec<u32> {
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(pid) = line.strip_prefix("PID ") {
-                let _ = sender.send(pid.trim().parse::<u32>().unwrap());
-            }
-        }
-    });
-    (0..count)
-        .map(|_| {
-            receiver
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the scenario printed no pid")
-        })
-        .collect()
-}
-
-/// Whether `pid` is a running process (a zombie counts as dead).
-fn is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-fn wait_until_dead(pids: &[u32], limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if pids.iter().all(|&pid| !is_running(pid)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 fn wait_with_limit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {

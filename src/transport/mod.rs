@@ -222,26 +222,34 @@ async fn read_hello(connection: &mut Connection) -> Result<Hello> {
     Ok(hello)
 }
 
-/// A connection to a child about to be started, and the end of it the child inherits.
+/// The two ends of a connection to a child about to be started: ours, and the one the child
+/// inherits.
 ///
 /// The two ends are a socket pair: nobody else can reach either of them, and there is no
-/// name to guess or to clean up. The key is written ahead of any frame, so the child, which
-/// gets its end as standard input, reads it first, before it has a runtime.
-pub(crate) fn child_pair(max_frame_len: usize) -> Result<(Connection, OwnedFd)> {
+/// name to guess or to clean up.
+pub(crate) fn child_pair() -> Result<(std::os::unix::net::UnixStream, OwnedFd)> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|error| Error::io("creating a socket pair", error))?;
+    Ok((ours, OwnedFd::from(theirs)))
+}
+
+/// Writes the key on our end of a [`child_pair`] and makes a connection of it. Done once the
+/// child is started, while it is still loading: the key comes ahead of any frame, so the
+/// child, which gets its end as standard input, reads it first, before it has a runtime.
+pub(crate) fn hand_over(
+    ours: std::os::unix::net::UnixStream,
+    max_frame_len: usize,
+) -> Result<Connection> {
     // At most a few dozen kilobytes into an empty socket: this write cannot block.
     (&ours)
         .write_all(&auth::handover())
-        .and_then(|()| ours.set_nonblocking(true))
         .map_err(|error| Error::io("handing over the key", error))?;
-    let stream = adopt(ours)?;
-    let mut connection = split(stream, 0, HANDSHAKE_MAX_FRAME_LEN);
+    let mut connection = split(adopt(ours)?, 0, HANDSHAKE_MAX_FRAME_LEN);
     connection.writer.set_max_len(max_frame_len);
-    Ok((connection, OwnedFd::from(theirs)))
+    Ok(connection)
 }
 
-/// Waits for the hello of the child at the other end of a [`child_pair`], and checks its key
+/// Waits for the hello of the child at the other end of a [`hand_over`], and checks its key
 /// and that it is the process `pid`.
 ///
 /// # Cancel safety
