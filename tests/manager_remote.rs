@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use multiproc::{Manager, Process, Queue, worker};
+use multiproc::{DictProxy, ListProxy, Manager, Process, Queue, worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -541,19 +541,105 @@ async fn a_server_that_goes_away_fails_hosted_calls_within_a_second() {
 }
 
 #[tokio::test]
-async fn stopping_a_served_manager_releases_what_its_clients_held() {
+async fn stopping_a_served_manager_fails_a_wait_on_its_lock_within_a_second() {
     let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
     let addr = server.local_addr().unwrap();
     let lock = within(server.lock_named("held")).await.unwrap();
     let holder = start_holder(&server, addr).await;
-    assert!(within(lock.try_acquire()).await.unwrap().is_none());
-    // The client is alive, but its connection is dropped with the front: its hold goes too.
+    // This process waits for the lock in its own hub, where no connection closes for it.
+    let waiting = tokio::spawn({
+        let lock = lock.clone();
+        async move { lock.acquire().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "the lock is held");
     within(server.shutdown()).await.unwrap();
-    let guard = within(lock.acquire_timeout(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .expect("released when the front dropped its holder");
-    assert!(guard.owner_died());
+    let stopped = Instant::now();
+    assert_shut_down(&within(waiting).await.unwrap().unwrap_err());
+    assert!(stopped.elapsed() < Duration::from_secs(1));
     holder.kill();
     let _ = within(holder.join()).await;
+}
+
+/// Asserts that `error` is what a call through a proxy of a manager that was shut down gets.
+fn assert_shut_down(error: &multiproc::Error) {
+    assert!(error.is_closed(), "{error:?}");
+    assert!(error.to_string().contains("shut down"), "{error}");
+}
+
+/// Serves a manager from this process and connects to it; returns both, its address, and a
+/// dict created by the server holding `1 => "one"`.
+async fn serve_and_connect() -> (Manager, Manager, SocketAddr, DictProxy<u8, String>) {
+    let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let d = within(server.dict::<u8, String>()).await.unwrap();
+    within(d.insert(1, "one".into())).await.unwrap();
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    (server, client, addr, d)
+}
+
+/// Runs in another process: calls a proxy that reaches its parent's manager through the
+/// parent's hub and one that reaches it over TCP; reports, for each, whether it failed as
+/// closed, the error, and how long it took in milliseconds.
+#[worker]
+async fn use_after_shutdown(
+    direct: DictProxy<u8, String>,
+    over_tcp: ListProxy<u8>,
+) -> Vec<(bool, String, u128)> {
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    let direct = direct.get(&1).await.map(drop);
+    seen.push((started, direct));
+    let started = Instant::now();
+    let over_tcp = over_tcp.len().await.map(drop);
+    seen.push((started, over_tcp));
+    seen.into_iter()
+        .map(|(started, result)| match result {
+            Ok(()) => (false, "it worked".to_string(), 0),
+            Err(e) => (e.is_closed(), e.to_string(), started.elapsed().as_millis()),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn shutting_down_a_served_manager_fails_its_proxies_in_every_process() {
+    let (server, client, addr, d) = serve_and_connect().await;
+    let ns = within(server.namespace_named("config")).await.unwrap();
+    let q = within(server.queue::<u8>()).await.unwrap();
+    let lock = within(server.lock()).await.unwrap();
+    let over_tcp = within(client.list::<u8>()).await.unwrap();
+    let waiting = tokio::spawn({
+        let q = q.clone();
+        async move { q.get().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    within(server.shutdown()).await.unwrap();
+
+    // In this process, which serves it: a parked get, and every later call.
+    let stopped = Instant::now();
+    let mut errors = vec![within(waiting).await.unwrap().unwrap_err()];
+    errors.push(within(d.get(&1)).await.unwrap_err());
+    errors.push(within(d.insert(2, "two".into())).await.unwrap_err());
+    errors.push(within(ns.get::<u8>("x")).await.unwrap_err());
+    errors.push(within(q.put(1)).await.unwrap_err());
+    errors.push(within(lock.acquire()).await.unwrap_err());
+    errors.push(within(server.dict::<u8, u8>()).await.unwrap_err());
+    assert!(stopped.elapsed() < Duration::from_secs(1));
+    errors.iter().for_each(assert_shut_down);
+    assert!(
+        errors[1].to_string().contains(&addr.to_string()),
+        "{}",
+        errors[1]
+    );
+    // Over TCP from this process.
+    assert!(within(over_tcp.len()).await.unwrap_err().is_closed());
+
+    // In a child, through this process's hub and over TCP.
+    let p = within(Process::new(use_after_shutdown, (d.clone(), over_tcp.clone())).start())
+        .await
+        .unwrap();
+    for (closed, error, millis) in within(p.join()).await.unwrap() {
+        assert!(closed, "{error}");
+        assert!(millis < 1000, "{error} took {millis} ms");
+    }
 }

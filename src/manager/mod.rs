@@ -107,7 +107,10 @@
 //! with a [`Closed`](crate::ErrorKind::Closed) error as soon as the connection closes. A
 //! host that vanishes without closing it (power lost, network cut) is noticed by TCP
 //! keepalive, within about 8 seconds; then the server also releases the locks its processes
-//! held.
+//! held. The process that served the manager is no exception: after
+//! [`shutdown`](Manager::shutdown) (or drop), its own proxies, and those it passed to its
+//! children, fail the same way, with an error saying the manager was shut down, as do
+//! requests that were waiting (a `get` on an empty queue, an `acquire`).
 //!
 //! # What is different from Python
 //!
@@ -116,7 +119,7 @@
 //! - `update` runs a registered function on the server: Python has no atomic equivalent.
 //! - Objects live as long as the manager; they are not reference counted.
 //! - After [`Manager::shutdown`] (or once the manager is dropped), every proxy call fails
-//!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging.
+//!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging, in every process.
 
 mod proxy;
 pub(crate) mod store;
@@ -271,7 +274,8 @@ impl Manager {
     /// with [`connect`](Self::connect). Python's `BaseManager(address, authkey).get_server()`.
     ///
     /// The returned manager creates objects in this process, without a round trip; the store
-    /// is served until [`shutdown`](Self::shutdown) or drop.
+    /// is served until [`shutdown`](Self::shutdown) or drop, which end it for every process,
+    /// this one included.
     ///
     /// # Errors
     ///
@@ -836,8 +840,11 @@ impl Manager {
     ///
     /// For a manager from [`start`](Self::start): asks the process to exit, waits
     /// [`SHUTDOWN_GRACE`], then terminates it (`SIGTERM`, then `SIGKILL`) and reaps it. For
-    /// one from [`serve`](Self::serve): stops listening and drops every TCP client. For one
-    /// from [`connect`](Self::connect): only this handle is closed; the server goes on.
+    /// one from [`serve`](Self::serve): drops the store and every object it hosts, so that
+    /// proxies fail in this process and its children too, and calls waiting on a hosted
+    /// object (a `get`, an `acquire`) fail at once; then stops listening, drops every TCP
+    /// client, and returns once the address is free to serve again. For one from
+    /// [`connect`](Self::connect): only this handle is closed; the server goes on.
     ///
     /// # Errors
     ///
@@ -845,8 +852,9 @@ impl Manager {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: the request to exit is sent before the first await, and the supervisor
-    /// reaps the process whatever happens to this future.
+    /// Cancel safe: the request to exit is sent (or a served store dropped and its listener
+    /// stopped) before the first await, and the supervisor reaps the process whatever happens
+    /// to this future. A dropped future only stops waiting for a served address to be free.
     ///
     /// # Examples
     ///
@@ -875,7 +883,7 @@ impl Manager {
                     }
                 }
             }
-            Server::Serving(front) => front.stop(),
+            Server::Serving(front) => front.stop_and_wait().await,
             Server::Connected(_) => {}
         }
         Ok(())

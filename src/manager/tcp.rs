@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shared::hub::{Hub, runtime};
@@ -149,13 +149,39 @@ async fn answer_challenge<S: AsyncRead + AsyncWrite + Unpin>(
 pub(crate) struct TcpFront {
     pub(crate) local_addr: SocketAddr,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    /// The task that owns the listener: the address is free again once it has ended.
+    accepting: Mutex<Option<JoinHandle<()>>>,
+    hub: Arc<Hub>,
+    store: ObjectId,
 }
 
 impl TcpFront {
-    /// Stops accepting and drops every connection: their clients' calls fail as closed.
+    /// Retires the store and every object it hosts, so that their proxies fail in every
+    /// process, this one included (whose proxies reach the hub directly, not through the
+    /// front); then stops accepting and drops every connection: their clients' calls fail as
+    /// closed.
     pub(crate) fn stop(&self) {
+        let addr = self.local_addr;
+        self.hub.retire(
+            self.store,
+            &format!(
+                "it belonged to the manager served at {addr}, which has been shut down; \
+                 its objects went with it"
+            ),
+        );
         for task in self.tasks.lock().expect("front tasks poisoned").drain(..) {
             task.abort();
+        }
+    }
+
+    /// [Stops](Self::stop), and returns once the listening socket is closed, so that the
+    /// address can be served again.
+    pub(crate) async fn stop_and_wait(&self) {
+        self.stop();
+        let accepting = self.accepting.lock().expect("front tasks poisoned").take();
+        if let Some(accepting) = accepting {
+            // Aborted: it ends as soon as the shared runtime drops it, with its listener.
+            let _ = accepting.await;
         }
     }
 }
@@ -180,6 +206,7 @@ pub(crate) async fn serve(
         .map_err(|error| Error::io("reading the bound address", error))?;
     let tasks = Arc::new(Mutex::new(Vec::new()));
     let key: Arc<[u8]> = key.into();
+    let front_hub = hub.clone();
     let accepting = {
         let tasks = tasks.clone();
         runtime().spawn(async move {
@@ -204,7 +231,13 @@ pub(crate) async fn serve(
         .lock()
         .expect("front tasks poisoned")
         .push(accepting.abort_handle());
-    Ok(TcpFront { local_addr, tasks })
+    Ok(TcpFront {
+        local_addr,
+        tasks,
+        accepting: Mutex::new(Some(accepting)),
+        hub: front_hub,
+        store,
+    })
 }
 
 async fn serve_peer(

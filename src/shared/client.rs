@@ -107,8 +107,19 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
             ))
         };
         let key = transport::auth::peer_key(addr).ok_or_else(unknown)?;
-        let addr = addr.parse().map_err(|_| unknown())?;
-        crate::manager::tcp::connect(addr, key).await?;
+        let parsed = addr.parse().map_err(|_| unknown())?;
+        if let Err(error) = crate::manager::tcp::connect(parsed, key).await {
+            // A wrong key is the user's to fix; anything else means the server is not there,
+            // which for a proxy is the manager having gone away.
+            return Err(if error.is_auth() {
+                error
+            } else {
+                Error::closed(format!(
+                    "the manager at {addr} cannot be reached ({error}): it stopped serving, \
+                     exited or is unreachable"
+                ))
+            });
+        }
         // `connect` registered the link under the hub's name.
         return REMOTES
             .lock()
