@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use multiproc::{Manager, Process, Queue, worker};
+use multiproc::{DictProxy, ListProxy, Manager, Process, Queue, ValueProxy, worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -18,6 +18,19 @@ fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// Connects to the manager at `addr` and finds its dict registered as `name`; errors as text,
+/// for a worker to return.
+async fn dict_named_at<K: multiproc::Value, V: multiproc::Value>(
+    addr: SocketAddr,
+    key: &[u8],
+    name: &str,
+) -> Result<DictProxy<K, V>, String> {
+    let manager = Manager::connect(addr, key)
+        .await
+        .map_err(|e| e.to_string())?;
+    manager.dict_named(name).await.map_err(|e| e.to_string())
+}
+
 /// Runs in another process: connects over TCP and fills the dict named "shared".
 #[worker]
 async fn remote_client(
@@ -26,13 +39,7 @@ async fn remote_client(
     from: u64,
     count: u64,
 ) -> Result<u64, String> {
-    let manager = Manager::connect(addr, &key)
-        .await
-        .map_err(|e| e.to_string())?;
-    let d = manager
-        .dict_named::<u64, u64>("shared")
-        .await
-        .map_err(|e| e.to_string())?;
+    let d = dict_named_at::<u64, u64>(addr, &key, "shared").await?;
     for n in from..from + count {
         d.insert(n, n * 2).await.map_err(|e| e.to_string())?;
     }
@@ -319,11 +326,11 @@ async fn objects_created_by_clients_live_on_the_server() {
     within(server.shutdown()).await.unwrap();
 }
 
-/// Runs in another process: serves a manager on 127.0.0.1, reports its address through
+/// Runs in another process: serves a manager on `addr`, reports the address bound through
 /// `addr_out` (a queue of the parent's), then serves until it is killed.
 #[worker]
-async fn serve_manager(key: Vec<u8>, addr_out: Queue<SocketAddr>) {
-    let server = Manager::serve(localhost(), &key).await.unwrap();
+async fn serve_manager(key: Vec<u8>, addr: SocketAddr, addr_out: Queue<SocketAddr>) {
+    let server = Manager::serve(addr, &key).await.unwrap();
     addr_out.put(server.local_addr().unwrap()).await.unwrap();
     // Until killed; bounded, so that a failed test leaves nothing running.
     tokio::time::sleep(common::LIMIT).await;
@@ -331,10 +338,15 @@ async fn serve_manager(key: Vec<u8>, addr_out: Queue<SocketAddr>) {
 
 /// Starts a process serving a manager; returns it and its address.
 async fn served_elsewhere() -> (Process<()>, SocketAddr) {
+    served_elsewhere_at(localhost()).await
+}
+
+/// Starts a process serving a manager on `addr`; returns it and the address bound.
+async fn served_elsewhere_at(addr: SocketAddr) -> (Process<()>, SocketAddr) {
     let addr_out = Queue::new();
     // A daemon: terminated, not waited for, if a failing test exits before killing it.
     let server = within(
-        Process::new(serve_manager, (KEY.to_vec(), addr_out.clone()))
+        Process::new(serve_manager, (KEY.to_vec(), addr, addr_out.clone()))
             .daemon(true)
             .start(),
     )
@@ -541,19 +553,224 @@ async fn a_server_that_goes_away_fails_hosted_calls_within_a_second() {
 }
 
 #[tokio::test]
-async fn stopping_a_served_manager_releases_what_its_clients_held() {
+async fn stopping_a_served_manager_fails_a_wait_on_its_lock_within_a_second() {
     let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
     let addr = server.local_addr().unwrap();
     let lock = within(server.lock_named("held")).await.unwrap();
     let holder = start_holder(&server, addr).await;
-    assert!(within(lock.try_acquire()).await.unwrap().is_none());
-    // The client is alive, but its connection is dropped with the front: its hold goes too.
+    // This process waits for the lock in its own hub, where no connection closes for it.
+    let waiting = tokio::spawn({
+        let lock = lock.clone();
+        async move { lock.acquire().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "the lock is held");
     within(server.shutdown()).await.unwrap();
-    let guard = within(lock.acquire_timeout(Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .expect("released when the front dropped its holder");
-    assert!(guard.owner_died());
+    let stopped = Instant::now();
+    assert_shut_down(&within(waiting).await.unwrap().unwrap_err());
+    assert!(stopped.elapsed() < Duration::from_secs(1));
     holder.kill();
     let _ = within(holder.join()).await;
+}
+
+/// Asserts that `result` failed as a call through a proxy of an earlier run of the manager at
+/// `addr` must.
+fn assert_earlier_run<T: std::fmt::Debug>(result: multiproc::Result<T>, addr: SocketAddr) {
+    let error = result.unwrap_err();
+    assert!(error.is_closed(), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("earlier run"), "{message}");
+    assert!(message.contains(&addr.to_string()), "{message}");
+}
+
+/// A dict, a queue and a value created, in this order, through a new connection to the
+/// manager at `addr`, each holding `run`.
+struct RunObjects {
+    dict: DictProxy<u8, String>,
+    queue: Queue<String>,
+    value: ValueProxy<u64>,
+}
+
+async fn create_objects(addr: SocketAddr, run: u64) -> RunObjects {
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let dict = within(client.dict::<u8, String>()).await.unwrap();
+    within(dict.insert(1, format!("run {run}"))).await.unwrap();
+    let queue = within(client.queue::<String>()).await.unwrap();
+    within(queue.put(format!("run {run}"))).await.unwrap();
+    let value = within(client.value(run)).await.unwrap();
+    RunObjects { dict, queue, value }
+}
+
+#[tokio::test]
+async fn a_proxy_from_an_earlier_run_fails_and_never_touches_the_new_run() {
+    let (first, addr) = served_elsewhere().await;
+    let old = create_objects(addr, 1).await;
+    stop(first).await;
+    // Served again at the same address by another process, whose objects get the same ids.
+    let (second, again) = served_elsewhere_at(addr).await;
+    assert_eq!(again, addr);
+    let new = create_objects(addr, 2).await;
+
+    let started = Instant::now();
+    assert_earlier_run(within(old.dict.get(&1)).await, addr);
+    assert_earlier_run(within(old.dict.insert(1, "stale".into())).await, addr);
+    assert_earlier_run(within(old.queue.get()).await, addr);
+    assert_earlier_run(within(old.queue.put("stale".into())).await, addr);
+    assert_earlier_run(within(old.value.set(7)).await, addr);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The new run's objects are as its own clients left them.
+    assert_eq!(
+        within(new.dict.snapshot()).await.unwrap(),
+        [(1, "run 2".to_string())]
+    );
+    assert_eq!(within(new.queue.len()).await.unwrap(), 1);
+    assert_eq!(within(new.queue.get()).await.unwrap(), "run 2");
+    assert_eq!(within(new.value.get()).await.unwrap(), 2);
+    stop(second).await;
+}
+
+/// Runs in another process: connects to the manager at `addr` and hands back its dict
+/// named "fresh", holding `1 => "new run"`.
+#[worker]
+async fn fresh_dict(addr: SocketAddr, key: Vec<u8>) -> Result<DictProxy<u8, String>, String> {
+    let d = dict_named_at(addr, &key, "fresh").await?;
+    d.insert(1, "new run".into())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+#[tokio::test]
+async fn a_client_of_an_earlier_run_reaches_the_new_run_without_connecting_again() {
+    let (first, addr) = served_elsewhere().await;
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let old = within(client.dict::<u8, String>()).await.unwrap();
+    within(old.insert(1, "first run".into())).await.unwrap();
+    stop(first).await;
+    let (second, _) = served_elsewhere_at(addr).await;
+    // A proxy of the new run, from a process that connected to it: this process reconnects
+    // by itself, with the key it already has.
+    let p = within(Process::new(fresh_dict, (addr, KEY.to_vec())).start())
+        .await
+        .unwrap();
+    let fresh = within(p.join()).await.unwrap().unwrap();
+    assert_eq!(
+        within(fresh.get(&1)).await.unwrap(),
+        Some("new run".to_string())
+    );
+    within(fresh.insert(2, "from here".into())).await.unwrap();
+    assert_eq!(within(fresh.len()).await.unwrap(), 2);
+    // The old proxy and the old manager handle name the earlier run.
+    assert_earlier_run(within(old.get(&1)).await, addr);
+    assert_earlier_run(within(client.dict::<u8, u8>()).await, addr);
+    stop(second).await;
+}
+
+/// Asserts that `error` is what a call through a proxy of a manager that was shut down gets.
+fn assert_shut_down(error: &multiproc::Error) {
+    assert!(error.is_closed(), "{error:?}");
+    assert!(error.to_string().contains("shut down"), "{error}");
+}
+
+/// Serves a manager from this process and connects to it; returns both, its address, and a
+/// dict created by the server holding `1 => "one"`.
+async fn serve_and_connect() -> (Manager, Manager, SocketAddr, DictProxy<u8, String>) {
+    let server = within(Manager::serve(localhost(), KEY)).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let d = within(server.dict::<u8, String>()).await.unwrap();
+    within(d.insert(1, "one".into())).await.unwrap();
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    (server, client, addr, d)
+}
+
+#[tokio::test]
+async fn serving_again_in_the_same_process_leaves_the_earlier_run_behind() {
+    let (first, client, addr, here) = serve_and_connect().await;
+    let there = within(client.dict_named::<u8, String>("shared"))
+        .await
+        .unwrap();
+    within(there.insert(1, "first run".into())).await.unwrap();
+    within(first.shutdown()).await.unwrap();
+
+    // The address is free as soon as shutdown returns.
+    let second = within(Manager::serve(addr, KEY)).await.unwrap();
+    let client = within(Manager::connect(addr, KEY)).await.unwrap();
+    let shared = within(client.dict_named::<u8, String>("shared"))
+        .await
+        .unwrap();
+    assert!(within(shared.is_empty()).await.unwrap(), "a new run");
+    within(shared.insert(1, "second run".into())).await.unwrap();
+    assert_earlier_run(within(there.get(&1)).await, addr);
+    assert_shut_down(&within(here.get(&1)).await.unwrap_err());
+    assert_eq!(
+        within(shared.get(&1)).await.unwrap(),
+        Some("second run".to_string())
+    );
+    within(second.shutdown()).await.unwrap();
+}
+
+/// Runs in another process: calls a proxy that reaches its parent's manager through the
+/// parent's hub and one that reaches it over TCP; reports, for each, whether it failed as
+/// closed, the error, and how long it took in milliseconds.
+#[worker]
+async fn use_after_shutdown(
+    direct: DictProxy<u8, String>,
+    over_tcp: ListProxy<u8>,
+) -> Vec<(bool, String, u128)> {
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    let direct = direct.get(&1).await.map(drop);
+    seen.push((started, direct));
+    let started = Instant::now();
+    let over_tcp = over_tcp.len().await.map(drop);
+    seen.push((started, over_tcp));
+    seen.into_iter()
+        .map(|(started, result)| match result {
+            Ok(()) => (false, "it worked".to_string(), 0),
+            Err(e) => (e.is_closed(), e.to_string(), started.elapsed().as_millis()),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn shutting_down_a_served_manager_fails_its_proxies_in_every_process() {
+    let (server, client, addr, d) = serve_and_connect().await;
+    let ns = within(server.namespace_named("config")).await.unwrap();
+    let q = within(server.queue::<u8>()).await.unwrap();
+    let lock = within(server.lock()).await.unwrap();
+    let over_tcp = within(client.list::<u8>()).await.unwrap();
+    let waiting = tokio::spawn({
+        let q = q.clone();
+        async move { q.get().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    within(server.shutdown()).await.unwrap();
+
+    // In this process, which serves it: a parked get, and every later call.
+    let stopped = Instant::now();
+    let mut errors = vec![within(waiting).await.unwrap().unwrap_err()];
+    errors.push(within(d.get(&1)).await.unwrap_err());
+    errors.push(within(d.insert(2, "two".into())).await.unwrap_err());
+    errors.push(within(ns.get::<u8>("x")).await.unwrap_err());
+    errors.push(within(q.put(1)).await.unwrap_err());
+    errors.push(within(lock.acquire()).await.unwrap_err());
+    errors.push(within(server.dict::<u8, u8>()).await.unwrap_err());
+    assert!(stopped.elapsed() < Duration::from_secs(1));
+    errors.iter().for_each(assert_shut_down);
+    assert!(
+        errors[1].to_string().contains(&addr.to_string()),
+        "{}",
+        errors[1]
+    );
+    // Over TCP from this process.
+    assert!(within(over_tcp.len()).await.unwrap_err().is_closed());
+
+    // In a child, through this process's hub and over TCP.
+    let p = within(Process::new(use_after_shutdown, (d.clone(), over_tcp.clone())).start())
+        .await
+        .unwrap();
+    for (closed, error, millis) in within(p.join()).await.unwrap() {
+        assert!(closed, "{error}");
+        assert!(millis < 1000, "{error} took {millis} ms");
+    }
 }

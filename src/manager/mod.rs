@@ -95,19 +95,38 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A proxy or hosted object from [`Manager::connect`] names the server's address, not the
-//! key. As in Python, a process started after [`Manager::connect`] inherits the key (on its
-//! connection to its parent, never its command line or environment), so a worker given such
-//! a proxy just uses it. Any other process given one (through a queue, say) uses it once it
-//! has called [`Manager::connect`] to that address itself; before that, calls fail with a
-//! [`Closed`](crate::ErrorKind::Closed) error saying so. Processes that share only an
-//! address find the same objects by name: [`Manager::dict_named`], [`Manager::queue_named`],
-//! [`Manager::lock_named`] and friends. If the server goes away (it exits, or stops with
-//! [`shutdown`](Manager::shutdown)), every call waiting on it, and every later one, fails
-//! with a [`Closed`](crate::ErrorKind::Closed) error as soon as the connection closes. A
-//! host that vanishes without closing it (power lost, network cut) is noticed by TCP
-//! keepalive, within about 8 seconds; then the server also releases the locks its processes
-//! held.
+//! A proxy or hosted object from [`Manager::connect`] names the server's address and its
+//! *run* (below), not the key. As in Python, a process started after [`Manager::connect`]
+//! inherits the key (on its connection to its parent, never its command line or
+//! environment), so a worker given such a proxy just uses it. Any other process given one
+//! (through a queue, say) uses it once it has called [`Manager::connect`] to that address
+//! itself; before that, calls fail with a [`Closed`](crate::ErrorKind::Closed) error saying
+//! so. Processes that share only an address find the same objects by name:
+//! [`Manager::dict_named`], [`Manager::queue_named`], [`Manager::lock_named`] and friends.
+//!
+//! # When the server goes away
+//!
+//! If the server goes away (it exits, or stops with [`shutdown`](Manager::shutdown)), every
+//! call waiting on it fails with a [`Closed`](crate::ErrorKind::Closed) error as soon as the
+//! connection closes. A later call tries to connect again, and fails the same way as soon as
+//! the connection is refused (at once, when nothing listens at the address), or after 5
+//! seconds if the host does not answer. A host that vanishes without closing the connection
+//! (power lost, network cut) is noticed by TCP keepalive, within about 8 seconds; then the
+//! server also releases the locks its processes held. The process that served the manager
+//! is no exception: after [`shutdown`](Manager::shutdown) (or drop), its own proxies, and
+//! those it passed to its children, fail the same way, with an error saying the manager was
+//! shut down, as do requests that were waiting (a `get` on an empty queue, an `acquire`).
+//!
+//! Each [`Manager::serve`] is a new *run* of the manager at its address, with objects of its
+//! own, even when it serves an address an earlier run used (after a restart, in this process
+//! or another). A proxy names the run it came from, and a call through a proxy of an earlier
+//! run fails with a [`Closed`](crate::ErrorKind::Closed) error saying that the object
+//! belonged to an earlier run of the manager at that address; it never reaches an object of
+//! the run now serving. A process whose connection closed connects again on its next call,
+//! with the key it has, so it reaches a restarted manager without further ado: proxies of
+//! the new run (received from another process, say) work, those of earlier runs fail as
+//! said. To create objects in the new run, call [`Manager::connect`] again: a manager
+//! handle, too, belongs to one run.
 //!
 //! # What is different from Python
 //!
@@ -116,7 +135,9 @@
 //! - `update` runs a registered function on the server: Python has no atomic equivalent.
 //! - Objects live as long as the manager; they are not reference counted.
 //! - After [`Manager::shutdown`] (or once the manager is dropped), every proxy call fails
-//!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging.
+//!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging, in every process.
+//! - A proxy of a manager that was restarted fails with a clear error instead of reaching an
+//!   object of the new run that happens to have the same id.
 
 mod proxy;
 pub(crate) mod store;
@@ -271,7 +292,10 @@ impl Manager {
     /// with [`connect`](Self::connect). Python's `BaseManager(address, authkey).get_server()`.
     ///
     /// The returned manager creates objects in this process, without a round trip; the store
-    /// is served until [`shutdown`](Self::shutdown) or drop.
+    /// is served until [`shutdown`](Self::shutdown) or drop, which end it for every process,
+    /// this one included. Each call is a new run of the manager at `addr`: proxies of an
+    /// earlier run there fail instead of reaching this run's objects (see the
+    /// [module docs](self#when-the-server-goes-away)).
     ///
     /// # Errors
     ///
@@ -836,8 +860,11 @@ impl Manager {
     ///
     /// For a manager from [`start`](Self::start): asks the process to exit, waits
     /// [`SHUTDOWN_GRACE`], then terminates it (`SIGTERM`, then `SIGKILL`) and reaps it. For
-    /// one from [`serve`](Self::serve): stops listening and drops every TCP client. For one
-    /// from [`connect`](Self::connect): only this handle is closed; the server goes on.
+    /// one from [`serve`](Self::serve): drops the store and every object it hosts, so that
+    /// proxies fail in this process and its children too, and calls waiting on a hosted
+    /// object (a `get`, an `acquire`) fail at once; then stops listening, drops every TCP
+    /// client, and returns once the address is free to serve again. For one from
+    /// [`connect`](Self::connect): only this handle is closed; the server goes on.
     ///
     /// # Errors
     ///
@@ -845,8 +872,9 @@ impl Manager {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: the request to exit is sent before the first await, and the supervisor
-    /// reaps the process whatever happens to this future.
+    /// Cancel safe: the request to exit is sent (or a served store dropped and its listener
+    /// stopped) before the first await, and the supervisor reaps the process whatever happens
+    /// to this future. A dropped future only stops waiting for a served address to be free.
     ///
     /// # Examples
     ///
@@ -875,7 +903,7 @@ impl Manager {
                     }
                 }
             }
-            Server::Serving(front) => front.stop(),
+            Server::Serving(front) => front.stop_and_wait().await,
             Server::Connected(_) => {}
         }
         Ok(())

@@ -54,6 +54,8 @@ pub(crate) struct Store {
     next: EntryId,
     /// Objects registered by name.
     names: HashMap<String, Named>,
+    /// Every hosted object, named or not: they go when the manager shuts down.
+    hosted: Vec<ObjectId>,
 }
 
 /// What a name is registered to: one of the store's entries or a hosted hub object.
@@ -177,6 +179,7 @@ impl Store {
                     return invalid("the manager's hub is not running");
                 };
                 let id = hub.create_from_request(state);
+                self.hosted.push(id);
                 if let Some(name) = name {
                     self.names.insert(name, Named::Hosted(object, id));
                 }
@@ -422,5 +425,13 @@ impl Object for Store {
     fn disconnected(&mut self, _conn: ConnId) {
         // Objects belong to the manager, not to a connection: a client that goes away leaves
         // its writes in place, as with Python's manager.
+    }
+
+    fn drain(&mut self) -> Vec<Request> {
+        Vec::new()
+    }
+
+    fn owned(&self) -> Vec<ObjectId> {
+        self.hosted.clone()
     }
 }

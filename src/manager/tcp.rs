@@ -14,7 +14,19 @@
 //! length over 256 bytes is refused before anything is allocated, and the whole handshake
 //! must finish within [`HANDSHAKE_TIMEOUT`]. Nothing after it is read from a peer that failed.
 //! The key never crosses the wire; a nonce is never reused. Once both sides are proven, the
-//! server sends the store's object id and the connection carries ordinary hub frames.
+//! server sends the store's object id and its run, and the connection carries ordinary hub
+//! frames.
+//!
+//! # Runs
+//!
+//! A server's address outlives the server: a manager stopped and served again at the same
+//! address (by another process, or the same one) is a new *run*, with objects of its own,
+//! whose ids may be those of the earlier run's (another process numbers its objects afresh).
+//! So each [`serve`] draws a random 64-bit run, and a TCP manager's hub name carries it:
+//! `tcp://127.0.0.1:50000/run-<16 hex digits>`. A process keeps one connection per address,
+//! which knows the run it reached; a handle naming another run is refused before anything is
+//! sent (see `client::link`), so a proxy of an earlier run never reaches an object of the run
+//! now serving.
 //!
 //! The authkey is the whole trust boundary, as in Python: an authenticated peer can address
 //! any object of the serving process's hub (as any process of the local tree can) and can ask
@@ -31,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shared::hub::{Hub, runtime};
@@ -51,10 +63,12 @@ const FAILURE: &[u8] = b"#FAILURE#";
 const SHA256: &[u8] = b"{sha256}";
 const NONCE_LEN: usize = 40;
 
-/// The first frame after the handshake: which object of the server's hub is the store.
+/// The first frame after the handshake: which object of the server's hub is the store, and
+/// which run of the manager at this address the client reached.
 #[derive(Debug, Serialize, Deserialize)]
 struct Welcome {
     store: ObjectId,
+    run: u64,
 }
 
 fn auth_error(message: impl Into<String>) -> Error {
@@ -149,13 +163,39 @@ async fn answer_challenge<S: AsyncRead + AsyncWrite + Unpin>(
 pub(crate) struct TcpFront {
     pub(crate) local_addr: SocketAddr,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    /// The task that owns the listener: the address is free again once it has ended.
+    accepting: Mutex<Option<JoinHandle<()>>>,
+    hub: Arc<Hub>,
+    store: ObjectId,
 }
 
 impl TcpFront {
-    /// Stops accepting and drops every connection: their clients' calls fail as closed.
+    /// Retires the store and every object it hosts, so that their proxies fail in every
+    /// process, this one included (whose proxies reach the hub directly, not through the
+    /// front); then stops accepting and drops every connection: their clients' calls fail as
+    /// closed.
     pub(crate) fn stop(&self) {
+        let addr = self.local_addr;
+        self.hub.retire(
+            self.store,
+            &format!(
+                "it belonged to the manager served at {addr}, which has been shut down; \
+                 its objects went with it"
+            ),
+        );
         for task in self.tasks.lock().expect("front tasks poisoned").drain(..) {
             task.abort();
+        }
+    }
+
+    /// [Stops](Self::stop), and returns once the listening socket is closed, so that the
+    /// address can be served again.
+    pub(crate) async fn stop_and_wait(&self) {
+        self.stop();
+        let accepting = self.accepting.lock().expect("front tasks poisoned").take();
+        if let Some(accepting) = accepting {
+            // Aborted: it ends as soon as the shared runtime drops it, with its listener.
+            let _ = accepting.await;
         }
     }
 }
@@ -180,6 +220,8 @@ pub(crate) async fn serve(
         .map_err(|error| Error::io("reading the bound address", error))?;
     let tasks = Arc::new(Mutex::new(Vec::new()));
     let key: Arc<[u8]> = key.into();
+    let run = u64::from_le_bytes(random_bytes());
+    let front_hub = hub.clone();
     let accepting = {
         let tasks = tasks.clone();
         runtime().spawn(async move {
@@ -193,7 +235,8 @@ pub(crate) async fn serve(
                 };
                 // Each peer is handshaken in its own task: a slow or hostile peer delays
                 // nobody else.
-                let served = tokio::spawn(serve_peer(stream, peer, key.clone(), hub.clone(), store));
+                let (key, hub, welcome) = (key.clone(), hub.clone(), Welcome { store, run });
+                let served = tokio::spawn(serve_peer(stream, peer, key, hub, welcome));
                 let mut tasks = tasks.lock().expect("front tasks poisoned");
                 tasks.retain(|task: &AbortHandle| !task.is_finished());
                 tasks.push(served.abort_handle());
@@ -204,7 +247,13 @@ pub(crate) async fn serve(
         .lock()
         .expect("front tasks poisoned")
         .push(accepting.abort_handle());
-    Ok(TcpFront { local_addr, tasks })
+    Ok(TcpFront {
+        local_addr,
+        tasks,
+        accepting: Mutex::new(Some(accepting)),
+        hub: front_hub,
+        store,
+    })
 }
 
 async fn serve_peer(
@@ -212,7 +261,7 @@ async fn serve_peer(
     peer: SocketAddr,
     key: Arc<[u8]>,
     hub: Arc<Hub>,
-    store: ObjectId,
+    welcome: Welcome,
 ) {
     let _ = stream.set_nodelay(true);
     keep_alive(&stream);
@@ -233,7 +282,7 @@ async fn serve_peer(
     }
     let (read, write) = stream.into_split();
     let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
-    if writer.send(&Welcome { store }, Vec::new()).is_err() {
+    if writer.send(&welcome, Vec::new()).is_err() {
         return;
     }
     let reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
@@ -295,16 +344,36 @@ fn keep_alive(stream: &TcpStream) {
     );
 }
 
-/// The hub name of a manager reached over TCP at `addr`.
-pub(crate) fn hub_name(addr: SocketAddr) -> String {
-    format!("{TCP_PREFIX}{addr}")
+/// The hub name of the run `run` of the manager reached over TCP at `addr`.
+pub(crate) fn hub_name(addr: SocketAddr, run: u64) -> String {
+    format!("{TCP_PREFIX}{addr}{RUN_SEPARATOR}{run:016x}")
 }
 
 /// What the hub names of TCP managers start with.
 pub(crate) const TCP_PREFIX: &str = "tcp://";
 
+/// What separates the address from the run in a TCP manager's hub name.
+const RUN_SEPARATOR: &str = "/run-";
+
+/// A TCP manager's hub name taken apart: the address as written in it, and the run, if the
+/// name carries a well-formed one. `None` for the name of a local hub.
+pub(crate) fn parse_hub_name(hub: &str) -> Option<(&str, Option<u64>)> {
+    let rest = hub.strip_prefix(TCP_PREFIX)?;
+    Some(match rest.rsplit_once(RUN_SEPARATOR) {
+        Some((addr, run)) => (addr, u64::from_str_radix(run, 16).ok()),
+        None => (rest, None),
+    })
+}
+
+/// The key under which a process keeps its one link to the manager at `addr`, whatever run
+/// it reaches: a restarted manager replaces the link.
+pub(crate) fn link_name(addr: &str) -> String {
+    format!("{TCP_PREFIX}{addr}")
+}
+
 /// Connects to a manager served at `addr`, proves `key` both ways, and registers the
-/// connection as the link to the hub it names. Returns the hub's name and the store's id.
+/// connection as this process's link to that address. Returns the hub's name (address and
+/// run) and the store's id.
 pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, ObjectId)> {
     runtime()
         .spawn(async move {
@@ -323,13 +392,16 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
                     None => return Err(Error::closed(format!("the manager at {addr} hung up"))),
                 };
                 let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
-                // Named by the address alone, so that a proxy received from another process
-                // that connected to the same address works here once this process has
-                // connected too. A reconnect replaces the link.
-                let hub = hub_name(addr);
-                crate::shared::client::adopt(hub.clone(), reader, writer);
+                // Kept under the address alone, so that a proxy of this run received from
+                // another process works here too. A reconnect replaces the link.
+                crate::shared::client::adopt(
+                    link_name(&addr.to_string()),
+                    welcome.run,
+                    reader,
+                    writer,
+                );
                 crate::transport::auth::remember_peer_key(addr.to_string(), key);
-                Ok((hub, welcome.store))
+                Ok((hub_name(addr, welcome.run), welcome.store))
             };
             match tokio::time::timeout(HANDSHAKE_TIMEOUT * 5, attempt).await {
                 Ok(result) => result,

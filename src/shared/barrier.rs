@@ -75,6 +75,10 @@ impl Object for BarrierState {
             self.break_for_everyone();
         }
     }
+
+    fn drain(&mut self) -> Vec<Request> {
+        self.arrived.drain(..).collect()
+    }
 }
 
 /// A barrier for `parties` tasks in any processes: Python's `multiprocessing.Barrier`.

@@ -11,6 +11,12 @@
 //! A request the caller stops waiting for (a timeout, a dropped future) is cancelled at the
 //! hub; if its answer had already been sent and carries items, they are given back to the
 //! front of the queue, so a cancelled `get` loses nothing.
+//!
+//! A manager served over TCP is named `tcp://addr/run-<run>` (see [`tcp`]). A process keeps
+//! one link per address, whatever the run; a handle may use it only if the link reached the
+//! handle's run, so a proxy of a restarted manager's earlier run is refused here, before
+//! anything is sent. Unlike a process's hub, a manager may come back at its address, so a
+//! closed TCP link is replaced on its next use.
 
 use std::collections::HashMap;
 use std::future::Future as _;
@@ -25,6 +31,7 @@ use tokio::sync::{OnceCell, oneshot};
 use super::hub::{Caller, Hub, Items, LOCAL, Replier, Reply, Request, decode_items, runtime};
 use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, grants, undo_of};
 use crate::error::{Error, Result};
+use crate::manager::tcp;
 use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter};
 use tokio::io::AsyncRead;
 
@@ -58,6 +65,8 @@ pub(crate) enum Link {
 #[derive(Debug)]
 pub(crate) struct Remote {
     hub: String,
+    /// For a TCP manager, the run this connection reached: only its objects may use it.
+    run: Option<u64>,
     writer: FrameWriter,
     waiting: Mutex<HashMap<u64, Waiting>>,
     closed: AtomicBool,
@@ -85,39 +94,85 @@ pub(crate) async fn link(handle: &Handle) -> Result<Link> {
     {
         return Ok(Link::Local(hub));
     }
-    let slot = REMOTES
-        .lock()
-        .expect("remote hubs poisoned")
-        .get_or_insert_with(HashMap::new)
-        .entry(handle.hub.clone())
-        .or_default()
-        .clone();
+    if let Some((addr, run)) = tcp::parse_hub_name(&handle.hub) {
+        return manager_link(addr, run).await;
+    }
+    let slot = slot(&handle.hub, false);
     let remote = slot.get_or_try_init(|| connect(handle.hub.clone())).await?;
     Ok(Link::Remote(remote.clone()))
 }
 
-async fn connect(hub: String) -> Result<Arc<Remote>> {
-    // A manager reached over TCP needs its authkey: this process has it if it (or the
-    // process that started it) called `Manager::connect` for that address.
-    if let Some(addr) = hub.strip_prefix(crate::manager::tcp::TCP_PREFIX) {
-        let unknown = || {
-            Error::closed(format!(
-                "this object lives in the manager at {addr}, which this process has not \
-                 connected to; call Manager::connect({addr}, authkey) in this process first"
-            ))
-        };
-        let key = transport::auth::peer_key(addr).ok_or_else(unknown)?;
-        let addr = addr.parse().map_err(|_| unknown())?;
-        crate::manager::tcp::connect(addr, key).await?;
-        // `connect` registered the link under the hub's name.
-        return REMOTES
-            .lock()
-            .expect("remote hubs poisoned")
-            .as_ref()
-            .and_then(|remotes| remotes.get(&hub))
-            .and_then(|slot| slot.get().cloned())
-            .ok_or_else(unknown);
+/// The slot of the link kept under `name`. With `renew`, a link that has closed is forgotten,
+/// so that this use connects again.
+fn slot(name: &str, renew: bool) -> RemoteSlot {
+    let mut remotes = REMOTES.lock().expect("remote hubs poisoned");
+    let slot = remotes
+        .get_or_insert_with(HashMap::new)
+        .entry(name.to_string())
+        .or_default();
+    if renew
+        && slot
+            .get()
+            .is_some_and(|remote| remote.closed.load(Ordering::SeqCst))
+    {
+        *slot = RemoteSlot::default();
     }
+    slot.clone()
+}
+
+/// The link to the manager at `addr`, for an object of its run `run`: the process's one link
+/// to that address, which must reach that run.
+async fn manager_link(addr: &str, run: Option<u64>) -> Result<Link> {
+    // Unlike a process, a manager can come back at its address (a network cut, or served
+    // again): a closed link is replaced on next use. Whether the server is the same run is
+    // learnt on connecting, and only a handle of that run may use the link.
+    let slot = slot(&tcp::link_name(addr), true);
+    let remote = slot.get_or_try_init(|| connect_manager(addr)).await?;
+    if remote.run.is_none() || remote.run != run {
+        return Err(Error::closed(format!(
+            "this object belonged to an earlier run of the manager at {addr}, which has been \
+             shut down or restarted since: the manager serving there now is a new run, without \
+             this object. Get a new proxy from it: Manager::connect({addr}, authkey), then \
+             dict_named, queue_named, ..."
+        )));
+    }
+    Ok(Link::Remote(remote.clone()))
+}
+
+/// Connects to the manager at `addr` with the authkey this process has for it: it has one if
+/// it (or the process that started it) called `Manager::connect` for that address.
+async fn connect_manager(addr: &str) -> Result<Arc<Remote>> {
+    let unknown = || {
+        Error::closed(format!(
+            "this object lives in the manager at {addr}, which this process has not \
+             connected to; call Manager::connect({addr}, authkey) in this process first"
+        ))
+    };
+    let key = transport::auth::peer_key(addr).ok_or_else(unknown)?;
+    let parsed = addr.parse().map_err(|_| unknown())?;
+    if let Err(error) = tcp::connect(parsed, key).await {
+        // A wrong key is the user's to fix; anything else means the server is not there,
+        // which for a proxy is the manager having gone away.
+        return Err(if error.is_auth() {
+            error
+        } else {
+            Error::closed(format!(
+                "the manager at {addr} cannot be reached ({error}): it stopped serving, \
+                 exited or is unreachable; later calls connect again once it is back"
+            ))
+        });
+    }
+    // `connect` registered the link under the address.
+    REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .as_ref()
+        .and_then(|remotes| remotes.get(&tcp::link_name(addr)))
+        .and_then(|slot| slot.get().cloned())
+        .ok_or_else(unknown)
+}
+
+async fn connect(hub: String) -> Result<Arc<Remote>> {
     let name = hub.clone();
     // The connection's tasks live on the shared runtime so they outlive the caller's runtime.
     let connection = runtime()
@@ -130,18 +185,20 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
             ))
         })?;
     let transport::Connection { reader, writer, .. } = connection;
-    Ok(start_remote(hub, reader, writer))
+    Ok(start_remote(hub, None, reader, writer))
 }
 
 /// Makes a [`Remote`] of an authenticated connection and starts reading its answers on the
 /// shared runtime.
 fn start_remote<R: AsyncRead + Unpin + Send + 'static>(
     hub: String,
+    run: Option<u64>,
     mut reader: FrameReader<R>,
     writer: FrameWriter,
 ) -> Arc<Remote> {
     let remote = Arc::new(Remote {
         hub,
+        run,
         writer,
         waiting: Mutex::new(HashMap::new()),
         closed: AtomicBool::new(false),
@@ -193,15 +250,16 @@ fn start_remote<R: AsyncRead + Unpin + Send + 'static>(
 }
 
 /// Registers an already authenticated connection of another kind (the manager's TCP client)
-/// as this process's link to the hub named `hub`, so that handles naming `hub` use it. Must
-/// be called on the [shared runtime](super::hub::runtime), which carries the reading task.
-/// A connection already registered under that name is replaced.
+/// as this process's link kept under `hub`, reaching the manager's run `run`, so that handles
+/// of that run use it. Must be called on the [shared runtime](super::hub::runtime), which
+/// carries the reading task. A connection already registered under that name is replaced.
 pub(crate) fn adopt<R: AsyncRead + Unpin + Send + 'static>(
     hub: String,
+    run: u64,
     reader: FrameReader<R>,
     writer: FrameWriter,
 ) {
-    let remote = start_remote(hub.clone(), reader, writer);
+    let remote = start_remote(hub.clone(), Some(run), reader, writer);
     let slot = Arc::new(OnceCell::new_with(Some(remote)));
     REMOTES
         .lock()
@@ -341,11 +399,11 @@ fn undo(link: &Link, object: ObjectId, task: u64, undo: Option<Op>, reply: Reply
 }
 
 fn gone(remote: &Remote) -> Error {
-    if let Some(addr) = remote.hub.strip_prefix(crate::manager::tcp::TCP_PREFIX) {
+    if let Some((addr, _)) = tcp::parse_hub_name(&remote.hub) {
         // A TCP server may have stopped serving rather than exited, and may come back.
         return Error::closed(format!(
             "the connection to the manager at {addr} closed (it stopped serving, exited or \
-             became unreachable); call Manager::connect({addr}, authkey) again once it is back"
+             became unreachable); later calls connect again once it is back"
         ));
     }
     Error::closed(format!(

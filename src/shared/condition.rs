@@ -78,6 +78,12 @@ impl Object for ConditionState {
         self.sleepers.retain(|r| r.caller.conn != conn);
         self.lock.disconnected(conn);
     }
+
+    fn drain(&mut self) -> Vec<Request> {
+        let mut parked: Vec<Request> = self.sleepers.drain(..).collect();
+        parked.extend(self.lock.drain());
+        parked
+    }
 }
 
 /// A condition variable shared between processes: Python's `multiprocessing.Condition`.

@@ -55,6 +55,10 @@ impl Object for EventState {
     fn disconnected(&mut self, conn: ConnId) {
         self.waiters.retain(|r| r.caller.conn != conn);
     }
+
+    fn drain(&mut self) -> Vec<Request> {
+        self.waiters.drain(..).collect()
+    }
 }
 
 /// A flag shared between processes: Python's `multiprocessing.Event`.

@@ -18,12 +18,17 @@
 //! 1. Add a variant to [`Op`](super::wire::Op) with the type's operations.
 //! 2. Write a state struct implementing [`Object`]: `call` applies one operation and answers
 //!    (now, or later through a parked [`Replier`]); `cancel` drops a parked request;
-//!    `disconnected` cleans up after a process whose connection closed.
+//!    `disconnected` cleans up after a process whose connection closed; `drain` hands over
+//!    every parked request when the object is [retired](Hub::retire).
 //! 3. Create it with [`Hub::create`] from the handle's constructor, and talk to it through
 //!    [`client::call`](super::client::call) (or [`client::ask`](super::client::ask) when no
 //!    items travel). If the answer to a request grants something that must be given back when
 //!    nobody is left to receive it (items taken, a lock granted), name the undoing request in
 //!    [`undo_of`](super::wire::undo_of).
+//!
+//! An object is retired, for good, when what it belongs to ends (a manager's store and what
+//! it hosts, at the manager's shutdown): whoever still names it, in any process, is told why
+//! (a [`Failure::Gone`]) rather than finding nothing.
 //!
 //! An object that creates objects at its clients' request (a manager's store hosting a queue)
 //! does so with [`Hub::create_from_request`], since the request already holds the hub's lock:
@@ -169,6 +174,16 @@ pub(crate) trait Object: Send {
 
     /// The process behind `conn` is gone: drop its parked requests and release what it held.
     fn disconnected(&mut self, conn: ConnId);
+
+    /// The object is being [retired](Hub::retire): hands back every parked request, so that
+    /// the hub can tell each caller why instead of leaving it waiting.
+    fn drain(&mut self) -> Vec<Request>;
+
+    /// Objects of the same hub that this one created and that are retired with it (a
+    /// manager's hosted queues and locks).
+    fn owned(&self) -> Vec<ObjectId> {
+        Vec::new()
+    }
 }
 
 /// Removes and returns the parked request `id` of `conn` from a queue of parked requests.
@@ -201,6 +216,9 @@ pub(crate) struct Hub {
 
 struct HubState {
     objects: HashMap<ObjectId, Box<dyn Object>>,
+    /// Why each retired object went, told to whoever still names it. Kept for the life of
+    /// the hub: a few bytes per object, and ids are never reused.
+    retired: HashMap<ObjectId, Arc<str>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -228,6 +246,7 @@ impl Hub {
             name: listener.name().to_string(),
             state: Mutex::new(HubState {
                 objects: HashMap::new(),
+                retired: HashMap::new(),
             }),
             next_object: AtomicU64::new(1),
             born: Mutex::new(Vec::new()),
@@ -297,9 +316,38 @@ impl Hub {
                 }
             }
             None => {
-                let _ = request.answer(Reply::failed(Failure::NoSuchObject));
+                let failure = match state.retired.get(&object) {
+                    Some(reason) => Failure::Gone(reason.to_string()),
+                    None => Failure::NoSuchObject,
+                };
+                let _ = request.answer(Reply::failed(failure));
             }
         }
+    }
+
+    /// Removes `object` and the objects it [owns](Object::owned), for good: their parked
+    /// requests, and every later request naming them, from any process, fail with
+    /// [`Failure::Gone`] and `reason`.
+    pub(crate) fn retire(&self, object: ObjectId, reason: &str) {
+        let reason: Arc<str> = reason.into();
+        let mut gone = Vec::new();
+        {
+            let mut state = self.lock();
+            let mut next = vec![object];
+            while let Some(id) = next.pop() {
+                let Some(mut target) = state.objects.remove(&id) else {
+                    continue;
+                };
+                next.extend(target.owned());
+                for request in target.drain() {
+                    let _ = request.answer(Reply::failed(Failure::Gone(reason.to_string())));
+                }
+                state.retired.insert(id, reason.clone());
+                gone.push(target);
+            }
+        }
+        // A store may hold much: freed outside the lock, so other objects keep being served.
+        drop(gone);
     }
 
     /// Answers the parked request `id` of `conn` as cancelled, if it is still parked.

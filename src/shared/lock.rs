@@ -138,6 +138,10 @@ impl Object for LockState {
             self.hand_over();
         }
     }
+
+    fn drain(&mut self) -> Vec<Request> {
+        self.waiters.drain(..).collect()
+    }
 }
 
 /// What an acquire asks and answers, shared by every lock-like handle.

@@ -115,6 +115,15 @@ impl Object for PipeState {
             }
         }
     }
+
+    fn drain(&mut self) -> Vec<Request> {
+        let [first, second] = &mut self.ends;
+        first
+            .receivers
+            .drain(..)
+            .chain(second.receivers.drain(..))
+            .collect()
+    }
 }
 
 /// A duplex pair of connected ends: Python's `multiprocessing.Pipe()`.

@@ -250,6 +250,15 @@ impl Object for QueueState {
         self.joiners.retain(|r| r.caller.conn != conn);
         self.make_progress();
     }
+
+    fn drain(&mut self) -> Vec<Request> {
+        let getters = self.getters.drain(..).map(|g| g.request);
+        let putters = self.putters.drain(..).map(|p| p.request);
+        getters
+            .chain(putters)
+            .chain(self.joiners.drain(..))
+            .collect()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -117,6 +117,10 @@ impl Object for SemaphoreState {
             self.hand_over();
         }
     }
+
+    fn drain(&mut self) -> Vec<Request> {
+        self.waiters.drain(..).collect()
+    }
 }
 
 /// Holds one permit of a [`Semaphore`] or [`BoundedSemaphore`] until dropped.

@@ -65,6 +65,8 @@ pub(crate) enum Failure {
     InvalidState(String),
     NoSuchObject,
     Protocol(String),
+    /// The object was retired from its hub (its manager shut down); says why.
+    Gone(String),
 }
 
 impl Failure {
@@ -88,6 +90,7 @@ impl Failure {
             Failure::Protocol(message) => {
                 Error::new(ErrorKind::Protocol, format!("{what}: {message}"))
             }
+            Failure::Gone(reason) => Error::closed(format!("{what}: {reason}")),
         }
     }
 }
