@@ -14,7 +14,7 @@ use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 
 use crate::error::{Error, ErrorKind, RemoteError, Result};
-use crate::protocol::{decode, encode};
+use crate::protocol::{BatchResults, decode, encode};
 use crate::worker::{Run, Worker};
 
 /// Runs a registered worker on an encoded argument tuple (or, batched, a `Vec` of them).
@@ -137,18 +137,20 @@ pub fn dispatch_worker<W: Worker<M>, M>(
         let inputs: Result<Vec<W::Args>> = decode(payload, "a batch of worker arguments");
         Box::pin(async move {
             let inputs = inputs.map_err(remote)?;
-            let mut outputs = Vec::with_capacity(inputs.len());
+            let mut outputs = BatchResults::with_capacity(inputs.len());
             for args in inputs {
                 // A plain fn runs inline: no future to allocate per item of the batch.
                 let output =
                     std::panic::catch_unwind(AssertUnwindSafe(|| worker.invoke_blocking(args)));
-                outputs.push(match output {
-                    Ok(Ok(output)) => Ok(output),
-                    Ok(Err(args)) => caught(worker.invoke(args)).await,
-                    Err(payload) => Err(RemoteError::Panic(crate::panic::take(payload))),
-                });
+                match output {
+                    Ok(Ok(output)) => outputs.push_ok(output),
+                    Ok(Err(args)) => outputs.push(caught(worker.invoke(args)).await),
+                    Err(payload) => {
+                        outputs.push(Err(RemoteError::Panic(crate::panic::take(payload))));
+                    }
+                }
             }
-            encode(&outputs, "a batch of worker results").map_err(remote)
+            outputs.encode("a batch of worker results").map_err(remote)
         })
     } else {
         let args: Result<W::Args> = decode(payload, "the worker's arguments");

@@ -880,17 +880,22 @@ fn batch_of_one(payload: Vec<u8>) -> Vec<u8> {
     batch
 }
 
-/// The encoded result of the only item of a batch's reply, a `Vec<Result<T, RemoteError>>`:
-/// postcard writes the length (a varint), then the variant index of the `Result` (a varint,
-/// 0 for `Ok`), then the value, so the value's bytes are what follows the first two varints.
+/// The encoded result of the only item of a batch's reply, a
+/// [`BatchResults`](crate::protocol::BatchResults): postcard writes its variant (a varint: 0
+/// for `AllOk`, 1 for `Each`), the length (a varint), then for `AllOk` the value, and for
+/// `Each` the variant of the item's `Result` (0 for `Ok`) and the value or the error.
 fn only_item(reply: &[u8]) -> Reply {
     let malformed = |source| Error::serialization("the reply to a call", source);
-    let (len, rest) = postcard::take_from_bytes::<u32>(reply).map_err(malformed)?;
+    let (all_ok, rest) = postcard::take_from_bytes::<u32>(reply).map_err(malformed)?;
+    let (len, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
     if len != 1 {
         return Err(Error::new(
             ErrorKind::Protocol,
             format!("a call of one item came back with {len} results"),
         ));
+    }
+    if all_ok == 0 {
+        return Ok(rest.to_vec());
     }
     let (variant, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
     match variant {
@@ -912,7 +917,7 @@ impl fmt::Debug for RemotePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::encode;
+    use crate::protocol::{BatchResults, encode};
 
     #[test]
     fn a_call_travels_as_a_batch_of_one() {
@@ -926,16 +931,21 @@ mod tests {
     #[test]
     fn the_only_item_of_a_reply_is_unwrapped() {
         let value = (300u64, "x".to_string());
-        let ok: Vec<Result<_, RemoteError>> = vec![Ok(value.clone())];
+        let ok = BatchResults::AllOk(vec![value.clone()]);
         assert_eq!(
             only_item(&encode(&ok, "reply").unwrap()).unwrap(),
             encode(&value, "value").unwrap()
         );
-        let failed: Vec<Result<u64, RemoteError>> =
-            vec![Err(RemoteError::UnknownWorker("gone".into()))];
+        let each_ok = BatchResults::<(u64, String)>::Each(vec![Ok(value.clone())]);
+        assert_eq!(
+            only_item(&encode(&each_ok, "reply").unwrap()).unwrap(),
+            encode(&value, "value").unwrap()
+        );
+        let failed =
+            BatchResults::<u64>::Each(vec![Err(RemoteError::UnknownWorker("gone".into()))]);
         let error = only_item(&encode(&failed, "reply").unwrap()).unwrap_err();
         assert!(error.is_unknown_worker(), "{error}");
-        let two: Vec<Result<u64, RemoteError>> = vec![Ok(1), Ok(2)];
+        let two = BatchResults::AllOk(vec![1u64, 2]);
         assert!(only_item(&encode(&two, "reply").unwrap()).is_err());
     }
 }

@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use futures::stream::{BoxStream, FuturesOrdered, FuturesUnordered, Stream, StreamExt};
 
 use crate::error::{Error, ErrorKind, RemoteError, Result};
-use crate::protocol::{decode, encode};
+use crate::protocol::{BatchResults, decode, encode_list};
 use crate::registry::{self, WORKER_HINT};
 use crate::worker::{Value, Worker, worker_name};
 
@@ -109,7 +109,7 @@ where
                             break;
                         };
                         let chunk = &inputs[start..(start + chunksize).min(items)];
-                        let payload = encode(chunk, &what)?;
+                        let payload = encode_list(chunk, chunk.first(), chunk.len(), &what)?;
                         let bytes = payload.len();
                         encoded_bytes += bytes;
                         let (job, receiver) = Job::new(name, payload, true, chunk.len());
@@ -186,12 +186,13 @@ impl<T: Value> MapResults<T> {
     pub(crate) fn add_chunk(&mut self, reply: Result<Vec<u8>>, len: usize) {
         self.chunks += 1;
         match decode_chunk::<T>(reply, len) {
-            Ok(outcomes) => {
+            Ok(BatchResults::AllOk(mut values)) => self.values.append(&mut values),
+            Ok(BatchResults::Each(outcomes)) => {
                 for outcome in outcomes {
                     match outcome {
                         Ok(value) => self.values.push(value),
                         Err(error) => {
-                            self.first_error.get_or_insert(error);
+                            self.first_error.get_or_insert(error.into_error());
                         }
                     }
                 }
@@ -210,22 +211,31 @@ impl<T: Value> MapResults<T> {
     }
 }
 
-/// A chunk's reply as one result per item.
-pub(crate) fn decode_chunk<T: Value>(reply: Result<Vec<u8>>, len: usize) -> Result<Vec<Result<T>>> {
-    let outcomes: Vec<Result<T, RemoteError>> = decode(&reply?, "the results of a chunk")?;
-    if outcomes.len() != len {
+/// A chunk's reply, checked to hold `len` results.
+fn decode_chunk<T: Value>(reply: Result<Vec<u8>>, len: usize) -> Result<BatchResults<T>> {
+    let results: BatchResults<T> = decode(&reply?, "the results of a chunk")?;
+    if results.len() != len {
         return Err(Error::new(
             ErrorKind::Protocol,
             format!(
                 "a chunk of {len} items came back with {} results",
-                outcomes.len()
+                results.len()
             ),
         ));
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| outcome.map_err(RemoteError::into_error))
-        .collect())
+    Ok(results)
+}
+
+/// A chunk's reply as one result per item; an undecodable reply fails every item.
+fn chunk_outcomes<T: Value>(reply: Result<Vec<u8>>, len: usize) -> Vec<Result<T>> {
+    match decode_chunk(reply, len) {
+        Ok(BatchResults::AllOk(values)) => values.into_iter().map(Ok).collect(),
+        Ok(BatchResults::Each(outcomes)) => outcomes
+            .into_iter()
+            .map(|outcome| outcome.map_err(RemoteError::into_error))
+            .collect(),
+        Err(error) => (0..len).map(|_| Err(error.clone())).collect(),
+    }
 }
 
 impl<W, M, T> fmt::Debug for Map<'_, W, M, T> {
@@ -320,7 +330,10 @@ impl<T: Value> Imap<T> {
             // chunk, so a slow stream's items are not held back.
             inputs
                 .ready_chunks(chunksize)
-                .map(move |chunk| Ok((encode(&chunk, &what)?, chunk.len())))
+                .map(move |chunk| {
+                    let payload = encode_list(&chunk, chunk.first(), chunk.len(), &what)?;
+                    Ok((payload, chunk.len()))
+                })
                 .boxed()
         });
         Imap {
@@ -360,10 +373,9 @@ impl<T: Value> Imap<T> {
             Ok((receiver, len))
         });
         self.in_flight.push(match sent {
-            Ok((receiver, len)) => Box::pin(async move {
-                decode_chunk(reply(receiver).await, len)
-                    .unwrap_or_else(|error| (0..len).map(|_| Err(error.clone())).collect())
-            }),
+            Ok((receiver, len)) => {
+                Box::pin(async move { chunk_outcomes(reply(receiver).await, len) })
+            }
             Err(error) => Box::pin(async move { vec![Err(error)] }),
         });
     }
@@ -418,6 +430,7 @@ impl<T> fmt::Debug for Imap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::encode;
 
     #[test]
     fn one_tuples_encode_as_their_item() {
