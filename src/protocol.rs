@@ -93,8 +93,9 @@ impl<T> BatchResults<T> {
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> crate::Result<Vec<u8>> {
     // Sized first, so a large value (a byte buffer of megabytes) is written once into a buffer
     // of the right size rather than copied through every doubling of a growing one.
-    let encoded = postcard::experimental::serialized_size(value)
-        .and_then(|size| postcard::to_extend(value, Vec::with_capacity(size)));
+    let encoded = postcard::experimental::serialized_size(value).and_then(|size| {
+        postcard::to_extend(value, crate::transport::buffers::with_capacity(size))
+    });
     encoded.map_err(|source| crate::Error::serialization(what, source))
 }
 

@@ -136,18 +136,28 @@ pub fn dispatch_worker<W: Worker<M>, M>(
     if batch {
         let inputs: Result<Vec<W::Args>> = decode(payload, "a batch of worker arguments");
         Box::pin(async move {
-            let inputs = inputs.map_err(remote)?;
+            let mut inputs = inputs.map_err(remote)?.into_iter();
             let mut outputs = BatchResults::with_capacity(inputs.len());
-            for args in inputs {
-                // A plain fn runs inline: no future to allocate per item of the batch.
-                let output =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| worker.invoke_blocking(args)));
-                match output {
-                    Ok(Ok(output)) => outputs.push_ok(output),
-                    Ok(Err(args)) => outputs.push(caught(worker.invoke(args)).await),
-                    Err(payload) => {
+            if W::PLAIN {
+                // A plain fn runs inline, with no future per item, and under one
+                // `catch_unwind` for the whole batch: the item that panicked is recorded,
+                // and the items after it run as the rest did.
+                while inputs.len() > 0 {
+                    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        for args in &mut inputs {
+                            let Ok(output) = worker.invoke_blocking(args) else {
+                                unreachable!("a plain fn runs to completion inline");
+                            };
+                            outputs.push_ok(output);
+                        }
+                    }));
+                    if let Err(payload) = ran {
                         outputs.push(Err(RemoteError::Panic(crate::panic::take(payload))));
                     }
+                }
+            } else {
+                for args in inputs {
+                    outputs.push(caught(worker.invoke(args)).await);
                 }
             }
             outputs.encode("a batch of worker results").map_err(remote)

@@ -112,6 +112,12 @@ impl OutFrame {
     }
 }
 
+impl Drop for OutFrame {
+    fn drop(&mut self) {
+        super::buffers::give_back(std::mem::take(&mut self.payload));
+    }
+}
+
 impl InFrame {
     fn from_body(body: Vec<u8>) -> Result<Self> {
         let header_len = u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")) as usize;
