@@ -5,7 +5,8 @@
 //! is fresh memory again: a page fault and a page cleared for every 4 KiB, which costs more
 //! than copying the value into it. Buffers of [`MIN_KEPT`] or more are therefore kept here
 //! once their frame is written (at most [`MAX_KEPT_BUFFERS`], [`MAX_KEPT_BYTES`] in all),
-//! and [`with_capacity`] reuses the smallest that fits.
+//! and [`with_capacity`] reuses the smallest that fits. A child frees them when it goes
+//! idle ([`release`]); the main process keeps them, within those bounds.
 
 use std::sync::Mutex;
 
@@ -46,6 +47,11 @@ pub(crate) fn give_back(mut buffer: Vec<u8>) {
     if kept.len() < MAX_KEPT_BUFFERS && kept_bytes + buffer.capacity() <= MAX_KEPT_BYTES {
         kept.push(buffer);
     }
+}
+
+/// Frees every kept buffer: a child does when it goes idle.
+pub(crate) fn release() {
+    KEPT.lock().expect("kept buffers poisoned").clear();
 }
 
 #[cfg(test)]
