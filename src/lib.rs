@@ -158,6 +158,11 @@ pub use worker::{Run, Value, Worker};
 /// A worker returning `Result<T, E>` hands its `Err` to the caller as a value, inside the
 /// `Ok` of the call: `Result<Result<T, E>, multiproc::Error>`.
 ///
+/// In the child, an `async fn` runs on a single-threaded tokio runtime, so it can await,
+/// sleep and spawn tasks. A plain `fn` is called as it is: a [`Process`] runs it on the
+/// child's main thread with no tokio runtime at all (which keeps starting a process cheap),
+/// so a worker that needs tokio should be an `async fn`.
+///
 /// The analogue of subclassing Python's `Process` is a type of yours that implements [`Run`],
 /// registered with `#[multiproc::process]`.
 pub use multiproc_macros::worker;
