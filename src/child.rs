@@ -24,7 +24,6 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::current::{self, Current};
@@ -169,20 +168,11 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
     crate::panic::set_printing(true);
     tracing::info!(target: "multiproc", "child process calling run()");
     let outcome = match registry::lookup(&worker) {
-        Some(registered) => {
-            let mut call = (registered.dispatch)(frame.payload(), batch);
-            // A plain fn's call is done at its first poll, and touches no runtime on the way.
-            let first_poll = if registered.plain {
-                call.as_mut()
-                    .poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
-            } else {
-                Poll::Pending
-            };
-            match first_poll {
-                Poll::Ready(outcome) => outcome,
-                Poll::Pending => runtime().block_on(call),
-            }
-        }
+        // Only a plain fn is polled without a runtime: another may use tokio at once.
+        Some(registered) if registered.plain => registered
+            .call_now(frame.payload(), batch)
+            .unwrap_or_else(|call| runtime().block_on(call)),
+        Some(registered) => runtime().block_on((registered.dispatch)(frame.payload(), batch)),
         None => Err(unknown_worker(&worker)),
     };
     let panicked = matches!(outcome, Err(RemoteError::Panic(_)));

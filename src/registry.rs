@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
@@ -19,7 +20,7 @@ use crate::worker::{Run, Worker};
 
 /// Runs a registered worker on an encoded argument tuple (or, batched, a `Vec` of them).
 #[doc(hidden)]
-pub type Dispatch = fn(&[u8], bool) -> LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>>;
+pub type Dispatch = fn(&[u8], bool) -> Call;
 
 /// One registration. Built by the `#[worker]` and `#[multiproc::process]` macros.
 #[doc(hidden)]
@@ -45,6 +46,28 @@ pub(crate) struct Registered {
     pub(crate) dispatch: Dispatch,
     /// A plain `fn`: its dispatch future is ready at its first poll, and touches no runtime.
     pub(crate) plain: bool,
+}
+
+/// A worker's call in progress: the future its dispatcher returned.
+pub(crate) type Call = LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>>;
+
+impl Registered {
+    /// Starts a call and polls it once, right here, with no runtime: a plain `fn`'s call is
+    /// done by then. A call that awaits is handed back, to be driven further or refused.
+    pub(crate) fn call_now(
+        &self,
+        payload: &[u8],
+        batch: bool,
+    ) -> Result<Result<Vec<u8>, RemoteError>, Call> {
+        let mut call = (self.dispatch)(payload, batch);
+        match call
+            .as_mut()
+            .poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+        {
+            Poll::Ready(outcome) => Ok(outcome),
+            Poll::Pending => Err(call),
+        }
+    }
 }
 
 /// Whether `worker` is a plain `fn`; the `#[worker]` macro records it in the registry.

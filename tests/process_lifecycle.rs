@@ -11,7 +11,7 @@ multiproc::test_support!();
 
 #[path = "common/pids.rs"]
 mod pids;
-use pids::{is_running, read_pids, wait_until_dead};
+use pids::{kill_and_expect_children_gone, read_pids, start_children_and_wait, wait_until_dead};
 
 #[worker]
 fn sleep_ms(ms: u64) -> u64 {
@@ -93,28 +93,12 @@ fn exit_terminates_daemons_and_joins_the_others() {
 #[tokio::test]
 #[ignore = "a scenario, run by children_die_with_a_killed_parent"]
 async fn scenario_parent_to_be_killed() {
-    let daemon = Process::new(sleep_ms, (60_000,))
-        .daemon(true)
-        .start()
-        .await
-        .unwrap();
-    let worker = Process::new(sleep_ms, (60_000,)).start().await.unwrap();
-    println!("PID {}", daemon.pid());
-    println!("PID {}", worker.pid());
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    start_children_and_wait(sleep_ms).await;
 }
 
 #[test]
 fn children_die_with_a_killed_parent() {
-    let mut parent = scenario("scenario_parent_to_be_killed");
-    let pids = read_pids(&mut parent, 2);
-    assert!(pids.iter().all(|&pid| is_running(pid)));
-    parent.kill().unwrap(); // SIGKILL: no exit hook runs in the parent
-    parent.wait().unwrap();
-    assert!(
-        wait_until_dead(&pids, Duration::from_secs(2)),
-        "orphans survived their parent's SIGKILL"
-    );
+    kill_and_expect_children_gone(scenario("scenario_parent_to_be_killed"));
 }
 
 #[tokio::test]

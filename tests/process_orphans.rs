@@ -9,11 +9,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use multiproc::{Process, worker};
+use multiproc::worker;
 
 #[path = "common/pids.rs"]
 mod pids;
-use pids::{is_running, read_pids, wait_until_dead};
+use pids::{kill_and_expect_children_gone, start_children_and_wait};
 
 const TEST_NAME: &str = "children_of_a_killed_main_thread_die_with_it";
 const SCENARIO: &str = "--scenario";
@@ -72,31 +72,14 @@ fn main() {
 /// their pids, and waits.
 fn scenario() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let daemon = Process::new(sleep_ms, (60_000,))
-            .daemon(true)
-            .start()
-            .await
-            .unwrap();
-        let worker = Process::new(sleep_ms, (60_000,)).start().await.unwrap();
-        println!("PID {}", daemon.pid());
-        println!("PID {}", worker.pid());
-        tokio::time::sleep(Duration::from_secs(30)).await;
-    });
+    runtime.block_on(start_children_and_wait(sleep_ms));
 }
 
 fn children_of_a_killed_main_thread_die_with_it() {
-    let mut parent = Command::new(std::env::current_exe().unwrap())
+    let parent = Command::new(std::env::current_exe().unwrap())
         .arg(SCENARIO)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pids = read_pids(&mut parent, 2);
-    assert!(pids.iter().all(|&pid| is_running(pid)));
-    parent.kill().unwrap(); // SIGKILL: no exit hook runs in the parent
-    parent.wait().unwrap();
-    assert!(
-        wait_until_dead(&pids, Duration::from_secs(2)),
-        "orphans survived their parent's SIGKILL"
-    );
+    kill_and_expect_children_gone(parent);
 }

@@ -18,7 +18,6 @@
 //! applied by `update` runs under `catch_unwind` (in the registry's dispatcher).
 
 use std::collections::{BTreeMap, HashMap};
-use std::task::{Context, Poll};
 
 use super::wire::{EntryId, EntryOp, Hosted, HostedObject, Kind, StoreOp};
 use crate::protocol::encode;
@@ -77,20 +76,18 @@ fn maybe(item: Option<Vec<u8>>) -> Reply {
 /// tuple `(V,)` is `V`'s encoding. The worker must finish without waiting: it runs under the
 /// hub's lock, which is what makes the update atomic.
 fn apply(name: &str, value: &[u8]) -> Result<Vec<u8>, Reply> {
-    let Some(crate::registry::Registered { dispatch, .. }) = crate::registry::lookup(name) else {
+    let Some(registered) = crate::registry::lookup(name) else {
         return Err(invalid(format!(
             "`{name}` is not registered in the manager's process; mark it #[worker]"
         )));
     };
-    let mut future = dispatch(value, false);
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(output)) => Ok(output),
-        Poll::Ready(Err(error)) => Err(invalid(format!(
+    match registered.call_now(value, false) {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(error)) => Err(invalid(format!(
             "the update function `{name}` failed: {}",
             error.into_error()
         ))),
-        Poll::Pending => Err(invalid(format!(
+        Err(_awaits) => Err(invalid(format!(
             "the update function `{name}` awaited; update functions run under the manager's \
              lock and must complete without waiting (use a plain fn)"
         ))),

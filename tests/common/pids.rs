@@ -1,7 +1,37 @@
-//! Watching processes from outside: the pids a scenario prints, and whether they still run.
+//! A parent killed with its children running, watched from outside: the pids the parent
+//! prints, and whether its children outlive it.
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
+
+use multiproc::{Process, Worker};
+
+/// The parent to be killed: starts a daemon and a plain child that run `sleeper(60_000)`,
+/// prints their pids, and waits.
+pub async fn start_children_and_wait<W: Worker<M, Args = (u64,)>, M>(sleeper: W) {
+    let daemon = Process::new(sleeper, (60_000,))
+        .daemon(true)
+        .start()
+        .await
+        .unwrap();
+    let worker = Process::new(sleeper, (60_000,)).start().await.unwrap();
+    println!("PID {}", daemon.pid());
+    println!("PID {}", worker.pid());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+}
+
+/// Reads the two pids that [`start_children_and_wait`] prints in `parent`, `SIGKILL`s the
+/// parent (no exit hook runs in it), and asserts that both children are gone within 2 s.
+pub fn kill_and_expect_children_gone(mut parent: std::process::Child) {
+    let pids = read_pids(&mut parent, 2);
+    assert!(pids.iter().all(|&pid| is_running(pid)));
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    assert!(
+        wait_until_dead(&pids, Duration::from_secs(2)),
+        "orphans survived their parent's SIGKILL"
+    );
+}
 
 /// Reads `PID <pid>` lines from the scenario's stdout until `count` pids were seen.
 pub fn read_pids(child: &mut std::process::Child, count: usize) -> Vec<u32> {
