@@ -26,11 +26,11 @@ use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::bootstrap::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
 use crate::current::{self, Current};
 use crate::error::RemoteError;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
-use crate::spawn::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
 use crate::transport::{self, InFrame, OutFrame, auth};
 
 /// Diverts a re-executed child to its job; returns at once in the main process.
@@ -57,7 +57,7 @@ use crate::transport::{self, InFrame, OutFrame, auth};
 pub fn init() {
     INIT_CALLED.store(true, std::sync::atomic::Ordering::SeqCst);
     registry::check_duplicates();
-    current::register_exit_hook();
+    crate::reaper::register_exit_hook();
     let Ok(encoded) = std::env::var(BOOTSTRAP_ENV) else {
         return;
     };

@@ -94,6 +94,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as multiproc;
 
+mod bootstrap;
 mod child;
 #[cfg(feature = "nats")]
 pub mod cluster;
@@ -105,10 +106,12 @@ mod panic;
 pub mod pool;
 pub mod process;
 mod protocol;
+mod reaper;
 mod registry;
 pub mod shared;
 mod spawn;
 mod supervisor;
+mod test_harness;
 mod transport;
 mod worker;
 
@@ -116,12 +119,13 @@ pub use async_trait::async_trait;
 pub use child::init;
 #[cfg(feature = "nats")]
 pub use cluster::{Node, NodeBuilder, RemotePoolBuilder};
-pub use current::{ProcessInfo, active_children, cpu_count, current_process, parent_process};
+pub use current::{ProcessInfo, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
 pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
 pub use pool::{AsyncResult, Imap, Map, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
+pub use reaper::active_children;
 pub use shared::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,
     PipeEnd, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
@@ -181,23 +185,6 @@ pub use multiproc_macros::process;
 /// ```
 pub use multiproc_macros::main;
 
-/// Lets the tests of one test file start child processes. One line, at the top level of the
-/// file; see "Testing your own crate" in the crate docs.
-#[macro_export]
-macro_rules! test_support {
-    () => {
-        #[test]
-        fn __multiproc_child() {
-            $crate::init()
-        }
-
-        #[cfg(test)]
-        $crate::__private::inventory::submit! {
-            $crate::__private::TestHarness::new(::core::module_path!())
-        }
-    };
-}
-
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -207,7 +194,7 @@ struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{WorkerEntry, dispatch_run, dispatch_worker, is_plain};
-    pub use crate::spawn::TestHarness;
+    pub use crate::test_harness::TestHarness;
     pub use inventory;
 
     /// Runs the body of `#[multiproc::main]`.

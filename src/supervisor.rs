@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
-use crate::current;
 use crate::error::{Error, ExitStatus, Result};
 use crate::protocol::{FromChild, ToChild};
+use crate::reaper;
 use crate::spawn::Spawned;
 use crate::transport::{Burst, FrameReader, FrameWriter, InFrame, SharedStream};
 
@@ -227,7 +227,7 @@ impl Supervised {
     /// Sends `signal` unless the child has already been reaped (its pid may be reused).
     pub(crate) fn signal(&self, signal: i32) {
         if self.exit_status().is_none() {
-            current::signal(self.shared.pid, signal);
+            reaper::signal(self.shared.pid, signal);
         }
     }
 
@@ -285,7 +285,7 @@ async fn supervise(
             .unwrap_or(ExitStatus::Code(-1)),
     };
     shared.writer.lock().expect("writer lock").take();
-    current::forget_child(shared.pid);
+    reaper::forget_child(shared.pid);
     tracing::debug!(target: "multiproc", "{} (pid {}) ended with {status}", shared.name, shared.pid);
     let _ = exit_sender.send(Some(status));
 }
