@@ -262,6 +262,35 @@ impl fmt::Debug for NodeBuilder {
     }
 }
 
+/// What a task message says about itself in its headers.
+struct TaskHeaders {
+    task: String,
+    reply: String,
+    worker: String,
+    /// How many items the batch holds.
+    items: usize,
+}
+
+impl TaskHeaders {
+    fn of(message: &jetstream::Message) -> Option<Self> {
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(name))
+                .map(|value| value.as_str().to_string())
+        };
+        Some(TaskHeaders {
+            task: header(TASK_HEADER)?,
+            reply: header(REPLY_HEADER)?,
+            worker: header(WORKER_HEADER)?,
+            items: header(ITEMS_HEADER)
+                .and_then(|items| items.parse().ok())
+                .unwrap_or(1),
+        })
+    }
+}
+
 /// A running node, shared by its slots.
 struct Serving {
     id: String,
@@ -331,77 +360,88 @@ impl Serving {
     /// Runs one task and answers it. Returns whether the task is done with (acknowledged or
     /// terminated), rather than given back for another delivery.
     async fn handle(&self, message: &jetstream::Message, object: Option<&str>) -> bool {
-        let header = |name: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|headers| headers.get(name))
-                .map(|value| value.as_str().to_string())
-        };
-        let (Some(task), Some(reply), Some(worker)) = (
-            header(TASK_HEADER),
-            header(REPLY_HEADER),
-            header(WORKER_HEADER),
-        ) else {
+        let Some(headers) = TaskHeaders::of(message) else {
             tracing::warn!("multiproc node: a task without its headers; terminated");
             let _ = message.ack_with(AckKind::Term).await;
             return true;
         };
-        let items = header(ITEMS_HEADER)
-            .and_then(|items| items.parse().ok())
-            .unwrap_or(1);
-        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
-        let Some(name) = crate::registry::static_name(&worker) else {
-            let error = Error::new(
-                ErrorKind::UnknownWorker,
-                format!("node {} has no worker `{worker}`", self.id),
-            );
-            self.answer(&task, &reply, &Outcome::failed(&error)).await;
-            let _ = message.ack_with(AckKind::Term).await;
-            return true;
-        };
-
-        // Run through the internal worker that gives the batch its task id.
-        let stored;
-        let arguments: &[u8] = match object {
-            Some(name) => match read_object(&self.objects, name).await {
-                Ok(bytes) => {
-                    stored = bytes;
-                    &stored
-                }
-                Err(error) => {
-                    self.answer(&task, &reply, &Outcome::failed(&error)).await;
-                    let _ = message.ack_with(AckKind::Term).await;
-                    return true;
-                }
-            },
-            None => &message.payload,
-        };
-        let payload = match with_task_payload(&task, name, arguments) {
-            Ok(payload) => payload,
+        let reply_bytes = match self.prepare(message, &headers, object).await {
+            Ok(payload) => {
+                let call = self
+                    .pool
+                    .call_encoded(WITH_TASK, payload, false, headers.items);
+                self.with_progress(message, &headers.task, call).await
+            }
             Err(error) => {
-                self.answer(&task, &reply, &Outcome::failed(&error)).await;
+                self.answer(&headers.task, &headers.reply, &Outcome::failed(&error))
+                    .await;
                 let _ = message.ack_with(AckKind::Term).await;
                 return true;
             }
         };
-        let call = self.pool.call_encoded(WITH_TASK, payload, false, items);
+        self.settle(message, &headers, reply_bytes).await
+    }
+
+    /// The payload of the internal worker that gives the batch its task id: the task's
+    /// arguments (from the message or the object store) behind the worker's name.
+    async fn prepare(
+        &self,
+        message: &jetstream::Message,
+        headers: &TaskHeaders,
+        object: Option<&str>,
+    ) -> Result<Vec<u8>> {
+        let worker = &headers.worker;
+        let name = crate::registry::static_name(worker).ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownWorker,
+                format!("node {} has no worker `{worker}`", self.id),
+            )
+        })?;
+        match object {
+            Some(object) => {
+                let stored = read_object(&self.objects, object).await?;
+                with_task_payload(&headers.task, name, &stored)
+            }
+            None => with_task_payload(&headers.task, name, &message.payload),
+        }
+    }
+
+    /// Awaits `call`, telling the server every third of the ack wait that the task is still
+    /// being worked on, so that it is not redelivered meanwhile.
+    async fn with_progress(
+        &self,
+        message: &jetstream::Message,
+        task: &str,
+        call: impl Future<Output = Result<Vec<u8>>>,
+    ) -> Result<Vec<u8>> {
         tokio::pin!(call);
         let mut progress = tokio::time::interval(self.ack_wait / 3);
         progress.tick().await;
-        let reply_bytes = loop {
+        loop {
             tokio::select! {
-                reply = &mut call => break reply,
+                reply = &mut call => return reply,
                 _ = progress.tick() => {
                     if let Err(error) = message.ack_with(AckKind::Progress).await {
                         tracing::warn!(%error, task, "multiproc node: progress ack failed");
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// Answers the caller and acknowledges, rejects or terminates the message by how the call
+    /// ended: a crash is redelivered until the retry cap, a stopping node gives the task back.
+    async fn settle(
+        &self,
+        message: &jetstream::Message,
+        headers: &TaskHeaders,
+        reply_bytes: Result<Vec<u8>>,
+    ) -> bool {
+        let (task, reply) = (&headers.task, &headers.reply);
+        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
         match reply_bytes {
             Ok(bytes) => {
-                if !self.answer(&task, &reply, &Outcome::Done(bytes)).await {
+                if !self.answer(task, reply, &Outcome::Done(bytes)).await {
                     let _ = message.ack_with(AckKind::Nak(None)).await;
                     return false;
                 }
@@ -420,7 +460,7 @@ impl Serving {
                     attempts: delivered.max(0) as u64,
                     last: format!("on node {}: {error}", self.id),
                 };
-                self.answer(&task, &reply, &outcome).await;
+                self.answer(task, reply, &outcome).await;
                 let _ = message.double_ack_with(AckKind::Term).await;
                 true
             }
@@ -430,7 +470,7 @@ impl Serving {
                 false
             }
             Err(error) => {
-                self.answer(&task, &reply, &Outcome::failed(&error)).await;
+                self.answer(task, reply, &Outcome::failed(&error)).await;
                 let _ = message.double_ack().await;
                 true
             }

@@ -334,44 +334,60 @@ async fn listen(
                 if let Ok(info) = message.info() {
                     last_seq = last_seq.max(info.stream_sequence);
                 }
-                let Some(task) = message
-                    .headers
-                    .as_ref()
-                    .and_then(|headers| headers.get(TASK_HEADER))
-                    .map(|task| task.as_str().to_string())
-                else {
-                    continue;
-                };
-                // A duplicate (a task run twice) finds no waiter and is dropped.
-                let waiter = pending.lock().expect("pending lock").take(&task);
-                let object = message
-                    .headers
-                    .as_ref()
-                    .and_then(|headers| headers.get(OBJECT_HEADER))
-                    .map(|name| name.as_str().to_string());
-                match (waiter, object) {
-                    (Some(waiter), None) => {
-                        let _ = waiter.send(outcome(&task, &message.payload));
-                    }
-                    // Read aside, so that a large result holds up no other.
-                    (waiter, Some(object)) => {
-                        let objects = objects.clone();
-                        tokio::spawn(async move {
-                            let read = read_object(&objects, &object).await;
-                            delete_object(&objects, &object).await;
-                            if let Some(waiter) = waiter {
-                                let _ = waiter.send(read.and_then(|bytes| outcome(&task, &bytes)));
-                            }
-                        });
-                    }
-                    (None, None) => {}
-                }
+                deliver(&pending, &objects, &message);
             }
             advisory = advisories.next() => {
                 let Some(advisory) = advisory else { break };
                 given_up(&pending, &stream, &advisory.payload).await;
             }
         }
+    }
+}
+
+/// The headers of a task message: its id (which also makes the server store it once however
+/// many attempts reach it), where to answer, what to run, and where large arguments are.
+fn task_headers(task: &str, inbox: &str, worker: &str, items: usize, large: bool) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", task);
+    headers.insert(TASK_HEADER, task);
+    headers.insert(REPLY_HEADER, inbox);
+    headers.insert(WORKER_HEADER, worker);
+    headers.insert(ITEMS_HEADER, items.to_string().as_str());
+    if large {
+        headers.insert(OBJECT_HEADER, task);
+    }
+    headers
+}
+
+/// Hands one result to its waiting caller. A duplicate (a task run twice) finds no waiter and
+/// is dropped; a result in the object store is read aside, so that it holds up no other.
+fn deliver(pending: &Pending, objects: &ObjectStore, message: &jetstream::Message) {
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(name))
+            .map(|value| value.as_str().to_string())
+    };
+    let Some(task) = header(TASK_HEADER) else {
+        return;
+    };
+    let waiter = pending.lock().expect("pending lock").take(&task);
+    match (waiter, header(OBJECT_HEADER)) {
+        (Some(waiter), None) => {
+            let _ = waiter.send(outcome(&task, &message.payload));
+        }
+        (waiter, Some(object)) => {
+            let objects = objects.clone();
+            tokio::spawn(async move {
+                let read = read_object(&objects, &object).await;
+                delete_object(&objects, &object).await;
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(read.and_then(|bytes| outcome(&task, &bytes)));
+                }
+            });
+        }
+        (None, None) => {}
     }
 }
 
@@ -779,18 +795,10 @@ impl RemotePool {
             inner.id,
             inner.next_task.fetch_add(1, Ordering::Relaxed)
         );
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", task.as_str());
-        headers.insert(TASK_HEADER, task.as_str());
-        headers.insert(REPLY_HEADER, inner.inbox.as_str());
-        headers.insert(WORKER_HEADER, worker);
-        headers.insert(ITEMS_HEADER, items.to_string().as_str());
         // Arguments too large for a message go through the object store, under the task's
         // id, and the message only names them; the node deletes them when done.
         let large = payload.len() + HEADER_ROOM > inner.client.server_info().max_payload;
-        if large {
-            headers.insert(OBJECT_HEADER, task.as_str());
-        }
+        let headers = task_headers(&task, &inner.inbox, worker, items, large);
         let (sender, receiver) = oneshot::channel();
         inner
             .pending
