@@ -156,6 +156,15 @@ const OBJECT_HEADER: &str = "Mp-Object";
 /// Room kept for the headers when checking a payload against the server's `max_payload`.
 const HEADER_ROOM: usize = 1024;
 
+/// The value of one of our headers on `message`, if it has it.
+fn header(message: &async_nats::Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(name))
+        .map(|value| value.as_str().to_string())
+}
+
 /// The names one namespace uses on the server.
 #[derive(Debug, Clone)]
 struct Names {

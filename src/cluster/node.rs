@@ -25,7 +25,7 @@ use super::task::{WITH_TASK, with_task_payload};
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, FailKind, HEADER_ROOM, HEARTBEAT, ITEMS_HEADER, NODE_HEADER,
     Names, NodeInfo, OBJECT_HEADER, Outcome, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect,
-    connects, delete_object, ensure_layout, fingerprint, nats_error, now_ms, put_object,
+    connects, delete_object, ensure_layout, fingerprint, header, nats_error, now_ms, put_object,
     read_object, reconnected,
 };
 
@@ -273,13 +273,7 @@ struct TaskHeaders {
 
 impl TaskHeaders {
     fn of(message: &jetstream::Message) -> Option<Self> {
-        let header = |name: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|headers| headers.get(name))
-                .map(|value| value.as_str().to_string())
-        };
+        let header = |name: &str| header(message, name);
         Some(TaskHeaders {
             task: header(TASK_HEADER)?,
             reply: header(REPLY_HEADER)?,
@@ -345,11 +339,7 @@ impl Serving {
     /// Runs one task and answers it; never fails (every failure is an answer or a `nak`).
     /// Arguments that came through the object store are deleted once the task is done with.
     async fn run(&self, message: jetstream::Message) {
-        let object = message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(OBJECT_HEADER))
-            .map(|name| name.as_str().to_string());
+        let object = header(&message, OBJECT_HEADER);
         if self.handle(&message, object.as_deref()).await {
             if let Some(name) = object {
                 delete_object(&self.objects, &name).await;

@@ -28,8 +28,8 @@ use crate::protocol::decode;
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Layout, Names, NodeInfo,
     OBJECT_HEADER, Outcome, RECONNECT_CHECK, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect,
-    connects, delete_object, ensure_layout, fingerprint, nats_error, put_object, read_object,
-    reconnected,
+    connects, delete_object, ensure_layout, fingerprint, header, nats_error, put_object,
+    read_object, reconnected,
 };
 
 /// How long a list of live nodes is trusted before a call reads it again. The refresher
@@ -362,18 +362,11 @@ fn task_headers(task: &str, inbox: &str, worker: &str, items: usize, large: bool
 /// Hands one result to its waiting caller. A duplicate (a task run twice) finds no waiter and
 /// is dropped; a result in the object store is read aside, so that it holds up no other.
 fn deliver(pending: &Pending, objects: &ObjectStore, message: &jetstream::Message) {
-    let header = |name: &str| {
-        message
-            .headers
-            .as_ref()
-            .and_then(|headers| headers.get(name))
-            .map(|value| value.as_str().to_string())
-    };
-    let Some(task) = header(TASK_HEADER) else {
+    let Some(task) = header(message, TASK_HEADER) else {
         return;
     };
     let waiter = pending.lock().expect("pending lock").take(&task);
-    match (waiter, header(OBJECT_HEADER)) {
+    match (waiter, header(message, OBJECT_HEADER)) {
         (Some(waiter), None) => {
             let _ = waiter.send(outcome(&task, &message.payload));
         }
