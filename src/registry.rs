@@ -20,7 +20,7 @@ use crate::worker::{Run, Worker};
 
 /// Runs a registered worker on an encoded argument tuple (or, batched, a `Vec` of them).
 #[doc(hidden)]
-pub type Dispatch = fn(&[u8], bool) -> Call;
+pub type DispatchFn = fn(&[u8], bool) -> Call;
 
 /// One registration. Built by the `#[worker]` and `#[multiproc::process]` macros.
 #[doc(hidden)]
@@ -32,7 +32,7 @@ pub struct WorkerEntry {
 
 impl WorkerEntry {
     #[doc(hidden)]
-    pub const fn new(name: fn() -> &'static str, dispatch: Dispatch, plain: bool) -> Self {
+    pub const fn new(name: fn() -> &'static str, dispatch: DispatchFn, plain: bool) -> Self {
         WorkerEntry {
             name,
             registered: Registered { dispatch, plain },
@@ -43,7 +43,7 @@ impl WorkerEntry {
 /// What the registry knows of a worker.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Registered {
-    pub(crate) dispatch: Dispatch,
+    pub(crate) dispatch: DispatchFn,
     /// A plain `fn`: its dispatch future is ready at its first poll, and touches no runtime.
     pub(crate) plain: bool,
 }

@@ -54,17 +54,18 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How long `terminate` spends withdrawing the tasks it cancelled from the work queue.
 const WITHDRAW_TIMEOUT: Duration = Duration::from_millis(500);
 
-type Reply = Result<Vec<u8>>;
+/// Where a task's encoded result (or its failure) goes: to the caller awaiting it.
+type ResultSender = oneshot::Sender<Result<Vec<u8>>>;
 
 /// The callers waiting for results: by task id, and the stream sequence of each task.
 #[derive(Default)]
-struct Waiting {
-    by_task: HashMap<String, (oneshot::Sender<Reply>, Option<u64>)>,
+struct PendingTasks {
+    by_task: HashMap<String, (ResultSender, Option<u64>)>,
     by_seq: HashMap<u64, String>,
 }
 
-impl Waiting {
-    fn take(&mut self, task: &str) -> Option<oneshot::Sender<Reply>> {
+impl PendingTasks {
+    fn take(&mut self, task: &str) -> Option<ResultSender> {
         let (sender, seq) = self.by_task.remove(task)?;
         if let Some(seq) = seq {
             self.by_seq.remove(&seq);
@@ -73,7 +74,7 @@ impl Waiting {
     }
 }
 
-type Pending = Arc<Mutex<Waiting>>;
+type Pending = Arc<Mutex<PendingTasks>>;
 
 /// The advisory JetStream sends when a message reached `max_deliver` without an ack.
 #[derive(serde::Deserialize)]
@@ -211,7 +212,7 @@ impl RemotePoolBuilder {
             .map_err(|error| nats_error("flushing the subscription", error))?;
         let pending: Pending = Arc::default();
         let listener = tokio::spawn(listen(
-            Listener {
+            ResultsListener {
                 client: client.clone(),
                 objects: objects.clone(),
                 pending: pending.clone(),
@@ -264,7 +265,7 @@ impl fmt::Debug for RemotePoolBuilder {
 }
 
 /// What the listener of a pool's results works with.
-struct Listener {
+struct ResultsListener {
     client: async_nats::Client,
     /// Where results too large for a message are.
     objects: ObjectStore,
@@ -279,11 +280,11 @@ struct Listener {
 /// Hands each result on the pool's subject to its waiting caller, and fails the tasks that
 /// JetStream gave up on; until the pool is dropped.
 async fn listen(
-    listener: Listener,
+    listener: ResultsListener,
     mut results: jetstream::consumer::pull::Ordered,
     mut advisories: async_nats::Subscriber,
 ) {
-    let Listener {
+    let ResultsListener {
         client,
         objects,
         pending,
@@ -440,7 +441,7 @@ async fn given_up(pending: &Pending, stream: &jetstream::stream::Stream, advisor
 }
 
 /// A task's answer as the caller sees it: the batch's encoded results, or an error.
-fn outcome(task: &str, payload: &[u8]) -> Reply {
+fn outcome(task: &str, payload: &[u8]) -> Result<Vec<u8>> {
     match decode::<Outcome>(payload, "a task's outcome")? {
         Outcome::Done(bytes) => Ok(bytes),
         Outcome::GaveUp { attempts, last } => Err(Error::new(
@@ -528,11 +529,11 @@ impl Drop for Busy {
 struct Waiter {
     pending: Pending,
     task: String,
-    receiver: oneshot::Receiver<Reply>,
+    receiver: oneshot::Receiver<Result<Vec<u8>>>,
 }
 
 impl Waiter {
-    async fn reply(mut self) -> Reply {
+    async fn reply(mut self) -> Result<Vec<u8>> {
         (&mut self.receiver)
             .await
             .unwrap_or_else(|_| Err(Error::cancelled("the pool stopped listening for results")))
@@ -885,7 +886,7 @@ fn batch_of_one(payload: Vec<u8>) -> Vec<u8> {
 /// [`BatchResults`](crate::protocol::BatchResults): postcard writes its variant (a varint: 0
 /// for `AllOk`, 1 for `Each`), the length (a varint), then for `AllOk` the value, and for
 /// `Each` the variant of the item's `Result` (0 for `Ok`) and the value or the error.
-fn only_item(reply: &[u8]) -> Reply {
+fn only_item(reply: &[u8]) -> Result<Vec<u8>> {
     let malformed = |source| Error::serialization("the reply to a call", source);
     let (all_ok, rest) = postcard::take_from_bytes::<u32>(reply).map_err(malformed)?;
     let (len, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
