@@ -275,9 +275,7 @@ impl<T: Value> ListProxy<T> {
         let op = ListOp::Set {
             index: index as u64,
         };
-        let items = vec![encode(&item, "a list item")?];
-        self.target.call(op, items).await?;
-        Ok(())
+        self.send_item(op, &item).await
     }
 
     /// Inserts `item` before `index` (at the end when `index` is past it, as in Python).
@@ -301,7 +299,12 @@ impl<T: Value> ListProxy<T> {
         let op = ListOp::Insert {
             index: index as u64,
         };
-        let items = vec![encode(&item, "a list item")?];
+        self.send_item(op, &item).await
+    }
+
+    /// Sends `op` with `item` as its one item.
+    async fn send_item(&self, op: ListOp, item: &T) -> Result<()> {
+        let items = vec![encode(item, "a list item")?];
         self.target.call(op, items).await?;
         Ok(())
     }
