@@ -139,9 +139,13 @@
 //! - A proxy of a manager that was restarted fails with a clear error instead of reaching an
 //!   object of the new run that happens to have the same id.
 
-mod proxy;
+mod dict;
+mod entry;
+mod list;
+mod namespace;
 pub(crate) mod store;
 pub(crate) mod tcp;
+mod value;
 pub(crate) mod wire;
 
 use std::net::SocketAddr;
@@ -151,9 +155,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use proxy::Target;
-pub use proxy::{DictProxy, ListProxy, Namespace, ValueProxy};
+pub use dict::DictProxy;
+use entry::Target;
+pub use list::ListProxy;
+pub use namespace::Namespace;
 use store::Store;
+pub use value::ValueProxy;
 use wire::{Hosted, HostedObject, Kind, StoreOp};
 
 use crate::error::{Error, Result};

@@ -1,14 +1,18 @@
 //! The store's operations: what a proxy asks of the manager's hub.
 //!
+//! A request names the entry it is for and carries an operation of that entry's kind
+//! ([`DictOp`], [`ListOp`], [`NamespaceOp`], [`ValueOp`]), so each kind's operations are one
+//! type, applied by that kind's module (`dict.rs`, `list.rs`, ...).
+//!
 //! Keys and values never appear in these headers: they travel, already encoded, as the
 //! request's items (the frame's payload), so a header stays a few bytes whatever the values.
 
 use serde::{Deserialize, Serialize};
 
-/// The id of one dict, list, namespace or value within the store.
+/// The id of one entry (a dict, list, namespace or value) within the store.
 pub(crate) type EntryId = u64;
 
-/// What kind of object to create.
+/// The kind of an entry: what to create, and what an [`EntryOp`] applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Kind {
     Dict,
@@ -27,7 +31,7 @@ pub(crate) enum StoreOp {
     /// answered with its id as a `Count`. How clients that share nothing but an address
     /// find the same objects (Python registers typeids on a `BaseManager` for this).
     Named { kind: Kind, name: String },
-    /// An operation on the object `entry`.
+    /// An operation on the entry `entry`.
     On { entry: EntryId, op: EntryOp },
     /// Creates a queue, lock, ... as an object of the store's own hub, registered under
     /// `name` when there is one (a name already registered gives the object it holds, as
@@ -71,10 +75,44 @@ pub(crate) struct HostedObject {
     pub(crate) object: Hosted,
 }
 
-/// An operation on one object. Items named below are the request's or the answer's items.
+/// An operation on one entry of the store, by the entry's kind: the store answers an operation
+/// of another kind than the entry's with a failure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum EntryOp {
-    // Dicts; every request's first item is the encoded key.
+    Dict(DictOp),
+    List(ListOp),
+    Namespace(NamespaceOp),
+    Value(ValueOp),
+}
+
+impl EntryOp {
+    /// The kind of entry this operation applies to.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            EntryOp::Dict(_) => Kind::Dict,
+            EntryOp::List(_) => Kind::List,
+            EntryOp::Namespace(_) => Kind::Namespace,
+            EntryOp::Value(_) => Kind::Value,
+        }
+    }
+}
+
+impl Kind {
+    /// The kind's name in messages: "dict", "list", ...
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Dict => "dict",
+            Kind::List => "list",
+            Kind::Namespace => "namespace",
+            Kind::Value => "value",
+        }
+    }
+}
+
+/// An operation on a dict. Items named below are the request's or the answer's items; every
+/// request's first item is the encoded key, except where said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum DictOp {
     /// Items `[key, value]`; answers the previous value, if any.
     Insert,
     /// Items `[key]`; answers the value, if any.
@@ -88,41 +126,47 @@ pub(crate) enum EntryOp {
     /// Answers every value, in key order.
     Values,
     /// Answers keys and values, alternating.
-    Items,
+    Entries,
     /// Items `[key, value]...`: inserts them all at once.
     InsertMany,
     /// Items `[key]` or `[key, default]`: applies the registered worker `worker` to the value
     /// (first inserting `default` when the key is missing); answers the new value, or nothing
-    /// when the key is missing and there is no default. On a value: no items; applies the
-    /// worker to it and answers the new value.
+    /// when the key is missing and there is no default.
     Update {
         worker: String,
     },
+    /// Answers the number of entries (a `Count`).
+    Len,
+    Clear,
+}
 
-    // Lists; indexes are resolved on the server so that concurrent writers see one order.
-    /// Items `[value]...`: appends them all.
+/// An operation on a list; indexes are resolved on the server so that concurrent writers see
+/// one order. Items named below are the request's or the answer's items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ListOp {
+    /// Items `[value]...`: appends them all; answers the new length (a `Count`).
     Push,
     /// Answers the removed last item, if any.
     Pop,
     /// Answers the item at `index`, if any.
-    GetAt {
+    Get {
         index: u64,
     },
     /// Items `[value]`: replaces the item at `index`; an `InvalidState` failure when out of range.
-    SetAt {
+    Set {
         index: u64,
     },
     /// Items `[value]`: inserts at `index` (clamped to the length, like Python's `insert`).
-    InsertAt {
+    Insert {
         index: u64,
     },
     /// Answers the removed item at `index`, if any.
-    RemoveAt {
+    Remove {
         index: u64,
     },
     /// Applies the registered worker `worker` to the item at `index`; answers the new item,
     /// or nothing when `index` is out of range.
-    UpdateAt {
+    Update {
         index: u64,
         worker: String,
     },
@@ -134,34 +178,57 @@ pub(crate) enum EntryOp {
     ReplaceIf {
         generation: u64,
     },
+    /// Answers the number of items (a `Count`).
+    Len,
+    Clear,
+}
 
-    // Namespaces; fields are named in the header, since names are short strings.
+/// An operation on a namespace; fields are named in the header, since names are short strings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum NamespaceOp {
     /// Items `[value]`; answers the previous value, if any.
-    SetField {
-        name: String,
-    },
-    GetField {
-        name: String,
-    },
-    RemoveField {
-        name: String,
-    },
-    /// Items `[]` or `[default]`: as [`Update`](Self::Update) on a dict, for the field `name`.
-    UpdateField {
-        name: String,
-        worker: String,
-    },
+    Set { name: String },
+    /// Answers the field's value, if it is set.
+    Get { name: String },
+    /// Answers the removed value, if the field was set.
+    Remove { name: String },
+    /// Items `[]` or `[default]`: as [`DictOp::Update`], for the field `name`.
+    Update { name: String, worker: String },
     /// Answers the field names, each encoded as a `String`.
     Fields,
+}
 
-    // Values.
+/// An operation on a value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum ValueOp {
     /// Answers the value.
     Load,
     /// Items `[value]`: replaces it; answers the previous value.
-    Store,
+    Replace,
+    /// Applies the registered worker `worker` to the value; answers the new value.
+    Update { worker: String },
+}
 
-    // Any kind.
-    /// Answers the number of entries (a `Count`).
-    Len,
-    Clear,
+impl From<DictOp> for EntryOp {
+    fn from(op: DictOp) -> Self {
+        EntryOp::Dict(op)
+    }
+}
+
+impl From<ListOp> for EntryOp {
+    fn from(op: ListOp) -> Self {
+        EntryOp::List(op)
+    }
+}
+
+impl From<NamespaceOp> for EntryOp {
+    fn from(op: NamespaceOp) -> Self {
+        EntryOp::Namespace(op)
+    }
+}
+
+impl From<ValueOp> for EntryOp {
+    fn from(op: ValueOp) -> Self {
+        EntryOp::Value(op)
+    }
 }
