@@ -12,7 +12,9 @@
 //!   quick call, its reply is held if the next call, already arrived, is to the same worker;
 //!   the replies held go out in one write once that is no longer so. A stream of small calls
 //!   costs few system calls, a lone call's reply leaves at once, and no reply waits for a call
-//!   that may be long.
+//!   that may be long. A pool worker writes the id of each call it starts into a page it
+//!   shares with its parent (see `pool::progress`), so that the parent knows, when the worker
+//!   dies, which call was running, and can withdraw a call that has not started.
 //!
 //! A child never outlives its parent, even while a worker is busy in a long computation. A
 //! child started by its parent's main thread is killed by the kernel the moment the parent
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::current::{self, Current};
 use crate::error::RemoteError;
+use crate::pool::progress::Progress;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
 use crate::spawn::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
@@ -158,11 +161,15 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         id,
         worker,
         batch,
-    } = match next_call(transport::read_frame_blocking(
+    } = match next_request(transport::read_frame_blocking(
         &mut connection,
         max_frame_len,
     )) {
-        Ok(call) => call,
+        Ok(Request::Call(call)) => call,
+        Ok(Request::Track { .. }) => {
+            tracing::warn!(target: "multiproc", "a process was asked to track a pool's calls");
+            return 1;
+        }
         Err(code) => return code,
     };
     crate::panic::set_printing(true);
@@ -192,9 +199,18 @@ struct Call {
     batch: bool,
 }
 
-/// The call the parent sent, or the exit code to leave with: 0 when the parent closed the
+/// What the parent asks of a serving child.
+enum Request {
+    Call(Call),
+    /// Report the start of each call in the parent's progress page, its descriptor `fd`.
+    Track {
+        fd: i32,
+    },
+}
+
+/// The request the parent sent, or the exit code to leave with: 0 when the parent closed the
 /// connection or asked for a shutdown, 1 when the connection failed.
-fn next_call(read: crate::Result<Option<InFrame>>) -> Result<Call, i32> {
+fn next_request(read: crate::Result<Option<InFrame>>) -> Result<Request, i32> {
     let frame = match read {
         Ok(Some(frame)) => frame,
         Ok(None) => return Err(0),
@@ -204,12 +220,13 @@ fn next_call(read: crate::Result<Option<InFrame>>) -> Result<Call, i32> {
         }
     };
     match frame.header::<ToChild>() {
-        Ok(ToChild::Call { id, worker, batch }) => Ok(Call {
+        Ok(ToChild::Call { id, worker, batch }) => Ok(Request::Call(Call {
             frame,
             id,
             worker,
             batch,
-        }),
+        })),
+        Ok(ToChild::Track { fd }) => Ok(Request::Track { fd }),
         Ok(ToChild::Shutdown) => Err(0),
         Err(error) => {
             tracing::warn!(target: "multiproc", "a malformed request from the parent: {error}");
@@ -354,6 +371,8 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
     } = connection;
     // The worker and duration of the call just answered.
     let mut last_call: Option<(String, Duration)> = None;
+    // Where the start of each call is reported, once the parent asks for it.
+    let mut progress: Option<Progress> = None;
     let code = loop {
         // A reply waits while the next call, already here, is to the same worker as a call
         // that was quick: a run of quick calls is answered in one write, and no reply waits
@@ -382,10 +401,25 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
             id,
             worker,
             batch,
-        } = match next_call(next) {
-            Ok(call) => call,
+        } = match next_request(next) {
+            Ok(Request::Call(call)) => call,
+            Ok(Request::Track { fd }) => {
+                progress = Progress::attach(bootstrap.parent.pid, fd)
+                    .inspect_err(|error| {
+                        tracing::debug!(target: "multiproc", "calls are not tracked: {error}");
+                    })
+                    .ok();
+                continue;
+            }
             Err(code) => break code,
         };
+        // The parent withdrew this call before it started: it has answered it already.
+        if progress
+            .as_ref()
+            .is_some_and(|progress| !progress.start(id))
+        {
+            continue;
+        }
         let started = Instant::now();
         let outcome = match registry::lookup(&worker) {
             Some(registered) => (registered.dispatch)(frame.payload(), batch).await,

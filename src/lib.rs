@@ -120,7 +120,7 @@ pub use current::{ProcessInfo, active_children, cpu_count, current_process, pare
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
 pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
-pub use pool::{AsyncResult, Imap, Map, Pool, PoolBuilder};
+pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use shared::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,

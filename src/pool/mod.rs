@@ -86,6 +86,7 @@
 
 mod builder;
 pub(crate) mod map;
+pub(crate) mod progress;
 mod scheduler;
 mod worker;
 
@@ -96,6 +97,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -109,7 +111,7 @@ use crate::supervisor::Reply;
 use crate::worker::{Value, Worker, worker_name};
 use builder::Config;
 pub(crate) use scheduler::{Command, Job};
-use scheduler::{Dispatch, Scheduler};
+use scheduler::{Control, Dispatch, Scheduler};
 
 /// A pool of worker processes. See the [module docs](self).
 ///
@@ -331,12 +333,15 @@ impl Pool {
         Ok(())
     }
 
-    /// Runs `worker(args)` in a worker and returns its result.
+    /// Runs `worker(args)` in a worker and returns its result. The returned [`Apply`] is a
+    /// future; [`timeout`](Apply::timeout) gives the call a deadline, and
+    /// [`submit`](Apply::submit) queues it at once and returns a handle that can cancel it.
     ///
     /// # Errors
     ///
     /// - [`Panic`](crate::ErrorKind::Panic) if the worker panicked.
     /// - [`WorkerDied`](crate::ErrorKind::WorkerDied) if its process died while running it.
+    /// - [`Timeout`](crate::ErrorKind::Timeout) if it ran past its deadline.
     /// - [`Closed`](crate::ErrorKind::Closed) if the pool is closed;
     ///   [`Cancelled`](crate::ErrorKind::Cancelled) if it is terminated before the call ends.
     /// - [`UnknownWorker`](crate::ErrorKind::UnknownWorker),
@@ -346,25 +351,34 @@ impl Pool {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future before the call is sent withdraws it; once sent, the
-    /// call runs to its end and its result is discarded. Either way no other caller is
-    /// affected.
+    /// Cancel safe: dropping the future before the call starts withdraws it; once started,
+    /// the call runs to its end (or its deadline) and its result is discarded. Either way no
+    /// other caller is affected. To stop a running call, use [`AsyncResult::cancel`].
     ///
     /// # Examples
     ///
     /// ```no_run
+    /// # use std::time::Duration;
     /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
     /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
     /// assert_eq!(pool.apply(square, (5,)).await?, 25);
+    /// assert_eq!(pool.apply(square, (5,)).timeout(Duration::from_secs(1)).await?, 25);
     /// # Ok(()) }
     /// ```
-    pub async fn apply<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> Result<W::Output> {
-        self.apply_async(worker, args).await
+    pub fn apply<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> Apply<'_, W, M> {
+        let _ = worker;
+        Apply {
+            pool: self,
+            args,
+            timeout: None,
+            _worker: PhantomData,
+        }
     }
 
     /// Queues `worker(args)` and returns a handle to its result at once (Python's
-    /// `apply_async`). The handle is a future; [`ready`](AsyncResult::ready) tells without
-    /// waiting whether the result is in. Dropping the handle withdraws a call still queued.
+    /// `apply_async`); the same as `pool.apply(worker, args).submit()`. The handle is a
+    /// future; [`ready`](AsyncResult::ready) tells without waiting whether the result is in,
+    /// and [`cancel`](AsyncResult::cancel) withdraws or stops the call.
     ///
     /// Errors (as for [`apply`](Self::apply)) come out of the handle.
     ///
@@ -380,22 +394,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn apply_async<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> AsyncResult<W::Output> {
-        let _ = worker;
-        let submitted =
-            registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT).and_then(|name| {
-                let payload = encode(&args, &format!("the arguments of `{name}`"))?;
-                let (job, reply) = Job::new(name, payload, false, 1);
-                self.submit(self.new_group(), vec![job])?;
-                Ok(reply)
-            });
-        AsyncResult {
-            state: match submitted {
-                Ok(reply) => ResultState::Waiting(reply),
-                Err(error) => ResultState::Failed(Some(error)),
-            },
-            _pool: self.clone(),
-            _output: PhantomData,
-        }
+        self.apply(worker, args).submit()
     }
 
     /// Runs `worker` on every item of `inputs`, in chunks, and returns the results in input
@@ -595,6 +594,8 @@ impl Job {
                 batch,
                 items,
                 reply,
+                task_timeout: None,
+                control: None,
             },
             receiver,
         )
@@ -620,13 +621,86 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// The result of [`Pool::apply_async`]: a future of the call's result.
+/// The pending result of [`Pool::apply`]: await it, after setting a deadline if you like, or
+/// [`submit`](Self::submit) it for a handle.
+#[must_use = "an apply does nothing until awaited or submitted"]
+pub struct Apply<'a, W: Worker<M>, M> {
+    pool: &'a Pool,
+    args: W::Args,
+    timeout: Option<Duration>,
+    _worker: PhantomData<fn() -> (W, M)>,
+}
+
+impl<W: Worker<M>, M> Apply<'_, W, M> {
+    /// A deadline for the call, counted from its start in a worker (time queued does not
+    /// count): past it the call fails with a [`Timeout`](crate::ErrorKind::Timeout) error
+    /// naming the function, and the worker is killed and replaced. Overrides the pool's
+    /// [`task_timeout`](PoolBuilder::task_timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Queues the call now and returns a handle to its result (what
+    /// [`apply_async`](Pool::apply_async) does).
+    pub fn submit(self) -> AsyncResult<W::Output> {
+        let Apply {
+            pool,
+            args,
+            timeout,
+            ..
+        } = self;
+        let control = Arc::new(Control::default());
+        let submitted =
+            registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT).and_then(|name| {
+                let payload = encode(&args, &format!("the arguments of `{name}`"))?;
+                let (mut job, reply) = Job::new(name, payload, false, 1);
+                job.task_timeout = timeout;
+                job.control = Some(control.clone());
+                pool.submit(pool.new_group(), vec![job])?;
+                Ok(reply)
+            });
+        AsyncResult {
+            state: match submitted {
+                Ok(reply) => ResultState::Waiting(reply),
+                Err(error) => ResultState::Failed(Some(error)),
+            },
+            control,
+            _pool: pool.clone(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<W: Worker<M>, M> std::future::IntoFuture for Apply<'_, W, M> {
+    type Output = Result<W::Output>;
+    type IntoFuture = AsyncResult<W::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        self.submit()
+    }
+}
+
+impl<W: Worker<M>, M> fmt::Debug for Apply<'_, W, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Apply")
+            .field("worker", &std::any::type_name::<W>())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The result of [`Pool::apply_async`] (or [`Apply::submit`]): a future of the call's result.
 ///
-/// Dropping it withdraws the call if it is still queued (a running call finishes and its
-/// result is discarded). It keeps its pool alive.
+/// [`cancel`](Self::cancel) withdraws the call if it has not started, and stops it (killing
+/// its worker, which is replaced) if it has. Dropping the handle only withdraws a call that
+/// has not started: a running call finishes and its result is discarded, as dropping a
+/// tokio `JoinHandle` detaches its task. Stopping a call costs a worker, so it is never done
+/// implicitly, by a `select!` or an early return. The handle keeps its pool alive.
 #[must_use = "dropping the handle withdraws the call"]
 pub struct AsyncResult<T> {
     state: ResultState,
+    control: Arc<Control>,
     _pool: Pool,
     _output: PhantomData<fn() -> T>,
 }
@@ -643,6 +717,39 @@ impl<T> AsyncResult<T> {
         match &self.state {
             ResultState::Waiting(receiver) => !receiver.is_empty() || receiver.is_terminated(),
             ResultState::Failed(_) => true,
+        }
+    }
+
+    /// Cancels the call: one still queued, or sent to a worker that has not started it, is
+    /// withdrawn and never runs; one running is stopped by killing its worker, which the pool
+    /// replaces (the calls that worker held but had not started go to other workers). Awaiting
+    /// the handle then gives a [`Cancelled`](crate::ErrorKind::Cancelled) error, unless the
+    /// result had already arrived, which it then gives. Cancelling twice does nothing more.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn sleep_ms(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let mut pending = pool.apply_async(sleep_ms, (60_000,));
+    /// pending.cancel();
+    /// assert!(pending.await.unwrap_err().is_cancelled());
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&mut self) {
+        if self.ready() {
+            return;
+        }
+        self.state = ResultState::Failed(Some(Error::cancelled(
+            "the call was cancelled through its AsyncResult",
+        )));
+        // The receiver is dropped above, so a queued call is skipped; a sent one is withdrawn
+        // from its worker, or stopped there.
+        if let Some((supervised, id)) = self.control.cancel() {
+            supervised.stop_call(
+                id,
+                Error::cancelled("the call was cancelled through its AsyncResult"),
+            );
         }
     }
 }
