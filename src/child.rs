@@ -413,11 +413,19 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
             }
             Err(code) => break code,
         };
-        // The parent withdrew this call before it started: it has answered it already.
+        // The parent withdrew this call before it started. The answer frees its place in
+        // the parent's window, if the parent did not free it already.
         if progress
             .as_ref()
             .is_some_and(|progress| !progress.start(id))
         {
+            let withdrawn = RemoteError::Withdrawn(format!("`{worker}` was withdrawn"));
+            if writer
+                .hold(reply_frame(id, &worker, Err(withdrawn), max_frame_len))
+                .is_err()
+            {
+                break 1;
+            }
             continue;
         }
         let started = Instant::now();

@@ -1,9 +1,14 @@
 //! A parent's end of one child: calls in flight, replies matched by id, death noticed.
 //!
-//! One task per child reads its replies and waits for its exit. When the child dies, every
-//! call it held fails with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid
-//! and exit status, after the replies it managed to write are drained. The child is reaped
-//! there too, so no zombie is left whatever the user does with the handle.
+//! One task per child reads its replies and waits for its exit. When the child dies, after
+//! the replies it managed to write are drained, the call it was running fails with a
+//! [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid and exit status; the
+//! other calls it held are handed back to be sent elsewhere if their sender asked for that
+//! (a pool's calls; see [`Answer::Resend`]), and fail as the running one otherwise (a
+//! `Process`'s one call). A pool worker's child reports which call it runs in a shared page
+//! ([`progress`](crate::pool::progress)); that page also lets a call be withdrawn before it
+//! starts, or stopped (the child killed) once it runs, past a deadline or on a cancel. The
+//! child is reaped here too, so no zombie is left whatever the user does with the handle.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -317,6 +322,14 @@ impl Supervised {
             self.signal(libc::SIGKILL);
         }
         (pending.on_answer)(Answer::Reply(Err(error)));
+    }
+
+    /// Withdraws call `id` if the child has not started it: the child skips it and answers
+    /// it as withdrawn. A running call is left to finish. Untracked, does nothing.
+    pub(crate) fn withdraw_call(&self, id: u64) {
+        if let Some(progress) = &self.shared.progress {
+            progress.withdraw(id);
+        }
     }
 
     /// Starts the task that enforces deadlines on the first call that has one; wakes it on

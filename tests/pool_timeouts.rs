@@ -29,11 +29,24 @@ async fn sleep_ms_async(ms: u64) -> u64 {
     ms
 }
 
-/// Leaves a mark, `<path>-<value>`: a call whose running can be seen afterwards.
+/// Sleeps `ms`, then leaves a mark, `<path>-<value>`: a call whose running can be seen
+/// afterwards.
 #[worker]
-fn mark(path: String, value: u64) -> u64 {
+fn mark(path: String, value: u64, ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
     std::fs::write(format!("{path}-{value}"), b"").unwrap();
     value
+}
+
+/// A path of this test's own for [`mark`]s.
+fn scratch(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("multiproc-{name}-{}", std::process::id()));
+    path.to_string_lossy().into_owned()
+}
+
+/// Whether `mark(path, value, _)` ran; removes its mark.
+fn marked(path: &str, value: u64) -> bool {
+    std::fs::remove_file(format!("{path}-{value}")).is_ok()
 }
 
 async fn pool(processes: usize) -> Pool {
@@ -85,11 +98,12 @@ async fn a_call_past_its_deadline_times_out_and_only_its_worker_is_replaced() {
 #[tokio::test]
 async fn a_deadline_counts_from_the_start_not_from_the_queue() {
     let pool = pool(1).await;
-    // Each waits 400 ms behind the one before it, but runs for 200 ms only.
-    let calls: Vec<_> = (0..3)
+    // All four are sent at once; the last waits 600 ms behind the others, but runs for
+    // 200 ms only.
+    let calls: Vec<_> = (0..4)
         .map(|_| {
             pool.apply(sleep_ms, (200,))
-                .timeout(Duration::from_millis(1_000))
+                .timeout(Duration::from_millis(500))
                 .submit()
         })
         .collect();
@@ -184,18 +198,14 @@ async fn cancelling_a_running_call_stops_it_and_replaces_its_worker() {
 async fn cancelling_a_call_not_started_withdraws_it_and_kills_nothing() {
     let pool = pool(1).await;
     let worker_pid = pool.pids()[0];
-    let path = std::env::temp_dir()
-        .join(format!("multiproc-cancel-{}", std::process::id()))
-        .to_string_lossy()
-        .into_owned();
-    let marked = |value: u64| std::path::Path::new(&format!("{path}-{value}")).exists();
+    let path = scratch("cancel");
     let busy = pool.apply_async(sleep_ms, (500,));
     // Sent to the worker's window, behind the busy call: not started yet.
-    let mut held = pool.apply_async(mark, (path.clone(), 1));
-    let kept = pool.apply_async(mark, (path.clone(), 2));
+    let mut held = pool.apply_async(mark, (path.clone(), 1, 0));
+    let kept = pool.apply_async(mark, (path.clone(), 2, 0));
     // Queued in the pool (the window holds four calls).
     let fillers: Vec<_> = (0..4).map(|_| pool.apply_async(sleep_ms, (1,))).collect();
-    let mut queued = pool.apply_async(mark, (path.clone(), 3));
+    let mut queued = pool.apply_async(mark, (path.clone(), 3, 0));
     tokio::time::sleep(Duration::from_millis(100)).await;
     held.cancel();
     queued.cancel();
@@ -206,9 +216,29 @@ async fn cancelling_a_call_not_started_withdraws_it_and_kills_nothing() {
     for filler in fillers {
         within(filler).await.unwrap();
     }
-    assert!(marked(2));
-    assert!(!marked(1) && !marked(3), "a withdrawn call must not run");
+    assert!(marked(&path, 2));
+    assert!(
+        !marked(&path, 1) && !marked(&path, 3),
+        "a withdrawn call must not run"
+    );
     assert_eq!(pool.pids(), [worker_pid], "no worker was killed");
-    let _ = std::fs::remove_file(format!("{path}-2"));
+    within(pool.terminate()).await.unwrap();
+}
+
+#[tokio::test]
+async fn dropping_a_handle_withdraws_a_call_not_started_and_never_stops_one_running() {
+    let pool = pool(1).await;
+    let worker_pid = pool.pids()[0];
+    let path = scratch("drop");
+    let running = pool.apply_async(mark, (path.clone(), 1, 400));
+    let held = pool.apply_async(mark, (path.clone(), 2, 0));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(running);
+    drop(held);
+    // Runs after both on the one worker.
+    assert_eq!(within(pool.apply(square, (3,))).await.unwrap(), 9);
+    assert!(marked(&path, 1), "a running call finishes");
+    assert!(!marked(&path, 2), "a call not started is withdrawn");
+    assert_eq!(pool.pids(), [worker_pid], "no worker was killed");
     within(pool.terminate()).await.unwrap();
 }

@@ -60,14 +60,39 @@
 //!
 //! - A task that panics fails with a [`Panic`](crate::ErrorKind::Panic) error carrying the
 //!   message and location; the worker carries on.
-//! - A worker that dies (killed, `std::process::exit`, a crash) fails only the calls it held,
-//!   each with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid and exit
-//!   status, and is replaced at once; the pool keeps its size.
+//! - A worker that dies (killed, `std::process::exit`, a crash) fails only the call it was
+//!   running, with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid, exit
+//!   status and the function; it is replaced at once and the pool keeps its size. The calls it
+//!   held but had not started are sent to the other workers, ahead of newer work, and complete
+//!   normally; so is a call that could not be written to it because it had just died. See
+//!   [`Pool`] for the exact rule. [`Closed`](crate::ErrorKind::Closed) only ever means that the
+//!   pool was closed.
+//! - A task that runs past its deadline fails with a [`Timeout`](crate::ErrorKind::Timeout)
+//!   error naming its function, and its worker is killed (`SIGKILL`) and replaced; nothing else
+//!   is affected. See "Deadlines and cancelling" below.
 //! - A result that fails to serialize, or a call or result larger than
 //!   [`max_frame_len`](PoolBuilder::max_frame_len), fails that call only.
 //! - An initializer that always fails makes [`build`](PoolBuilder::build) (or the calls
 //!   already queued) fail with its error after ten start attempts with back-off, instead of
 //!   respawning in a loop.
+//!
+//! # Deadlines and cancelling
+//!
+//! Python's pool cannot stop a task once it runs; this one can, by killing the worker
+//! process that runs it (a thread cannot be stopped safely, a process can):
+//!
+//! - [`Apply::timeout`] gives one call a deadline, [`Map::timeout_per_task`] and
+//!   [`Imap::timeout_per_task`] each task of a map, and
+//!   [`PoolBuilder::task_timeout`] every task by default. A deadline counts from the moment
+//!   the worker starts the call, not from when it was queued. A `map` sends its tasks in
+//!   chunks: a chunk of `n` items may run `n` deadlines, and past that each of its items
+//!   fails with `Timeout` (use `chunksize(1)` for a deadline exactly per task).
+//! - [`AsyncResult::cancel`] withdraws a call that has not started (queued in the pool, or
+//!   already sent to a worker: the worker skips it), and stops one that runs.
+//! - Stopping a call kills its worker, which is replaced; the calls it held but had not
+//!   started go to the other workers. Dropping a future or an [`AsyncResult`] never stops a
+//!   running call (it only withdraws one not started), so a `select!` or an early return never
+//!   costs a worker.
 //!
 //! # On a cluster
 //!
@@ -116,6 +141,28 @@ use scheduler::{Control, Dispatch, Scheduler};
 /// A pool of worker processes. See the [module docs](self).
 ///
 /// Cheap to clone: clones are handles to the same pool.
+///
+/// # When a worker dies
+///
+/// Each worker holds a few calls at once, already sent, and runs them **one at a time, in the
+/// order they were sent**, whether the worker function is a plain `fn` or an `async fn` (an
+/// `async fn`'s call is awaited to its end before the next one starts; a chunk of a `map` is
+/// one call, whose items run one after the other). As it starts a call, the worker writes the
+/// call's id into a page of memory it shares with the pool (no system call, nothing on the
+/// socket), so when it dies the pool knows which call was running:
+///
+/// - **the running call** fails with [`WorkerDied`](crate::ErrorKind::WorkerDied), naming the
+///   worker, its pid, its exit code or signal, and the function;
+/// - **every other call it held** is sent again, to the other workers, ahead of newer work
+///   and in its original order, and completes normally: those it had not started, and those
+///   it had finished but whose result had not left it yet (the results of very quick calls
+///   are sent in batches), which therefore run a second time;
+/// - **a call written to it just as it died** is sent to another worker, never failed.
+///
+/// So one death costs exactly one call (none if the worker was between calls), and within
+/// a `map` only the chunk that was running fails. On a system without `/proc`, where the
+/// page cannot be shared, the oldest call the worker had not answered is taken for the
+/// running one.
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
@@ -743,13 +790,24 @@ impl<T> AsyncResult<T> {
         self.state = ResultState::Failed(Some(Error::cancelled(
             "the call was cancelled through its AsyncResult",
         )));
-        // The receiver is dropped above, so a queued call is skipped; a sent one is withdrawn
-        // from its worker, or stopped there.
+        // A queued call is skipped; a sent one is withdrawn from its worker, or stopped there.
         if let Some((supervised, id)) = self.control.cancel() {
             supervised.stop_call(
                 id,
                 Error::cancelled("the call was cancelled through its AsyncResult"),
             );
+        }
+    }
+}
+
+impl<T> Drop for AsyncResult<T> {
+    /// Withdraws the call if it has not started; a running call is left to finish.
+    fn drop(&mut self) {
+        if self.ready() {
+            return;
+        }
+        if let Some((supervised, id)) = self.control.cancel() {
+            supervised.withdraw_call(id);
         }
     }
 }

@@ -16,10 +16,13 @@
 //!   to be quick, to about a millisecond of them (at most [`MAX_WINDOW`]), so that the child
 //!   answers a batch per wake-up;
 //! - **skips cancelled calls**: a caller that dropped its future has closed its reply
-//!   channel, and its queued calls are discarded instead of sent.
+//!   channel, and its queued calls are discarded instead of sent;
+//! - **sends calls again**: the calls a dead worker held but had not run, and a call that
+//!   could not be written to a worker that had just died, are queued again ahead of every
+//!   group, in their order (see [`Pool`](super::Pool)'s "When a worker dies").
 //!
 //! The [`Scheduler`] task does what needs waiting: it **replaces workers** (a worker that dies
-//! is replaced at once; its calls have already failed, through its
+//! is replaced at once; its running call has already failed, through its
 //! [`Supervised`](crate::supervisor::Supervised), with an error naming its pid and status; a
 //! worker that reached `max_tasks_per_child` gets its replacement before it leaves; failed
 //! starts back off, and ten in a row break the pool with the last error rather than

@@ -51,7 +51,11 @@ pub struct Figures {
 impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "tasks submitted       {}", self.tasks)?;
-        writeln!(f, "operations resolved   {} in {:.1?}", self.operations, self.elapsed)?;
+        writeln!(
+            f,
+            "operations resolved   {} in {:.1?}",
+            self.operations, self.elapsed
+        )?;
         writeln!(f, "  ok                  {}", self.ok)?;
         writeln!(f, "  WorkerDied          {}", self.worker_died)?;
         writeln!(f, "  Closed              {}", self.closed)?;
@@ -93,10 +97,23 @@ pub async fn run(soak: Soak) -> Figures {
         .map(|caller| {
             let pool = pool.clone();
             let counters = counters.clone();
-            tokio::spawn(call_until(pool, counters, caller as u64, started, end, soak, pace))
+            tokio::spawn(call_until(
+                pool,
+                counters,
+                caller as u64,
+                started,
+                end,
+                soak,
+                pace,
+            ))
         })
         .collect();
-    let killer = tokio::spawn(kill_until(pool.clone(), counters.clone(), end, soak.kill_every));
+    let killer = tokio::spawn(kill_until(
+        pool.clone(),
+        counters.clone(),
+        end,
+        soak.kill_every,
+    ));
     let _ = killer.await;
     let all_done = futures::future::join_all(callers.iter_mut());
     let _ = tokio::time::timeout(Duration::from_secs(10), all_done).await;
@@ -139,7 +156,11 @@ async fn call_until(
     pace: Duration,
 ) {
     for round in 0.. {
-        let items = if (caller + round) % 10 == 0 { MAP_ITEMS } else { 1 };
+        let items = if (caller + round) % 10 == 0 {
+            MAP_ITEMS
+        } else {
+            1
+        };
         let first = counters.tasks.fetch_add(items, Ordering::SeqCst);
         if first + items > soak.tasks || Instant::now() >= end {
             counters.tasks.fetch_sub(items, Ordering::SeqCst);
@@ -148,7 +169,9 @@ async fn call_until(
         tokio::time::sleep_until((started + pace * first as u32).into()).await;
         counters.in_flight.fetch_add(1, Ordering::SeqCst);
         let outcome = if items == 1 {
-            pool.apply(chaos_task, (first,)).await.map(|value| vec![value])
+            pool.apply(chaos_task, (first,))
+                .await
+                .map(|value| vec![value])
         } else {
             pool.map(chaos_task, first..first + items)
                 .chunksize(MAP_CHUNK)
@@ -156,7 +179,12 @@ async fn call_until(
         };
         counters.in_flight.fetch_sub(1, Ordering::SeqCst);
         let counter = match outcome {
-            Ok(values) if values.iter().copied().eq((first..first + items).map(|x| x * 2 + 1)) => {
+            Ok(values)
+                if values
+                    .iter()
+                    .copied()
+                    .eq((first..first + items).map(|x| x * 2 + 1)) =>
+            {
                 &counters.ok
             }
             Err(error) if error.kind() == ErrorKind::WorkerDied => &counters.worker_died,
