@@ -455,10 +455,12 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`apply`](Self::apply), for the first item that failed. An item that fails to
-    /// serialize ends the map at once with a
-    /// [`Serialization`](crate::ErrorKind::Serialization) error (chunks sent before it may
-    /// still run).
+    /// As [`apply`](Self::apply), for the first item that failed: a
+    /// [`WorkerDied`](crate::ErrorKind::WorkerDied) error fails the items of the one chunk
+    /// that was running, and a [`Timeout`](crate::ErrorKind::Timeout) those of a chunk past
+    /// its deadline (see [`Map::timeout_per_task`]). An item that fails to serialize ends the
+    /// map at once with a [`Serialization`](crate::ErrorKind::Serialization) error (chunks
+    /// sent before it may still run).
     ///
     /// # Cancel safety
     ///
