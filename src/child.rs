@@ -409,6 +409,9 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
                         tracing::debug!(target: "multiproc", "calls are not tracked: {error}");
                     })
                     .ok();
+                if progress.is_none() && writer.send(&FromChild::Untracked, Vec::new()).is_err() {
+                    break 1;
+                }
                 continue;
             }
             Err(code) => break code,

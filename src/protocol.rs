@@ -33,6 +33,9 @@ pub(crate) enum FromChild {
         id: u64,
         outcome: Result<(), RemoteError>,
     },
+    /// The child could not open the progress page of [`ToChild::Track`]: the parent cannot
+    /// tell from it which call runs.
+    Untracked,
 }
 
 /// The reply to a batch call: one result per item of the batch, in order. When every item

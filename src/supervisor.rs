@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -75,6 +76,8 @@ struct Shared {
     calls: Mutex<Calls>,
     /// The page where the child reports the start of each call; `None` unless tracked.
     progress: Option<Progress>,
+    /// The child said it could not open the page.
+    untracked: AtomicBool,
     /// Wakes the task that enforces deadlines; started with the first call that has one.
     deadlines: OnceLock<Arc<Notify>>,
 }
@@ -162,6 +165,7 @@ impl Supervised {
                 ..Calls::default()
             }),
             progress,
+            untracked: AtomicBool::new(false),
             deadlines: OnceLock::new(),
         });
         let receiver = first_call.map(|worker| {
@@ -310,12 +314,15 @@ impl Supervised {
                 None => return,
             }
         };
-        let running = match self.shared.progress.as_ref().map(|page| page.withdraw(id)) {
-            Some(Started::Call { id: started, .. }) => started == id,
-            Some(Started::None) => false,
+        if let Some(progress) = &self.shared.progress {
+            progress.withdraw(id);
+        }
+        let running = match self.shared.started() {
+            Started::Call { id: started, .. } => started == id,
+            Started::None => false,
             // Not tracked: calls run in order, so the oldest is taken for the running one; a
             // later one cannot be withdrawn, and runs with its result discarded.
-            Some(Started::Unknown) | None => oldest,
+            Started::Unknown => oldest,
         };
         if running {
             tracing::debug!(target: "multiproc", "stopping {} (pid {}): {error}", self.shared.name, self.shared.pid);
@@ -402,6 +409,21 @@ impl Supervised {
     }
 }
 
+impl Shared {
+    /// What the child last started, as its page says. A page not attached yet means no call
+    /// started: the child reads where the page is before its first call. Only a child that
+    /// said it could not open the page leaves it unknown.
+    fn started(&self) -> Started {
+        match &self.progress {
+            None => Started::Unknown,
+            Some(progress) => match progress.started() {
+                Started::Unknown if !self.untracked.load(Ordering::SeqCst) => Started::None,
+                started => started,
+            },
+        }
+    }
+}
+
 async fn supervise(
     shared: Arc<Shared>,
     mut child: tokio::process::Child,
@@ -451,7 +473,7 @@ async fn enforce_deadlines(supervised: Supervised, wake: Arc<Notify>) {
             if calls.failed.is_some() {
                 return;
             }
-            let started = shared.progress.as_ref().map(Progress::started);
+            let started = shared.started();
             next_deadline(&calls, started, &mut oldest, now)
         };
         if let Some((id, worker, deadline)) = overdue {
@@ -481,7 +503,7 @@ async fn enforce_deadlines(supervised: Supervised, wake: Arc<Notify>) {
 /// started yet cannot pass its deadline before `now` + its deadline.
 fn next_deadline(
     calls: &Calls,
-    started: Option<Started>,
+    started: Started,
     oldest: &mut Option<(u64, tokio::time::Instant)>,
     now: tokio::time::Instant,
 ) -> (
@@ -499,11 +521,11 @@ fn next_deadline(
             continue;
         };
         let start = match started {
-            Some(Started::Call { id: running, ago }) if running == id => now.checked_sub(ago),
+            Started::Call { id: running, ago } if running == id => now.checked_sub(ago),
             // Finished: its reply is on its way.
-            Some(Started::Call { id: running, .. }) if running > id => continue,
-            Some(Started::Call { .. } | Started::None) => None,
-            Some(Started::Unknown) | None => oldest
+            Started::Call { id: running, .. } if running > id => continue,
+            Started::Call { .. } | Started::None => None,
+            Started::Unknown => oldest
                 .filter(|(oldest, _)| *oldest == id)
                 .map(|(_, since)| since),
         };
@@ -520,9 +542,16 @@ async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
     // Replies come in bursts (a child writes every reply it finished in one go); the calls
     // their callbacks send in turn go out together at the end of each burst.
     let handle = |frame: InFrame| {
-        let Ok(FromChild::Done { id, outcome }) = frame.header::<FromChild>() else {
-            tracing::warn!(target: "multiproc", "{} sent a malformed reply", shared.name);
-            return ControlFlow::Break(());
+        let (id, outcome) = match frame.header::<FromChild>() {
+            Ok(FromChild::Done { id, outcome }) => (id, outcome),
+            Ok(FromChild::Untracked) => {
+                shared.untracked.store(true, Ordering::SeqCst);
+                return ControlFlow::Continue(());
+            }
+            Err(_) => {
+                tracing::warn!(target: "multiproc", "{} sent a malformed reply", shared.name);
+                return ControlFlow::Break(());
+            }
         };
         let waiter = shared.calls.lock().expect("calls lock").pending.remove(&id);
         if let Some(pending) = waiter {
@@ -556,11 +585,10 @@ fn settle_calls(shared: &Shared, status: Option<ExitStatus>) {
         ));
         std::mem::take(&mut calls.pending)
     };
-    let started = shared.progress.as_ref().map(Progress::started);
-    let running = match started {
-        Some(Started::Call { id, .. }) => Some(id),
-        Some(Started::None) => None,
-        Some(Started::Unknown) | None => pending.keys().next().copied(),
+    let running = match shared.started() {
+        Started::Call { id, .. } => Some(id),
+        Started::None => None,
+        Started::Unknown => pending.keys().next().copied(),
     };
     for (id, pending) in pending {
         let answer = match pending.kept {

@@ -292,3 +292,18 @@ async fn a_map_loses_only_the_chunk_whose_worker_died() {
     }
     within(pool.terminate()).await.unwrap();
 }
+
+#[tokio::test]
+async fn calls_sent_to_a_worker_that_just_died_run_elsewhere() {
+    let pool = pool(1).await;
+    let victim = pool.pids()[0];
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    // Sent before the pool notices the death: written to a dead worker, or refused by its
+    // closed connection. Either way they run on its replacement; none is `Closed`.
+    let calls: Vec<_> = (0..8u64).map(|x| pool.apply_async(square, (x,))).collect();
+    for (x, call) in calls.into_iter().enumerate() {
+        assert_eq!(within(call).await.unwrap(), (x * x) as u64);
+    }
+    full_again(&pool, victim, Duration::from_secs(2)).await;
+    within(pool.terminate()).await.unwrap();
+}

@@ -12,8 +12,10 @@
 //!
 //! The parent creates the page (a `memfd`) before the child's first call and tells the child
 //! its descriptor number; the child opens it through `/proc/<parent>/fd/<n>` and marks it
-//! attached. A child that cannot (no `/proc`) leaves it unmarked, and the parent falls back on
-//! the order of calls: the oldest call not answered is taken for the running one.
+//! attached. A page not attached yet means that no call started (the child reads where the
+//! page is before its first call). A child that cannot open it (no `/proc`) says so, and the
+//! parent falls back on the order of calls: the oldest call not answered is taken for the
+//! running one.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
@@ -154,14 +156,14 @@ impl Progress {
     }
 
     /// In the parent: withdraws call `id`, so that the child skips it if it has not started
-    /// it. Returns what had started when the withdrawal was published: if that is `id`
-    /// itself, the call is running (or the child skips it; either way it is stopped).
-    pub(crate) fn withdraw(&self, id: u64) -> Started {
+    /// it. What [`started`](Self::started) says after this tells whether it had: if it names
+    /// `id` itself, the call is running (or the child skips it: either way, it must be
+    /// stopped to be sure).
+    pub(crate) fn withdraw(&self, id: u64) {
         let page = self.page();
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) as usize % WITHDRAWN_SLOTS;
         page.withdrawn[slot].store(id + 1, Ordering::SeqCst);
         page.any_withdrawn.store(1, Ordering::SeqCst);
-        self.started()
     }
 }
 
@@ -214,7 +216,8 @@ mod tests {
         assert_eq!(parent.started(), Started::None);
         assert!(child.start(1));
         assert!(matches!(parent.started(), Started::Call { id: 1, .. }));
-        assert!(matches!(parent.withdraw(3), Started::Call { id: 1, .. }));
+        parent.withdraw(3);
+        assert!(matches!(parent.started(), Started::Call { id: 1, .. }));
         assert!(child.start(2));
         assert!(!child.start(3), "a withdrawn call is skipped");
     }
