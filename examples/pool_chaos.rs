@@ -28,6 +28,7 @@ async fn main() {
     let figures = soak::run(soak).await;
     println!("{figures}");
     let held = figures.worker_died <= figures.kills
+        && figures.most_failed_by_one_death <= 1
         && figures.closed == 0
         && figures.wrong == 0
         && figures.unresolved == 0

@@ -3,16 +3,18 @@
 //! at a fixed period, then the figures that say whether every fault cost exactly the call it
 //! hit.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, Pool, worker};
 
-/// A small task: a fraction of a millisecond, and a value that proves it ran on its input.
+/// A small task: a couple of milliseconds, so that workers often hold calls not started yet
+/// when they are killed, and a value that proves it ran on its input.
 #[worker]
 fn chaos_task(x: u64) -> u64 {
-    std::thread::sleep(Duration::from_micros(200));
+    std::thread::sleep(Duration::from_millis(2));
     x * 2 + 1
 }
 
@@ -36,6 +38,8 @@ pub struct Figures {
     pub operations: u64,
     pub ok: u64,
     pub worker_died: u64,
+    /// The most operations that failed with the death of one worker (by its pid).
+    pub most_failed_by_one_death: u64,
     pub closed: u64,
     /// Errors of any other kind, and results that were not the task's.
     pub wrong: u64,
@@ -58,6 +62,7 @@ impl std::fmt::Display for Figures {
         )?;
         writeln!(f, "  ok                  {}", self.ok)?;
         writeln!(f, "  WorkerDied          {}", self.worker_died)?;
+        writeln!(f, "    most by one death {}", self.most_failed_by_one_death)?;
         writeln!(f, "  Closed              {}", self.closed)?;
         writeln!(f, "  other / wrong value {}", self.wrong)?;
         writeln!(f, "workers SIGKILLed     {}", self.kills)?;
@@ -76,6 +81,7 @@ struct Counters {
     tasks: AtomicU64,
     ok: AtomicU64,
     worker_died: AtomicU64,
+    died_by_pid: Mutex<HashMap<u32, u64>>,
     closed: AtomicU64,
     wrong: AtomicU64,
     kills: AtomicU64,
@@ -134,6 +140,14 @@ pub async fn run(soak: Soak) -> Figures {
             + counters.wrong.load(Ordering::SeqCst),
         ok: counters.ok.load(Ordering::SeqCst),
         worker_died: counters.worker_died.load(Ordering::SeqCst),
+        most_failed_by_one_death: counters
+            .died_by_pid
+            .lock()
+            .unwrap()
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0),
         closed: counters.closed.load(Ordering::SeqCst),
         wrong: counters.wrong.load(Ordering::SeqCst),
         kills: counters.kills.load(Ordering::SeqCst),
@@ -187,7 +201,11 @@ async fn call_until(
             {
                 &counters.ok
             }
-            Err(error) if error.kind() == ErrorKind::WorkerDied => &counters.worker_died,
+            Err(error) if error.kind() == ErrorKind::WorkerDied => {
+                let pid = error.pid().unwrap_or(0);
+                *counters.died_by_pid.lock().unwrap().entry(pid).or_default() += 1;
+                &counters.worker_died
+            }
             Err(error) if error.kind() == ErrorKind::Closed => &counters.closed,
             _ => &counters.wrong,
         };
