@@ -34,7 +34,7 @@ use crate::pool::progress::Progress;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
 use crate::spawn::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
-use crate::transport::{self, InFrame, OutFrame, auth};
+use crate::transport::{self, FrameWriter, InFrame, OutFrame, auth};
 
 /// Diverts a re-executed child to its job; returns at once in the main process.
 ///
@@ -353,6 +353,53 @@ fn watch_parent(parent_pid: u32, spawned_by_main_thread: bool) {
     assert_eq!(started, 0, "starting the parent watchdog");
 }
 
+/// Sees to what a serving child must do before it runs a call: opens the progress page a
+/// `Track` request points to (or tells the parent it cannot), and reports the start of a call
+/// there, answering as withdrawn, without running it, a call the parent withdrew. Returns
+/// the call to run, if any; `Err` if the connection is gone.
+fn admit(
+    request: Request,
+    progress: &mut Option<Progress>,
+    parent: u32,
+    writer: &FrameWriter,
+    max_frame_len: usize,
+) -> Result<Option<Call>, ()> {
+    let call = match request {
+        Request::Call(call) => call,
+        Request::Track { fd } => {
+            *progress = Progress::attach(parent, fd)
+                .inspect_err(|error| {
+                    tracing::debug!(target: "multiproc", "calls are not tracked: {error}");
+                })
+                .ok();
+            if progress.is_none() {
+                writer
+                    .send(&FromChild::Untracked, Vec::new())
+                    .map_err(drop)?;
+            }
+            return Ok(None);
+        }
+    };
+    if progress
+        .as_ref()
+        .is_none_or(|progress| progress.start(call.id))
+    {
+        return Ok(Some(call));
+    }
+    // The answer frees the call's place in the parent's window, if the parent did not free
+    // it already.
+    let withdrawn = RemoteError::Withdrawn(format!("`{}` was withdrawn", call.worker));
+    writer
+        .hold(reply_frame(
+            call.id,
+            &call.worker,
+            Err(withdrawn),
+            max_frame_len,
+        ))
+        .map_err(drop)?;
+    Ok(None)
+}
+
 /// Serves calls; returns the exit code.
 async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
     let max_frame_len = bootstrap.max_frame_len as usize;
@@ -396,41 +443,21 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
                 next.await
             }
         };
+        let request = match next_request(next) {
+            Ok(request) => request,
+            Err(code) => break code,
+        };
+        let parent = bootstrap.parent.pid;
         let Call {
             frame,
             id,
             worker,
             batch,
-        } = match next_request(next) {
-            Ok(Request::Call(call)) => call,
-            Ok(Request::Track { fd }) => {
-                progress = Progress::attach(bootstrap.parent.pid, fd)
-                    .inspect_err(|error| {
-                        tracing::debug!(target: "multiproc", "calls are not tracked: {error}");
-                    })
-                    .ok();
-                if progress.is_none() && writer.send(&FromChild::Untracked, Vec::new()).is_err() {
-                    break 1;
-                }
-                continue;
-            }
-            Err(code) => break code,
+        } = match admit(request, &mut progress, parent, &writer, max_frame_len) {
+            Ok(Some(call)) => call,
+            Ok(None) => continue,
+            Err(()) => break 1,
         };
-        // The parent withdrew this call before it started. The answer frees its place in
-        // the parent's window, if the parent did not free it already.
-        if progress
-            .as_ref()
-            .is_some_and(|progress| !progress.start(id))
-        {
-            let withdrawn = RemoteError::Withdrawn(format!("`{worker}` was withdrawn"));
-            if writer
-                .hold(reply_frame(id, &worker, Err(withdrawn), max_frame_len))
-                .is_err()
-            {
-                break 1;
-            }
-            continue;
-        }
         let started = Instant::now();
         let outcome = match registry::lookup(&worker) {
             Some(registered) => (registered.dispatch)(frame.payload(), batch).await,
