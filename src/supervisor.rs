@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot, watch};
@@ -49,7 +49,8 @@ pub(crate) struct Outgoing<'a> {
     /// Keep a copy of the payload, to hand back as [`Answer::Resend`] if the child dies before
     /// the call ran (or before its result left the child).
     pub(crate) resendable: bool,
-    /// Stop the call (kill the child) if it runs longer than this.
+    /// Stop the call (kill the child) if it runs longer than this; for a child started
+    /// with [`start_tracked`](Supervised::start_tracked) only.
     pub(crate) deadline: Option<Duration>,
 }
 
@@ -78,8 +79,8 @@ struct Shared {
     progress: Option<Progress>,
     /// The child said it could not open the page.
     untracked: AtomicBool,
-    /// Wakes the task that enforces deadlines; started with the first call that has one.
-    deadlines: OnceLock<Arc<Notify>>,
+    /// Wakes the task that enforces deadlines; only a tracked child has one.
+    deadlines: Option<Arc<Notify>>,
 }
 
 /// What to do with a call's answer; runs on the task that reads the child's replies, so the
@@ -166,7 +167,7 @@ impl Supervised {
             }),
             progress,
             untracked: AtomicBool::new(false),
-            deadlines: OnceLock::new(),
+            deadlines: tracked.then(|| Arc::new(Notify::new())),
         });
         let receiver = first_call.map(|worker| {
             let (on_answer, receiver) = reply_channel();
@@ -187,7 +188,13 @@ impl Supervised {
             connection.reader,
             exit_sender,
         ));
-        (Supervised { shared, exit }, receiver)
+        let supervised = Supervised { shared, exit };
+        // Started here, on the runtime, rather than by the first call with a deadline, which
+        // may be sent from any thread.
+        if let Some(wake) = &supervised.shared.deadlines {
+            tokio::spawn(enforce_deadlines(supervised.clone(), wake.clone()));
+        }
+        (supervised, receiver)
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -295,8 +302,13 @@ impl Supervised {
                 }));
             }
         }
-        if deadline.is_some() {
-            self.watch_deadlines();
+        if let Some(wake) = self
+            .shared
+            .deadlines
+            .as_ref()
+            .filter(|_| deadline.is_some())
+        {
+            wake.notify_one();
         }
         Ok(id)
     }
@@ -336,21 +348,6 @@ impl Supervised {
     pub(crate) fn withdraw_call(&self, id: u64) {
         if let Some(progress) = &self.shared.progress {
             progress.withdraw(id);
-        }
-    }
-
-    /// Starts the task that enforces deadlines on the first call that has one; wakes it on
-    /// the later ones.
-    fn watch_deadlines(&self) {
-        let mut first = false;
-        let notify = self.shared.deadlines.get_or_init(|| {
-            first = true;
-            Arc::new(Notify::new())
-        });
-        if first {
-            tokio::spawn(enforce_deadlines(self.clone(), notify.clone()));
-        } else {
-            notify.notify_one();
         }
     }
 
@@ -444,7 +441,7 @@ async fn supervise(
         }
     };
     settle_calls(&shared, status);
-    if let Some(deadlines) = shared.deadlines.get() {
+    if let Some(deadlines) = &shared.deadlines {
         deadlines.notify_one();
     }
     let status = match status {
