@@ -98,7 +98,9 @@
 //!
 //! With the `nats` feature, `Pool::connect(url).build()` gives a pool of this same type whose
 //! calls run on the worker nodes of a NATS JetStream cluster, with the same operations,
-//! chunking, errors and shutdown; see the `cluster` module.
+//! chunking, errors and shutdown; see the `cluster` module. Deadlines and
+//! [`AsyncResult::cancel`] of a running call are the local pool's: a node runs each task to
+//! its end (cancelling withdraws a call not yet published).
 //!
 //! # Shutting down
 //!
