@@ -90,9 +90,10 @@
 //! - [`AsyncResult::cancel`] withdraws a call that has not started (queued in the pool, or
 //!   already sent to a worker: the worker skips it), and stops one that runs.
 //! - Stopping a call kills its worker, which is replaced; the calls it held but had not
-//!   started go to the other workers. Dropping a future or an [`AsyncResult`] never stops a
-//!   running call (it only withdraws one not started), so a `select!` or an early return never
-//!   costs a worker.
+//!   started go to the other workers. Dropping never stops a running call, so a `select!` or
+//!   an early return never costs a worker: dropping an [`AsyncResult`] (or an `apply`'s
+//!   future) withdraws its call if it has not started, and dropping a `map` withdraws the
+//!   chunks not sent yet; a running call finishes and its result is discarded.
 //!
 //! # On a cluster
 //!
