@@ -12,7 +12,9 @@
 //!   quick call, its reply is held if the next call, already arrived, is to the same worker;
 //!   the replies held go out in one write once that is no longer so. A stream of small calls
 //!   costs few system calls, a lone call's reply leaves at once, and no reply waits for a call
-//!   that may be long.
+//!   that may be long. A pool worker writes the id of each call it starts into a page it
+//!   shares with its parent (see `pool::progress`), so that the parent knows, when the worker
+//!   dies, which call was running, and can withdraw a call that has not started.
 //!
 //! A child never outlives its parent, even while a worker is busy in a long computation. A
 //! child started by its parent's main thread is killed by the kernel the moment the parent
@@ -29,9 +31,10 @@ use std::time::{Duration, Instant};
 use crate::bootstrap::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
 use crate::current::{self, Current};
 use crate::error::RemoteError;
+use crate::pool::progress::Progress;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
-use crate::transport::{self, InFrame, OutFrame, auth};
+use crate::transport::{self, FrameWriter, InFrame, OutFrame, auth};
 
 /// Diverts a re-executed child to its job; returns at once in the main process.
 ///
@@ -158,11 +161,15 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         id,
         worker,
         batch,
-    } = match next_call(transport::read_frame_blocking(
+    } = match next_request(transport::read_frame_blocking(
         &mut connection,
         max_frame_len,
     )) {
-        Ok(call) => call,
+        Ok(Request::Call(call)) => call,
+        Ok(Request::Track { .. }) => {
+            tracing::warn!(target: "multiproc", "a process was asked to track a pool's calls");
+            return 1;
+        }
         Err(code) => return code,
     };
     crate::panic::set_printing(true);
@@ -192,9 +199,18 @@ struct Call {
     batch: bool,
 }
 
-/// The call the parent sent, or the exit code to leave with: 0 when the parent closed the
+/// What the parent asks of a serving child.
+enum Request {
+    Call(Call),
+    /// Report the start of each call in the parent's progress page, its descriptor `fd`.
+    Track {
+        fd: i32,
+    },
+}
+
+/// The request the parent sent, or the exit code to leave with: 0 when the parent closed the
 /// connection or asked for a shutdown, 1 when the connection failed.
-fn next_call(read: crate::Result<Option<InFrame>>) -> Result<Call, i32> {
+fn next_request(read: crate::Result<Option<InFrame>>) -> Result<Request, i32> {
     let frame = match read {
         Ok(Some(frame)) => frame,
         Ok(None) => return Err(0),
@@ -204,12 +220,13 @@ fn next_call(read: crate::Result<Option<InFrame>>) -> Result<Call, i32> {
         }
     };
     match frame.header::<ToChild>() {
-        Ok(ToChild::Call { id, worker, batch }) => Ok(Call {
+        Ok(ToChild::Call { id, worker, batch }) => Ok(Request::Call(Call {
             frame,
             id,
             worker,
             batch,
-        }),
+        })),
+        Ok(ToChild::Track { fd }) => Ok(Request::Track { fd }),
         Ok(ToChild::Shutdown) => Err(0),
         Err(error) => {
             tracing::warn!(target: "multiproc", "a malformed request from the parent: {error}");
@@ -336,6 +353,53 @@ fn watch_parent(parent_pid: u32, spawned_by_main_thread: bool) {
     assert_eq!(started, 0, "starting the parent watchdog");
 }
 
+/// Sees to what a serving child must do before it runs a call: opens the progress page a
+/// `Track` request points to (or tells the parent it cannot), and reports the start of a call
+/// there, answering as withdrawn, without running it, a call the parent withdrew. Returns
+/// the call to run, if any; `Err` if the connection is gone.
+fn admit(
+    request: Request,
+    progress: &mut Option<Progress>,
+    parent: u32,
+    writer: &FrameWriter,
+    max_frame_len: usize,
+) -> Result<Option<Call>, ()> {
+    let call = match request {
+        Request::Call(call) => call,
+        Request::Track { fd } => {
+            *progress = Progress::attach(parent, fd)
+                .inspect_err(|error| {
+                    tracing::debug!(target: "multiproc", "calls are not tracked: {error}");
+                })
+                .ok();
+            if progress.is_none() {
+                writer
+                    .send(&FromChild::Untracked, Vec::new())
+                    .map_err(drop)?;
+            }
+            return Ok(None);
+        }
+    };
+    if progress
+        .as_ref()
+        .is_none_or(|progress| progress.start(call.id))
+    {
+        return Ok(Some(call));
+    }
+    // The answer frees the call's place in the parent's window, if the parent did not free
+    // it already.
+    let withdrawn = RemoteError::Withdrawn(format!("`{}` was withdrawn", call.worker));
+    writer
+        .hold(reply_frame(
+            call.id,
+            &call.worker,
+            Err(withdrawn),
+            max_frame_len,
+        ))
+        .map_err(drop)?;
+    Ok(None)
+}
+
 /// Serves calls; returns the exit code.
 async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
     let max_frame_len = bootstrap.max_frame_len as usize;
@@ -354,6 +418,8 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
     } = connection;
     // The worker and duration of the call just answered.
     let mut last_call: Option<(String, Duration)> = None;
+    // Where the start of each call is reported, once the parent asks for it.
+    let mut progress: Option<Progress> = None;
     let code = loop {
         // A reply waits while the next call, already here, is to the same worker as a call
         // that was quick: a run of quick calls is answered in one write, and no reply waits
@@ -377,14 +443,20 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
                 next.await
             }
         };
+        let request = match next_request(next) {
+            Ok(request) => request,
+            Err(code) => break code,
+        };
+        let parent = bootstrap.parent.pid;
         let Call {
             frame,
             id,
             worker,
             batch,
-        } = match next_call(next) {
-            Ok(call) => call,
-            Err(code) => break code,
+        } = match admit(request, &mut progress, parent, &writer, max_frame_len) {
+            Ok(Some(call)) => call,
+            Ok(None) => continue,
+            Err(()) => break 1,
         };
         let started = Instant::now();
         let outcome = match registry::lookup(&worker) {

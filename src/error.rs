@@ -439,6 +439,8 @@ pub enum RemoteError {
     UnknownWorker(String),
     Serialization(String),
     TooLarge(String),
+    /// The call was withdrawn by its caller before it started; the child skipped it.
+    Withdrawn(String),
 }
 
 impl RemoteError {
@@ -448,6 +450,7 @@ impl RemoteError {
             RemoteError::UnknownWorker(message) => Error::new(ErrorKind::UnknownWorker, message),
             RemoteError::Serialization(message) => Error::new(ErrorKind::Serialization, message),
             RemoteError::TooLarge(message) => Error::new(ErrorKind::FrameTooLarge, message),
+            RemoteError::Withdrawn(message) => Error::cancelled(message),
         }
     }
 }

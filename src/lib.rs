@@ -123,7 +123,7 @@ pub use current::{ProcessInfo, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
 pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
-pub use pool::{AsyncResult, Imap, Map, Pool, PoolBuilder};
+pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{

@@ -20,6 +20,9 @@ pub(crate) enum ToChild {
     },
     /// Finish the call in progress, then exit with code 0.
     Shutdown,
+    /// Report the start of each call in the parent's progress page, open in the parent as
+    /// descriptor `fd` (see `pool::progress`). Sent before the first call, if at all.
+    Track { fd: i32 },
 }
 
 /// A child's answer.
@@ -30,6 +33,9 @@ pub(crate) enum FromChild {
         id: u64,
         outcome: Result<(), RemoteError>,
     },
+    /// The child could not open the progress page of [`ToChild::Track`]: the parent cannot
+    /// tell from it which call runs.
+    Untracked,
 }
 
 /// The reply to a batch call: one result per item of the batch, in order. When every item

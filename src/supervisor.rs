@@ -1,19 +1,25 @@
 //! A parent's end of one child: calls in flight, replies matched by id, death noticed.
 //!
-//! One task per child reads its replies and waits for its exit. When the child dies, every
-//! call it held fails with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid
-//! and exit status, after the replies it managed to write are drained. The child is reaped
-//! there too, so no zombie is left whatever the user does with the handle.
+//! One task per child reads its replies and waits for its exit. When the child dies, after
+//! the replies it managed to write are drained, the call it was running fails with a
+//! [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid and exit status; the
+//! other calls it held are handed back to be sent elsewhere if their sender asked for that
+//! (a pool's calls; see [`Answer::Resend`]), and fail as the running one otherwise (a
+//! `Process`'s one call). A pool worker's child reports which call it runs in a shared page
+//! ([`progress`](crate::pool::progress)); that page also lets a call be withdrawn before it
+//! starts, or stopped (the child killed) once it runs, past a deadline or on a cancel. The
+//! child is reaped here too, so no zombie is left whatever the user does with the handle.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{Error, ExitStatus, Result};
+use crate::pool::progress::{Progress, Started};
 use crate::protocol::{FromChild, ToChild};
 use crate::reaper;
 use crate::spawn::Spawned;
@@ -24,6 +30,37 @@ pub(crate) const FIRST_CALL_ID: u64 = 0;
 
 /// The reply to one call: the encoded result, or why there is none.
 pub(crate) type Reply = Result<Vec<u8>>;
+
+/// What becomes of a call sent with [`Supervised::call_then`].
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// Its reply, or why it has none.
+    Reply(Reply),
+    /// It did not run (or its result died with the child): its payload, to be sent again.
+    Resend(Vec<u8>),
+}
+
+/// A call as [`Supervised::call_then`] sends it.
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) worker: &'a str,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) batch: bool,
+    /// Keep a copy of the payload, to hand back as [`Answer::Resend`] if the child dies before
+    /// the call ran (or before its result left the child).
+    pub(crate) resendable: bool,
+    /// Stop the call (kill the child) if it runs longer than this; for a child started
+    /// with [`start_tracked`](Supervised::start_tracked) only.
+    pub(crate) deadline: Option<Duration>,
+}
+
+/// A call that could not be sent: why, its callback, uncalled, and its payload when it was
+/// [`resendable`](Outgoing::resendable) and the child is gone (so that it can go elsewhere).
+pub(crate) struct Unsent {
+    pub(crate) error: Error,
+    pub(crate) on_answer: OnAnswer,
+    pub(crate) payload: Option<Vec<u8>>,
+}
 
 /// A cheap, clonable handle to one supervised child.
 #[derive(Debug, Clone)]
@@ -38,16 +75,31 @@ struct Shared {
     name: String,
     writer: Mutex<Option<FrameWriter>>,
     calls: Mutex<Calls>,
-    next_id: AtomicU64,
+    /// The page where the child reports the start of each call; `None` unless tracked.
+    progress: Option<Progress>,
+    /// The child said it could not open the page.
+    untracked: AtomicBool,
+    /// Wakes the task that enforces deadlines; only a tracked child has one.
+    deadlines: Option<Arc<Notify>>,
 }
 
-/// What to do with a call's reply; runs on the task that reads the child's replies, so the
+/// What to do with a call's answer; runs on the task that reads the child's replies, so the
 /// caller is woken directly, without a hop through another task.
-pub(crate) type OnReply = Box<dyn FnOnce(Reply) + Send>;
+pub(crate) type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
+
+struct Pending {
+    on_answer: OnAnswer,
+    worker: String,
+    /// The payload's copy, for a resendable call.
+    kept: Option<Vec<u8>>,
+    deadline: Option<Duration>,
+}
 
 #[derive(Default)]
 struct Calls {
-    pending: HashMap<u64, (OnReply, String)>,
+    /// By id, which is also the order the child reads them in.
+    pending: BTreeMap<u64, Pending>,
+    next_id: u64,
     /// Set once the child is gone: later calls fail with it at once.
     failed: Option<Error>,
 }
@@ -64,7 +116,15 @@ impl std::fmt::Debug for Calls {
 impl Supervised {
     /// Takes over a freshly spawned child and starts its supervising task.
     pub(crate) fn start(spawned: Spawned, name: String) -> Self {
-        Self::start_inner(spawned, name, None).0
+        Self::start_inner(spawned, name, None, false).0
+    }
+
+    /// As [`start`](Self::start), for a pool worker: the child reports the start of each call
+    /// in a page shared with this process (see [`progress`](crate::pool::progress)), so that
+    /// its death fails only the call it was running, calls it has not started can be
+    /// withdrawn, and deadlines count from a call's start.
+    pub(crate) fn start_tracked(spawned: Spawned, name: String) -> Self {
+        Self::start_inner(spawned, name, None, true).0
     }
 
     /// As [`start`](Self::start), for a child that was handed call [`FIRST_CALL_ID`] at
@@ -75,7 +135,7 @@ impl Supervised {
         name: String,
         worker: &str,
     ) -> (Self, oneshot::Receiver<Reply>) {
-        let (supervised, receiver) = Self::start_inner(spawned, name, Some(worker));
+        let (supervised, receiver) = Self::start_inner(spawned, name, Some(worker), false);
         (supervised, receiver.expect("a first call was registered"))
     }
 
@@ -83,28 +143,42 @@ impl Supervised {
         spawned: Spawned,
         name: String,
         first_call: Option<&str>,
+        tracked: bool,
     ) -> (Self, Option<oneshot::Receiver<Reply>>) {
         let Spawned {
             child,
             pid,
             connection,
         } = spawned;
+        // The child hears of the page before its first call, so it reports every call.
+        let progress = tracked.then(Progress::create).flatten().filter(|progress| {
+            connection
+                .writer
+                .send(&ToChild::Track { fd: progress.fd() }, Vec::new())
+                .is_ok()
+        });
         let shared = Arc::new(Shared {
             pid,
             name,
             writer: Mutex::new(Some(connection.writer)),
-            calls: Mutex::new(Calls::default()),
-            next_id: AtomicU64::new(FIRST_CALL_ID + 1),
+            calls: Mutex::new(Calls {
+                next_id: FIRST_CALL_ID + 1,
+                ..Calls::default()
+            }),
+            progress,
+            untracked: AtomicBool::new(false),
+            deadlines: tracked.then(|| Arc::new(Notify::new())),
         });
         let receiver = first_call.map(|worker| {
-            let (sender, receiver) = oneshot::channel();
-            let on_reply: OnReply = Box::new(move |reply| {
-                let _ = sender.send(reply);
-            });
+            let (on_answer, receiver) = reply_channel();
+            let pending = Pending {
+                on_answer,
+                worker: worker.to_string(),
+                kept: None,
+                deadline: None,
+            };
             let mut calls = shared.calls.lock().expect("calls lock");
-            calls
-                .pending
-                .insert(FIRST_CALL_ID, (on_reply, worker.to_string()));
+            calls.pending.insert(FIRST_CALL_ID, pending);
             receiver
         });
         let (exit_sender, exit) = watch::channel(None);
@@ -114,7 +188,13 @@ impl Supervised {
             connection.reader,
             exit_sender,
         ));
-        (Supervised { shared, exit }, receiver)
+        let supervised = Supervised { shared, exit };
+        // Started here, on the runtime, rather than by the first call with a deadline, which
+        // may be sent from any thread.
+        if let Some(wake) = &supervised.shared.deadlines {
+            tokio::spawn(enforce_deadlines(supervised.clone(), wake.clone()));
+        }
+        (supervised, receiver)
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -132,72 +212,142 @@ impl Supervised {
         payload: Vec<u8>,
         batch: bool,
     ) -> Result<oneshot::Receiver<Reply>> {
-        let (sender, receiver) = oneshot::channel();
-        let on_reply: OnReply = Box::new(move |reply| {
-            let _ = sender.send(reply);
-        });
-        self.send_call(worker, payload, batch, on_reply)
-            .map_err(|(error, _)| error)?;
+        let (on_answer, receiver) = reply_channel();
+        let call = Outgoing {
+            worker,
+            payload,
+            batch,
+            resendable: false,
+            deadline: None,
+        };
+        self.call_then(call, on_answer)
+            .map_err(|unsent| unsent.error)?;
         Ok(receiver)
     }
 
-    /// Sends a call; `on_reply` runs with its reply, or with the child's death. It runs on the
-    /// task that reads the child's replies, so it must not block. If the call cannot be sent,
-    /// `on_reply` is handed back with the error, uncalled, so that a caller holding a lock
-    /// `on_reply` takes can answer after releasing it.
+    /// Sends a call and returns its id; `on_answer` runs with its reply, with the child's
+    /// death, or with its payload to send elsewhere (see [`Answer`]). It runs on the task that
+    /// reads the child's replies, so it must not block. If the call cannot be sent,
+    /// `on_answer` is handed back uncalled, so that a caller holding a lock `on_answer` takes
+    /// can answer after releasing it.
     pub(crate) fn call_then(
         &self,
-        worker: &str,
-        payload: Vec<u8>,
-        batch: bool,
-        on_reply: OnReply,
-    ) -> Result<(), (Error, OnReply)> {
-        self.send_call(worker, payload, batch, on_reply)
-    }
-
-    fn send_call(
-        &self,
-        worker: &str,
-        payload: Vec<u8>,
-        batch: bool,
-        on_reply: OnReply,
-    ) -> Result<(), (Error, OnReply)> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        {
+        call: Outgoing<'_>,
+        on_answer: OnAnswer,
+    ) -> Result<u64, Box<Unsent>> {
+        let Outgoing {
+            worker,
+            payload,
+            batch,
+            resendable,
+            deadline,
+        } = call;
+        let kept = resendable.then(|| {
+            let mut kept = crate::transport::buffers::with_capacity(payload.len());
+            kept.extend_from_slice(&payload);
+            kept
+        });
+        // Ids are given under the writer's lock, so that their order is the order the child
+        // reads the calls in.
+        let writer = self.shared.writer.lock().expect("writer lock");
+        let id = {
             let mut calls = self.shared.calls.lock().expect("calls lock");
             if let Some(error) = &calls.failed {
-                return Err((error.clone(), on_reply));
+                let payload = kept.map(|_| payload);
+                return Err(Box::new(Unsent {
+                    error: error.clone(),
+                    on_answer,
+                    payload,
+                }));
             }
-            calls.pending.insert(id, (on_reply, worker.to_string()));
-        }
+            let id = calls.next_id;
+            calls.next_id += 1;
+            let pending = Pending {
+                on_answer,
+                worker: worker.to_string(),
+                kept,
+                deadline,
+            };
+            calls.pending.insert(id, pending);
+            id
+        };
         let header = ToChild::Call {
             id,
             worker: worker.to_string(),
             batch,
         };
-        let sent = match &*self.shared.writer.lock().expect("writer lock") {
+        let sent = match &*writer {
             Some(writer) => writer.send(&header, payload),
             None => Err(Error::closed(format!(
                 "{} is shutting down",
                 self.shared.name
             ))),
         };
-        match sent {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                let pending = self
-                    .shared
-                    .calls
-                    .lock()
-                    .expect("calls lock")
-                    .pending
-                    .remove(&id);
-                match pending {
-                    Some((on_reply, _)) => Err((error, on_reply)),
-                    // The reader already failed it (the child died meanwhile).
-                    None => Ok(()),
-                }
+        drop(writer);
+        if let Err(error) = sent {
+            let pending = self
+                .shared
+                .calls
+                .lock()
+                .expect("calls lock")
+                .pending
+                .remove(&id);
+            // Without it, the reader already answered it (the child died meanwhile).
+            if let Some(pending) = pending {
+                let gone = error.is_closed() || error.is_worker_died();
+                return Err(Box::new(Unsent {
+                    error,
+                    on_answer: pending.on_answer,
+                    payload: pending.kept.filter(|_| gone),
+                }));
             }
+        }
+        if let Some(wake) = self
+            .shared
+            .deadlines
+            .as_ref()
+            .filter(|_| deadline.is_some())
+        {
+            wake.notify_one();
+        }
+        Ok(id)
+    }
+
+    /// Stops call `id` and answers it with `error`: a call the child has not started is
+    /// withdrawn (the child skips it), a running one is stopped by killing the child (its
+    /// other calls are then sent elsewhere, as at any death). Does nothing if the call was
+    /// answered already.
+    pub(crate) fn stop_call(&self, id: u64, error: Error) {
+        let (pending, oldest) = {
+            let mut calls = self.shared.calls.lock().expect("calls lock");
+            let oldest = calls.pending.keys().next() == Some(&id);
+            match calls.pending.remove(&id) {
+                Some(pending) => (pending, oldest),
+                None => return,
+            }
+        };
+        if let Some(progress) = &self.shared.progress {
+            progress.withdraw(id);
+        }
+        let running = match self.shared.started() {
+            Started::Call { id: started, .. } => started == id,
+            Started::None => false,
+            // Not tracked: calls run in order, so the oldest is taken for the running one; a
+            // later one cannot be withdrawn, and runs with its result discarded.
+            Started::Unknown => oldest,
+        };
+        if running {
+            tracing::debug!(target: "multiproc", "stopping {} (pid {}): {error}", self.shared.name, self.shared.pid);
+            self.signal(libc::SIGKILL);
+        }
+        (pending.on_answer)(Answer::Reply(Err(error)));
+    }
+
+    /// Withdraws call `id` if the child has not started it: the child skips it and answers
+    /// it as withdrawn. A running call is left to finish. Untracked, does nothing.
+    pub(crate) fn withdraw_call(&self, id: u64) {
+        if let Some(progress) = &self.shared.progress {
+            progress.withdraw(id);
         }
     }
 
@@ -256,6 +406,21 @@ impl Supervised {
     }
 }
 
+impl Shared {
+    /// What the child last started, as its page says. A page not attached yet means no call
+    /// started: the child reads where the page is before its first call. Only a child that
+    /// said it could not open the page leaves it unknown.
+    fn started(&self) -> Started {
+        match &self.progress {
+            None => Started::Unknown,
+            Some(progress) => match progress.started() {
+                Started::Unknown if !self.untracked.load(Ordering::SeqCst) => Started::None,
+                started => started,
+            },
+        }
+    }
+}
+
 async fn supervise(
     shared: Arc<Shared>,
     mut child: tokio::process::Child,
@@ -275,7 +440,10 @@ async fn supervise(
             status.ok().map(ExitStatus::from_std)
         }
     };
-    fail_all(&shared, status);
+    settle_calls(&shared, status);
+    if let Some(deadlines) = &shared.deadlines {
+        deadlines.notify_one();
+    }
     let status = match status {
         Some(status) => status,
         None => child
@@ -290,28 +458,121 @@ async fn supervise(
     let _ = exit_sender.send(Some(status));
 }
 
+/// Stops every call that runs past its deadline, until the child is gone.
+async fn enforce_deadlines(supervised: Supervised, wake: Arc<Notify>) {
+    let shared = &supervised.shared;
+    // Untracked, calls run in order: the oldest, and since when it is the oldest.
+    let mut oldest = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        let (overdue, next) = {
+            let calls = shared.calls.lock().expect("calls lock");
+            if calls.failed.is_some() {
+                return;
+            }
+            let started = shared.started();
+            next_deadline(&calls, started, &mut oldest, now)
+        };
+        if let Some((id, worker, deadline)) = overdue {
+            let error = Error::timeout(format!(
+                "`{worker}` ran past its deadline of {deadline:?} in {} (pid {}), which was \
+                 killed; the pool replaces it",
+                shared.name, shared.pid
+            ))
+            .with_pid(shared.pid);
+            supervised.stop_call(id, error);
+            continue;
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+/// The call past its deadline, if any (its id, worker and deadline), and otherwise when the
+/// next deadline may pass. A call counts from its start, as the child reported it; one not
+/// started yet cannot pass its deadline before `now` + its deadline.
+fn next_deadline(
+    calls: &Calls,
+    started: Started,
+    oldest: &mut Option<(u64, tokio::time::Instant)>,
+    now: tokio::time::Instant,
+) -> (
+    Option<(u64, String, Duration)>,
+    Option<tokio::time::Instant>,
+) {
+    if let Some(&id) = calls.pending.keys().next() {
+        if oldest.is_none_or(|(oldest, _)| oldest != id) {
+            *oldest = Some((id, now));
+        }
+    }
+    let mut next: Option<tokio::time::Instant> = None;
+    for (&id, pending) in &calls.pending {
+        let Some(deadline) = pending.deadline else {
+            continue;
+        };
+        let start = match started {
+            Started::Call { id: running, ago } if running == id => now.checked_sub(ago),
+            // Finished: its reply is on its way.
+            Started::Call { id: running, .. } if running > id => continue,
+            Started::Call { .. } | Started::None => None,
+            Started::Unknown => oldest
+                .filter(|(oldest, _)| *oldest == id)
+                .map(|(_, since)| since),
+        };
+        let due = start.unwrap_or(now) + deadline;
+        if start.is_some() && due <= now {
+            return (Some((id, pending.worker.clone(), deadline)), None);
+        }
+        next = Some(next.map_or(due, |next| next.min(due)));
+    }
+    (None, next)
+}
+
 async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
     // Replies come in bursts (a child writes every reply it finished in one go); the calls
     // their callbacks send in turn go out together at the end of each burst.
     let handle = |frame: InFrame| {
-        let Ok(FromChild::Done { id, outcome }) = frame.header::<FromChild>() else {
-            tracing::warn!(target: "multiproc", "{} sent a malformed reply", shared.name);
-            return ControlFlow::Break(());
+        let (id, outcome) = match frame.header::<FromChild>() {
+            Ok(FromChild::Done { id, outcome }) => (id, outcome),
+            Ok(FromChild::Untracked) => {
+                shared.untracked.store(true, Ordering::SeqCst);
+                return ControlFlow::Continue(());
+            }
+            Err(_) => {
+                tracing::warn!(target: "multiproc", "{} sent a malformed reply", shared.name);
+                return ControlFlow::Break(());
+            }
         };
         let waiter = shared.calls.lock().expect("calls lock").pending.remove(&id);
-        if let Some((on_reply, _)) = waiter {
-            on_reply(match outcome {
+        if let Some(pending) = waiter {
+            if let Some(kept) = pending.kept {
+                crate::transport::buffers::give_back(kept);
+            }
+            (pending.on_answer)(Answer::Reply(match outcome {
                 Ok(()) => Ok(frame.into_payload()),
                 Err(remote) => Err(remote.into_error()),
-            });
+            }));
         }
         ControlFlow::Continue(())
     };
     while let Ok(Burst::Handled) = reader.read_burst(handle).await {}
 }
 
-fn fail_all(shared: &Shared, status: Option<ExitStatus>) {
-    let pending: Vec<_> = {
+/// Answers every call the dead child held. Calls run one at a time, in the order they were
+/// sent, so the one running is the one the child last reported started (or, untracked, the
+/// oldest): it fails with `WorkerDied`. The others are handed back to be sent elsewhere when
+/// resendable: those not started, and those that finished but whose reply died with the child
+/// (quick calls are answered in batches). Calls that are not resendable fail as the running
+/// one does.
+fn settle_calls(shared: &Shared, status: Option<ExitStatus>) {
+    let pending = {
         let mut calls = shared.calls.lock().expect("calls lock");
         calls.failed = Some(Error::worker_died(
             &shared.name,
@@ -319,15 +580,40 @@ fn fail_all(shared: &Shared, status: Option<ExitStatus>) {
             status,
             "this call was being sent",
         ));
-        calls.pending.drain().map(|(_, pending)| pending).collect()
+        std::mem::take(&mut calls.pending)
     };
-    for (on_reply, worker) in pending {
-        let doing = format!("running `{worker}`");
-        on_reply(Err(Error::worker_died(
-            &shared.name,
-            shared.pid,
-            status,
-            &doing,
-        )));
+    let running = match shared.started() {
+        Started::Call { id, .. } => Some(id),
+        Started::None => None,
+        Started::Unknown => pending.keys().next().copied(),
+    };
+    for (id, pending) in pending {
+        let answer = match pending.kept {
+            Some(kept) if Some(id) != running => Answer::Resend(kept),
+            _ => {
+                let doing = format!("running `{}`", pending.worker);
+                Answer::Reply(Err(Error::worker_died(
+                    &shared.name,
+                    shared.pid,
+                    status,
+                    &doing,
+                )))
+            }
+        };
+        (pending.on_answer)(answer);
     }
+}
+
+/// An [`OnAnswer`] that sends the reply to the receiver returned with it; a call handed back
+/// to be sent again is answered as its child's death.
+fn reply_channel() -> (OnAnswer, oneshot::Receiver<Reply>) {
+    let (sender, receiver) = oneshot::channel();
+    let on_answer: OnAnswer = Box::new(move |answer| {
+        let reply = match answer {
+            Answer::Reply(reply) => reply,
+            Answer::Resend(_) => unreachable!("calls answered by a channel are not resendable"),
+        };
+        let _ = sender.send(reply);
+    });
+    (on_answer, receiver)
 }

@@ -179,11 +179,8 @@ async fn a_worker_that_exits_fails_its_call_only() {
     assert_eq!(error.exit_status(), Some(ExitStatus::Code(5)));
     let gone = error.pid().unwrap();
     for (x, handle) in others.into_iter().enumerate() {
-        // Calls queued behind the exit on the same worker fail with it; all others complete.
-        match within(handle).await {
-            Ok(square) => assert_eq!(square, (x * x) as u64),
-            Err(error) => assert_eq!(error.pid(), Some(gone), "{error}"),
-        }
+        // Calls the exiting worker held but had not started run on the other worker.
+        assert_eq!(within(handle).await.unwrap(), (x * x) as u64);
     }
     full_again(&pool, gone, Duration::from_secs(2)).await;
     assert_eq!(within(pool.apply(square, (9,))).await.unwrap(), 81);
@@ -241,4 +238,72 @@ async fn a_result_that_cannot_come_back_fails_its_caller_only() {
 #[worker]
 fn big_result_len(bytes: Vec<u8>) -> usize {
     bytes.len()
+}
+
+#[worker]
+fn exit_on(x: u64) -> u64 {
+    if x == 13 {
+        std::process::exit(3);
+    }
+    x
+}
+
+#[tokio::test]
+async fn a_killed_worker_fails_the_call_it_ran_and_its_other_calls_run_elsewhere() {
+    let pool = pool(1).await;
+    let victim = pool.pids()[0];
+    // The long call runs; the quick ones wait in the same worker's window, already sent.
+    let running = pool.apply_async(my_pid_then_sleep, (10_000,));
+    let held: Vec<_> = (0..3u64).map(|x| pool.apply_async(square, (x,))).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let error = within(running).await.unwrap_err();
+    assert!(error.is_worker_died(), "{error}");
+    assert_eq!(error.pid(), Some(victim));
+    assert!(error.to_string().contains("my_pid_then_sleep"), "{error}");
+    for (x, handle) in held.into_iter().enumerate() {
+        assert_eq!(within(handle).await.unwrap(), (x * x) as u64);
+    }
+    full_again(&pool, victim, Duration::from_secs(2)).await;
+    within(pool.terminate()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_map_loses_only_the_chunk_whose_worker_died() {
+    use futures::StreamExt;
+    let pool = pool(2).await;
+    let error = within(pool.map(exit_on, 0..40u64).chunksize(4))
+        .await
+        .unwrap_err();
+    assert!(error.is_worker_died(), "{error}");
+    assert_eq!(error.exit_status(), Some(ExitStatus::Code(3)));
+    // Item by item: only the chunk holding item 13 (items 12 to 15) failed; every other
+    // chunk, those its worker held included, ran, in input order.
+    let outcomes: Vec<_> = within(pool.imap(exit_on, 0..40u64).chunksize(4).collect()).await;
+    assert_eq!(outcomes.len(), 40);
+    for (x, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(value) => assert_eq!(value, x as u64),
+            Err(error) => assert!(
+                (12..16).contains(&x) && error.is_worker_died(),
+                "{x}: {error}"
+            ),
+        }
+    }
+    within(pool.terminate()).await.unwrap();
+}
+
+#[tokio::test]
+async fn calls_sent_to_a_worker_that_just_died_run_elsewhere() {
+    let pool = pool(1).await;
+    let victim = pool.pids()[0];
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    // Sent before the pool notices the death: written to a dead worker, or refused by its
+    // closed connection. Either way they run on its replacement; none is `Closed`.
+    let calls: Vec<_> = (0..8u64).map(|x| pool.apply_async(square, (x,))).collect();
+    for (x, call) in calls.into_iter().enumerate() {
+        assert_eq!(within(call).await.unwrap(), (x * x) as u64);
+    }
+    full_again(&pool, victim, Duration::from_secs(2)).await;
+    within(pool.terminate()).await.unwrap();
 }

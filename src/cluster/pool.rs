@@ -637,6 +637,9 @@ impl RemotePool {
             batch,
             items,
             mut reply,
+            // Deadlines and cancelling a running call are the local pool's; a node runs its
+            // tasks to the end.
+            ..
         } = job;
         if reply.is_closed() {
             return; // withdrawn before it was sent

@@ -22,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) start_timeout: Duration,
     pub(crate) max_frame_len: usize,
+    pub(crate) task_timeout: Option<Duration>,
 }
 
 /// The initializer's registered name and its encoded arguments, sent to every new worker.
@@ -51,6 +52,7 @@ pub struct PoolBuilder {
     max_tasks_per_child: Option<usize>,
     start_timeout: Duration,
     max_frame_len: usize,
+    task_timeout: Option<Duration>,
 }
 
 impl PoolBuilder {
@@ -61,6 +63,7 @@ impl PoolBuilder {
             max_tasks_per_child: None,
             start_timeout: DEFAULT_START_TIMEOUT,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            task_timeout: None,
         }
     }
 
@@ -116,6 +119,16 @@ impl PoolBuilder {
         self
     }
 
+    /// The default deadline of every task (default: none). A task still running after
+    /// `timeout` fails with a [`Timeout`](ErrorKind::Timeout) error naming its function, and
+    /// the worker running it is killed and replaced; see [`Pool`]'s "Deadlines". A chunk of a
+    /// `map` may run `timeout` times its number of items. [`Apply::timeout`](super::Apply::timeout)
+    /// and [`Map::timeout_per_task`](super::Map::timeout_per_task) override it per call.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
     /// Starts the workers, runs the initializer in each, and returns once all of them are
     /// ready.
     ///
@@ -161,6 +174,7 @@ impl PoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             start_timeout: self.start_timeout,
             max_frame_len: self.max_frame_len,
+            task_timeout: self.task_timeout,
         });
         Pool::start(config).await
     }
@@ -178,6 +192,7 @@ impl fmt::Debug for PoolBuilder {
                     .map(|i| i.as_ref().map(|i| i.worker).ok()),
             )
             .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("task_timeout", &self.task_timeout)
             .finish()
     }
 }

@@ -12,6 +12,7 @@ use std::future::IntoFuture;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, FuturesOrdered, FuturesUnordered, Stream, StreamExt};
@@ -41,6 +42,7 @@ pub struct Map<'a, W, M, T> {
     pool: &'a Pool,
     inputs: Vec<T>,
     chunksize: Option<usize>,
+    task_timeout: Option<Duration>,
     _worker: PhantomData<fn() -> (W, M)>,
 }
 
@@ -51,6 +53,7 @@ impl<'a, W: Worker<M>, M, T: Value> Map<'a, W, M, T> {
             pool,
             inputs,
             chunksize: None,
+            task_timeout: None,
             _worker: PhantomData,
         }
     }
@@ -60,6 +63,18 @@ impl<'a, W: Worker<M>, M, T: Value> Map<'a, W, M, T> {
     /// item. 0 makes the map fail with an [`InvalidInput`](ErrorKind::InvalidInput) error.
     pub fn chunksize(mut self, items: usize) -> Self {
         self.chunksize = Some(items);
+        self
+    }
+
+    /// A deadline for each task (overriding the pool's
+    /// [`task_timeout`](super::PoolBuilder::task_timeout)). Tasks travel in chunks, and a
+    /// chunk of `n` items may run `n × timeout` from its start in a worker: a chunk past that
+    /// fails each of its items with a [`Timeout`](ErrorKind::Timeout) error naming the
+    /// function, and its worker is killed and replaced. The other chunks are not affected:
+    /// those the killed worker held but had not started run on other workers. With
+    /// `chunksize(1)` the deadline is exactly per task.
+    pub fn timeout_per_task(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
         self
     }
 }
@@ -79,6 +94,7 @@ where
                 pool,
                 inputs,
                 chunksize,
+                task_timeout,
                 ..
             } = self;
             let name = registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT)?;
@@ -112,7 +128,8 @@ where
                         let payload = encode_list(chunk, chunk.first(), chunk.len(), &what)?;
                         let bytes = payload.len();
                         encoded_bytes += bytes;
-                        let (job, receiver) = Job::new(name, payload, true, chunk.len());
+                        let (mut job, receiver) = Job::new(name, payload, true, chunk.len());
+                        job.task_timeout = task_timeout;
                         jobs.push(job);
                         let len = chunk.len();
                         running.push(async move { (index, len, bytes, reply(receiver).await) });
@@ -244,6 +261,7 @@ impl<W, M, T> fmt::Debug for Map<'_, W, M, T> {
             .field("worker", &std::any::type_name::<W>())
             .field("items", &self.inputs.len())
             .field("chunksize", &self.chunksize)
+            .field("task_timeout", &self.task_timeout)
             .finish()
     }
 }
@@ -266,6 +284,7 @@ pub struct Imap<T> {
     pool: Pool,
     worker: Result<&'static str>,
     chunksize: usize,
+    task_timeout: Option<Duration>,
     make_chunks: Option<MakeChunks>,
     chunks: Option<BoxStream<'static, Chunk>>,
     group: u64,
@@ -340,6 +359,7 @@ impl<T: Value> Imap<T> {
             pool: pool.clone(),
             worker,
             chunksize: 1,
+            task_timeout: None,
             make_chunks: Some(make_chunks),
             chunks: None,
             group: pool.new_group(),
@@ -359,6 +379,14 @@ impl<T: Value> Imap<T> {
         self
     }
 
+    /// A deadline for each task, applied per chunk as [`Map::timeout_per_task`] does: an item
+    /// of a chunk that ran past it yields a [`Timeout`](ErrorKind::Timeout) error, and the
+    /// stream goes on. Takes effect for chunks sent after it is set.
+    pub fn timeout_per_task(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
     /// Chunks the pool may hold for this stream at once: two per worker, so each worker has
     /// the next chunk at hand while the consumer catches up.
     fn window(&self) -> usize {
@@ -368,7 +396,8 @@ impl<T: Value> Imap<T> {
     fn send(&mut self, chunk: Chunk) {
         let sent = chunk.and_then(|(payload, len)| {
             let worker = self.worker.clone()?;
-            let (job, receiver) = Job::new(worker, payload, true, len);
+            let (mut job, receiver) = Job::new(worker, payload, true, len);
+            job.task_timeout = self.task_timeout;
             self.pool.submit(self.group, vec![job])?;
             Ok((receiver, len))
         });

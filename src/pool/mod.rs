@@ -60,20 +60,48 @@
 //!
 //! - A task that panics fails with a [`Panic`](crate::ErrorKind::Panic) error carrying the
 //!   message and location; the worker carries on.
-//! - A worker that dies (killed, `std::process::exit`, a crash) fails only the calls it held,
-//!   each with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid and exit
-//!   status, and is replaced at once; the pool keeps its size.
+//! - A worker that dies (killed, `std::process::exit`, a crash) fails only the call it was
+//!   running, with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid, exit
+//!   status and the function; it is replaced at once and the pool keeps its size. The calls it
+//!   held but had not started are sent to the other workers, ahead of newer work, and complete
+//!   normally; so is a call that could not be written to it because it had just died. See
+//!   [`Pool`] for the exact rule. [`Closed`](crate::ErrorKind::Closed) only ever means that the
+//!   pool was closed.
+//! - A task that runs past its deadline fails with a [`Timeout`](crate::ErrorKind::Timeout)
+//!   error naming its function, and its worker is killed (`SIGKILL`) and replaced; nothing else
+//!   is affected. See "Deadlines and cancelling" below.
 //! - A result that fails to serialize, or a call or result larger than
 //!   [`max_frame_len`](PoolBuilder::max_frame_len), fails that call only.
 //! - An initializer that always fails makes [`build`](PoolBuilder::build) (or the calls
 //!   already queued) fail with its error after ten start attempts with back-off, instead of
 //!   respawning in a loop.
 //!
+//! # Deadlines and cancelling
+//!
+//! Python's pool cannot stop a task once it runs; this one can, by killing the worker
+//! process that runs it (a thread cannot be stopped safely, a process can):
+//!
+//! - [`Apply::timeout`] gives one call a deadline, [`Map::timeout_per_task`] and
+//!   [`Imap::timeout_per_task`] each task of a map, and
+//!   [`PoolBuilder::task_timeout`] every task by default. A deadline counts from the moment
+//!   the worker starts the call, not from when it was queued. A `map` sends its tasks in
+//!   chunks: a chunk of `n` items may run `n` deadlines, and past that each of its items
+//!   fails with `Timeout` (use `chunksize(1)` for a deadline exactly per task).
+//! - [`AsyncResult::cancel`] withdraws a call that has not started (queued in the pool, or
+//!   already sent to a worker: the worker skips it), and stops one that runs.
+//! - Stopping a call kills its worker, which is replaced; the calls it held but had not
+//!   started go to the other workers. Dropping never stops a running call, so a `select!` or
+//!   an early return never costs a worker: dropping an [`AsyncResult`] (or an `apply`'s
+//!   future) withdraws its call if it has not started, and dropping a `map` withdraws the
+//!   chunks not sent yet; a running call finishes and its result is discarded.
+//!
 //! # On a cluster
 //!
 //! With the `nats` feature, `Pool::connect(url).build()` gives a pool of this same type whose
 //! calls run on the worker nodes of a NATS JetStream cluster, with the same operations,
-//! chunking, errors and shutdown; see the `cluster` module.
+//! chunking, errors and shutdown; see the `cluster` module. Deadlines and
+//! [`AsyncResult::cancel`] of a running call are the local pool's: a node runs each task to
+//! its end (cancelling withdraws a call not yet published).
 //!
 //! # Shutting down
 //!
@@ -86,6 +114,7 @@
 
 mod builder;
 pub(crate) mod map;
+pub(crate) mod progress;
 mod scheduler;
 mod worker;
 
@@ -96,6 +125,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -109,11 +139,33 @@ use crate::supervisor::Reply;
 use crate::worker::{Value, Worker, worker_name};
 use builder::Config;
 pub(crate) use scheduler::{Command, Job};
-use scheduler::{Dispatch, Scheduler};
+use scheduler::{Control, Dispatch, Scheduler};
 
 /// A pool of worker processes. See the [module docs](self).
 ///
 /// Cheap to clone: clones are handles to the same pool.
+///
+/// # When a worker dies
+///
+/// Each worker holds a few calls at once, already sent, and runs them **one at a time, in the
+/// order they were sent**, whether the worker function is a plain `fn` or an `async fn` (an
+/// `async fn`'s call is awaited to its end before the next one starts; a chunk of a `map` is
+/// one call, whose items run one after the other). As it starts a call, the worker writes the
+/// call's id into a page of memory it shares with the pool (no system call, nothing on the
+/// socket), so when it dies the pool knows which call was running:
+///
+/// - **the running call** fails with [`WorkerDied`](crate::ErrorKind::WorkerDied), naming the
+///   worker, its pid, its exit code or signal, and the function;
+/// - **every other call it held** is sent again, to the other workers, ahead of newer work
+///   and in its original order, and completes normally: those it had not started, and those
+///   it had finished but whose result had not left it yet (the results of very quick calls
+///   are sent in batches), which therefore run a second time;
+/// - **a call written to it just as it died** is sent to another worker, never failed.
+///
+/// So one death costs exactly one call (none if the worker was between calls), and within
+/// a `map` only the chunk that was running fails. On a system without `/proc`, where the
+/// page cannot be shared, the oldest call the worker had not answered is taken for the
+/// running one.
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
@@ -331,12 +383,15 @@ impl Pool {
         Ok(())
     }
 
-    /// Runs `worker(args)` in a worker and returns its result.
+    /// Runs `worker(args)` in a worker and returns its result. The returned [`Apply`] is a
+    /// future; [`timeout`](Apply::timeout) gives the call a deadline, and
+    /// [`submit`](Apply::submit) queues it at once and returns a handle that can cancel it.
     ///
     /// # Errors
     ///
     /// - [`Panic`](crate::ErrorKind::Panic) if the worker panicked.
     /// - [`WorkerDied`](crate::ErrorKind::WorkerDied) if its process died while running it.
+    /// - [`Timeout`](crate::ErrorKind::Timeout) if it ran past its deadline.
     /// - [`Closed`](crate::ErrorKind::Closed) if the pool is closed;
     ///   [`Cancelled`](crate::ErrorKind::Cancelled) if it is terminated before the call ends.
     /// - [`UnknownWorker`](crate::ErrorKind::UnknownWorker),
@@ -346,25 +401,34 @@ impl Pool {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future before the call is sent withdraws it; once sent, the
-    /// call runs to its end and its result is discarded. Either way no other caller is
-    /// affected.
+    /// Cancel safe: dropping the future before the call starts withdraws it; once started,
+    /// the call runs to its end (or its deadline) and its result is discarded. Either way no
+    /// other caller is affected. To stop a running call, use [`AsyncResult::cancel`].
     ///
     /// # Examples
     ///
     /// ```no_run
+    /// # use std::time::Duration;
     /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
     /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
     /// assert_eq!(pool.apply(square, (5,)).await?, 25);
+    /// assert_eq!(pool.apply(square, (5,)).timeout(Duration::from_secs(1)).await?, 25);
     /// # Ok(()) }
     /// ```
-    pub async fn apply<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> Result<W::Output> {
-        self.apply_async(worker, args).await
+    pub fn apply<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> Apply<'_, W, M> {
+        let _ = worker;
+        Apply {
+            pool: self,
+            args,
+            timeout: None,
+            _worker: PhantomData,
+        }
     }
 
     /// Queues `worker(args)` and returns a handle to its result at once (Python's
-    /// `apply_async`). The handle is a future; [`ready`](AsyncResult::ready) tells without
-    /// waiting whether the result is in. Dropping the handle withdraws a call still queued.
+    /// `apply_async`); the same as `pool.apply(worker, args).submit()`. The handle is a
+    /// future; [`ready`](AsyncResult::ready) tells without waiting whether the result is in,
+    /// and [`cancel`](AsyncResult::cancel) withdraws or stops the call.
     ///
     /// Errors (as for [`apply`](Self::apply)) come out of the handle.
     ///
@@ -380,22 +444,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn apply_async<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> AsyncResult<W::Output> {
-        let _ = worker;
-        let submitted =
-            registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT).and_then(|name| {
-                let payload = encode(&args, &format!("the arguments of `{name}`"))?;
-                let (job, reply) = Job::new(name, payload, false, 1);
-                self.submit(self.new_group(), vec![job])?;
-                Ok(reply)
-            });
-        AsyncResult {
-            state: match submitted {
-                Ok(reply) => ResultState::Waiting(reply),
-                Err(error) => ResultState::Failed(Some(error)),
-            },
-            _pool: self.clone(),
-            _output: PhantomData,
-        }
+        self.apply(worker, args).submit()
     }
 
     /// Runs `worker` on every item of `inputs`, in chunks, and returns the results in input
@@ -409,10 +458,12 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`apply`](Self::apply), for the first item that failed. An item that fails to
-    /// serialize ends the map at once with a
-    /// [`Serialization`](crate::ErrorKind::Serialization) error (chunks sent before it may
-    /// still run).
+    /// As [`apply`](Self::apply), for the first item that failed: a
+    /// [`WorkerDied`](crate::ErrorKind::WorkerDied) error fails the items of the one chunk
+    /// that was running, and a [`Timeout`](crate::ErrorKind::Timeout) those of a chunk past
+    /// its deadline (see [`Map::timeout_per_task`]). An item that fails to serialize ends the
+    /// map at once with a [`Serialization`](crate::ErrorKind::Serialization) error (chunks
+    /// sent before it may still run).
     ///
     /// # Cancel safety
     ///
@@ -595,6 +646,8 @@ impl Job {
                 batch,
                 items,
                 reply,
+                task_timeout: None,
+                control: None,
             },
             receiver,
         )
@@ -620,13 +673,86 @@ impl fmt::Debug for Pool {
     }
 }
 
-/// The result of [`Pool::apply_async`]: a future of the call's result.
+/// The pending result of [`Pool::apply`]: await it, after setting a deadline if you like, or
+/// [`submit`](Self::submit) it for a handle.
+#[must_use = "an apply does nothing until awaited or submitted"]
+pub struct Apply<'a, W: Worker<M>, M> {
+    pool: &'a Pool,
+    args: W::Args,
+    timeout: Option<Duration>,
+    _worker: PhantomData<fn() -> (W, M)>,
+}
+
+impl<W: Worker<M>, M> Apply<'_, W, M> {
+    /// A deadline for the call, counted from its start in a worker (time queued does not
+    /// count): past it the call fails with a [`Timeout`](crate::ErrorKind::Timeout) error
+    /// naming the function, and the worker is killed and replaced. Overrides the pool's
+    /// [`task_timeout`](PoolBuilder::task_timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Queues the call now and returns a handle to its result (what
+    /// [`apply_async`](Pool::apply_async) does).
+    pub fn submit(self) -> AsyncResult<W::Output> {
+        let Apply {
+            pool,
+            args,
+            timeout,
+            ..
+        } = self;
+        let control = Arc::new(Control::default());
+        let submitted =
+            registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT).and_then(|name| {
+                let payload = encode(&args, &format!("the arguments of `{name}`"))?;
+                let (mut job, reply) = Job::new(name, payload, false, 1);
+                job.task_timeout = timeout;
+                job.control = Some(control.clone());
+                pool.submit(pool.new_group(), vec![job])?;
+                Ok(reply)
+            });
+        AsyncResult {
+            state: match submitted {
+                Ok(reply) => ResultState::Waiting(reply),
+                Err(error) => ResultState::Failed(Some(error)),
+            },
+            control,
+            _pool: pool.clone(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<W: Worker<M>, M> std::future::IntoFuture for Apply<'_, W, M> {
+    type Output = Result<W::Output>;
+    type IntoFuture = AsyncResult<W::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        self.submit()
+    }
+}
+
+impl<W: Worker<M>, M> fmt::Debug for Apply<'_, W, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Apply")
+            .field("worker", &std::any::type_name::<W>())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The result of [`Pool::apply_async`] (or [`Apply::submit`]): a future of the call's result.
 ///
-/// Dropping it withdraws the call if it is still queued (a running call finishes and its
-/// result is discarded). It keeps its pool alive.
+/// [`cancel`](Self::cancel) withdraws the call if it has not started, and stops it (killing
+/// its worker, which is replaced) if it has. Dropping the handle only withdraws a call that
+/// has not started: a running call finishes and its result is discarded, as dropping a
+/// tokio `JoinHandle` detaches its task. Stopping a call costs a worker, so it is never done
+/// implicitly, by a `select!` or an early return. The handle keeps its pool alive.
 #[must_use = "dropping the handle withdraws the call"]
 pub struct AsyncResult<T> {
     state: ResultState,
+    control: Arc<Control>,
     _pool: Pool,
     _output: PhantomData<fn() -> T>,
 }
@@ -643,6 +769,50 @@ impl<T> AsyncResult<T> {
         match &self.state {
             ResultState::Waiting(receiver) => !receiver.is_empty() || receiver.is_terminated(),
             ResultState::Failed(_) => true,
+        }
+    }
+
+    /// Cancels the call: one still queued, or sent to a worker that has not started it, is
+    /// withdrawn and never runs; one running is stopped by killing its worker, which the pool
+    /// replaces (the calls that worker held but had not started go to other workers). Awaiting
+    /// the handle then gives a [`Cancelled`](crate::ErrorKind::Cancelled) error, unless the
+    /// result had already arrived, which it then gives. Cancelling twice does nothing more.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn sleep_ms(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let mut pending = pool.apply_async(sleep_ms, (60_000,));
+    /// pending.cancel();
+    /// assert!(pending.await.unwrap_err().is_cancelled());
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&mut self) {
+        if self.ready() {
+            return;
+        }
+        self.state = ResultState::Failed(Some(Error::cancelled(
+            "the call was cancelled through its AsyncResult",
+        )));
+        // A queued call is skipped; a sent one is withdrawn from its worker, or stopped there.
+        if let Some((supervised, id)) = self.control.cancel() {
+            supervised.stop_call(
+                id,
+                Error::cancelled("the call was cancelled through its AsyncResult"),
+            );
+        }
+    }
+}
+
+impl<T> Drop for AsyncResult<T> {
+    /// Withdraws the call if it has not started; a running call is left to finish.
+    fn drop(&mut self) {
+        if self.ready() {
+            return;
+        }
+        if let Some((supervised, id)) = self.control.cancel() {
+            supervised.withdraw_call(id);
         }
     }
 }

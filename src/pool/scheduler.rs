@@ -16,10 +16,13 @@
 //!   to be quick, to about a millisecond of them (at most [`MAX_WINDOW`]), so that the child
 //!   answers a batch per wake-up;
 //! - **skips cancelled calls**: a caller that dropped its future has closed its reply
-//!   channel, and its queued calls are discarded instead of sent.
+//!   channel, and its queued calls are discarded instead of sent;
+//! - **sends calls again**: the calls a dead worker held but had not run, and a call that
+//!   could not be written to a worker that had just died, are queued again ahead of every
+//!   group, in their order (see [`Pool`](super::Pool)'s "When a worker dies").
 //!
 //! The [`Scheduler`] task does what needs waiting: it **replaces workers** (a worker that dies
-//! is replaced at once; its calls have already failed, through its
+//! is replaced at once; its running call has already failed, through its
 //! [`Supervised`](crate::supervisor::Supervised), with an error naming its pid and status; a
 //! worker that reached `max_tasks_per_child` gets its replacement before it leaves; failed
 //! starts back off, and ten in a row break the pool with the last error rather than
@@ -38,7 +41,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, ExitStatus, Result};
-use crate::supervisor::{OnReply, Reply, Supervised};
+use crate::supervisor::{Answer, OnAnswer, Outgoing, Reply, Supervised};
 
 use super::Shared;
 use super::builder::Config;
@@ -58,6 +61,51 @@ pub(crate) struct Job {
     /// Tasks in the call, as `max_tasks_per_child` counts them.
     pub(crate) items: usize,
     pub(crate) reply: oneshot::Sender<Reply>,
+    /// How long each of its tasks may run (the call may run this times `items`); `None`: the
+    /// pool's default.
+    pub(crate) task_timeout: Option<Duration>,
+    /// Set for a call whose caller can cancel it.
+    pub(crate) control: Option<Arc<Control>>,
+}
+
+/// Where a call that its caller can cancel is, so that a cancel withdraws it or stops it.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    place: Mutex<Place>,
+}
+
+#[derive(Debug, Default)]
+enum Place {
+    #[default]
+    Queued,
+    /// Sent to this worker as this call id.
+    Sent(Supervised, u64),
+    Cancelled,
+}
+
+impl Control {
+    fn lock(&self) -> MutexGuard<'_, Place> {
+        self.place.lock().expect("call control lock")
+    }
+
+    /// Marks the call cancelled; returns where it was sent, if it was, so that the caller
+    /// withdraws or stops it there (after releasing every lock: stopping answers the call).
+    pub(crate) fn cancel(&self) -> Option<(Supervised, u64)> {
+        match std::mem::replace(&mut *self.lock(), Place::Cancelled) {
+            Place::Sent(supervised, id) => Some((supervised, id)),
+            Place::Queued | Place::Cancelled => None,
+        }
+    }
+
+    /// The call goes back to the queue; `false` if it was cancelled meanwhile.
+    fn requeue(&self) -> bool {
+        let mut place = self.lock();
+        if matches!(*place, Place::Cancelled) {
+            return false;
+        }
+        *place = Place::Queued;
+        true
+    }
 }
 
 /// What a [`Pool`](super::Pool) asks of its scheduler.
@@ -80,9 +128,11 @@ fn cancelled_by_terminate() -> Error {
     )
 }
 
-/// Queued jobs, grouped by caller operation; groups take turns.
+/// Queued jobs, grouped by caller operation; groups take turns. Jobs handed back by a worker
+/// that died before running them go first, in the order they were sent.
 #[derive(Debug, Default)]
 struct Queue {
+    resent: VecDeque<Job>,
     groups: HashMap<u64, VecDeque<Job>>,
     turns: VecDeque<u64>,
 }
@@ -98,6 +148,11 @@ impl Queue {
 
     /// The next job whose caller still waits for it.
     fn pop(&mut self) -> Option<Job> {
+        while let Some(job) = self.resent.pop_front() {
+            if !job.reply.is_closed() {
+                return Some(job);
+            }
+        }
         while let Some(group) = self.turns.pop_front() {
             let queued = self
                 .groups
@@ -118,15 +173,14 @@ impl Queue {
     }
 
     fn is_empty(&self) -> bool {
-        self.turns.is_empty()
+        self.turns.is_empty() && self.resent.is_empty()
     }
 
     fn fail_all(&mut self, error: &Error) {
         self.turns.clear();
-        for (_, jobs) in self.groups.drain() {
-            for job in jobs {
-                let _ = job.reply.send(Err(error.clone()));
-            }
+        let groups = self.groups.drain().flat_map(|(_, jobs)| jobs);
+        for job in self.resent.drain(..).chain(groups) {
+            let _ = job.reply.send(Err(error.clone()));
         }
     }
 }
@@ -140,6 +194,8 @@ pub(crate) struct Dispatch {
     /// What only the scheduler task can do: start a replacement, answer a join.
     events: mpsc::UnboundedSender<Event>,
     max_tasks_per_child: Option<usize>,
+    /// The pool's default for a task's deadline.
+    task_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -162,9 +218,10 @@ enum Event {
     Idle,
 }
 
-/// Calls that could not be sent, with why; answered once the dispatch lock is released,
-/// since answering one runs its reply closure, which takes the lock.
-type Unsent = Vec<(Error, OnReply)>;
+/// Calls that could not be sent, with their answer: an error, or their payload to be queued
+/// again. Answered once the dispatch lock is released, since answering one runs its closure,
+/// which takes the lock.
+type Unsent = Vec<(OnAnswer, Answer)>;
 
 impl Dispatch {
     fn new(config: &Config, events: mpsc::UnboundedSender<Event>) -> Arc<Self> {
@@ -173,6 +230,7 @@ impl Dispatch {
             terminated: AtomicBool::new(false),
             events,
             max_tasks_per_child: config.max_tasks_per_child,
+            task_timeout: config.task_timeout,
         })
     }
 
@@ -212,38 +270,43 @@ impl Dispatch {
             let Some(job) = state.queue.pop() else {
                 break;
             };
+            // Held while the call is sent, so that a cancel finds it queued or sent, never
+            // in between.
+            let control = job.control.clone();
+            let mut place = control.as_ref().map(|control| control.lock());
+            if place
+                .as_ref()
+                .is_some_and(|place| matches!(**place, Place::Cancelled))
+            {
+                continue;
+            }
             state.running += 1;
             let worker = state
                 .workers
                 .get_mut(&id)
                 .expect("dispatch picked a live worker");
-            let Job {
-                worker: name,
-                payload,
-                batch,
-                items,
-                reply,
-            } = job;
             worker.in_flight += 1;
-            worker.assigned_items += items;
-            let dispatch = self.clone();
-            let on_reply: OnReply = Box::new(move |outcome| {
-                let outcome = if dispatch.terminated.load(Ordering::Relaxed) {
-                    Err(cancelled_by_terminate())
-                } else {
-                    outcome
-                };
-                let _ = reply.send(outcome);
-                dispatch.call_done(id);
-            });
-            if let Err((error, on_reply)) =
-                worker.supervised.call_then(name, payload, batch, on_reply)
-            {
-                // A call too large to send is this caller's alone; a connection that is gone
-                // means a death about to be noticed: send that worker nothing more.
-                worker.send_failed = error.is_closed() || error.is_worker_died();
-                unsent.push((error, on_reply));
+            worker.assigned_items += job.items;
+            let (call, on_answer) = self.outgoing(id, job);
+            match worker.supervised.call_then(call, on_answer) {
+                Ok(call_id) => {
+                    if let Some(place) = &mut place {
+                        **place = Place::Sent(worker.supervised.clone(), call_id);
+                    }
+                }
+                Err(failed) => {
+                    // A call too large to send is this caller's alone; a connection that is
+                    // gone means a death about to be noticed: send that worker nothing more,
+                    // and the call to another.
+                    worker.send_failed = failed.error.is_closed() || failed.error.is_worker_died();
+                    let answer = match failed.payload {
+                        Some(payload) => Answer::Resend(payload),
+                        None => Answer::Reply(Err(failed.error)),
+                    };
+                    unsent.push((failed.on_answer, answer));
+                }
             }
+            drop(place);
             let limit = self.max_tasks_per_child;
             if !worker.retiring && limit.is_some_and(|limit| worker.assigned_items >= limit) {
                 worker.retiring = true;
@@ -254,13 +317,53 @@ impl Dispatch {
         unsent
     }
 
-    /// A call on worker `id` was answered: its window has room again.
-    fn call_done(self: &Arc<Self>, id: u64) {
+    /// `job` as a call to worker `id`, and what to do with its answer: hand the reply to the
+    /// caller, or queue the job again (ahead of newer work) if the worker died before it ran.
+    fn outgoing(self: &Arc<Self>, id: u64, mut job: Job) -> (Outgoing<'static>, OnAnswer) {
+        let items = u32::try_from(job.items).unwrap_or(u32::MAX);
+        let call = Outgoing {
+            worker: job.worker,
+            // The job keeps everything else, to be queued again.
+            payload: std::mem::take(&mut job.payload),
+            batch: job.batch,
+            resendable: true,
+            deadline: job
+                .task_timeout
+                .or(self.task_timeout)
+                .map(|timeout| timeout.saturating_mul(items)),
+        };
+        let dispatch = self.clone();
+        let on_answer: OnAnswer = Box::new(move |answer| {
+            let outcome = match answer {
+                _ if dispatch.terminated.load(Ordering::Relaxed) => Err(cancelled_by_terminate()),
+                Answer::Reply(outcome) => outcome,
+                Answer::Resend(payload) => {
+                    let resend = job.control.as_ref().is_none_or(|control| control.requeue());
+                    job.payload = payload;
+                    dispatch.call_done(id, resend.then_some(job));
+                    return;
+                }
+            };
+            let _ = job.reply.send(outcome);
+            dispatch.call_done(id, None);
+        });
+        (call, on_answer)
+    }
+
+    /// A call on worker `id` was answered, or handed back to be sent again as `resend`: its
+    /// window has room again.
+    fn call_done(self: &Arc<Self>, id: u64, resend: Option<Job>) {
         let (unsent, idle) = {
             let mut state = self.lock();
             state.running -= 1;
+            let answered = resend.is_none();
+            if let Some(job) = resend {
+                state.queue.resent.push_back(job);
+            }
             if let Some(worker) = state.workers.get_mut(&id) {
-                worker.answered();
+                if answered {
+                    worker.answered();
+                }
                 worker.in_flight -= 1;
                 if worker.retiring && worker.in_flight == 0 {
                     worker.supervised.shutdown();
@@ -278,8 +381,8 @@ impl Dispatch {
 }
 
 fn answer(unsent: Unsent) {
-    for (error, on_reply) in unsent {
-        on_reply(Err(error));
+    for (on_answer, answer) in unsent {
+        on_answer(answer);
     }
 }
 

@@ -148,7 +148,7 @@ pub(crate) async fn start(config: Arc<Config>, delay: Duration) -> Result<Superv
         stall: false,
     };
     let spawned = spawn::spawn(&spec).await?;
-    let supervised = Supervised::start(spawned, spec.name);
+    let supervised = Supervised::start_tracked(spawned, spec.name);
     if let Some(initializer) = &config.initializer {
         let outcome = match supervised.call(initializer.worker, initializer.payload.clone(), false)
         {
