@@ -8,7 +8,10 @@
 //! A legitimate peer completes its handshake in well under a millisecond on a local socket,
 //! while a flood of silent peers lives until [`HANDSHAKE_TIMEOUT`](super::auth::HANDSHAKE_TIMEOUT):
 //! dropping the oldest sheds the flood and lets a newcomer through, where refusing newcomers
-//! would lock every legitimate client out for as long as the flood goes on.
+//! would lock every legitimate client out for as long as the flood goes on. The bound is
+//! large enough that a burst of legitimate peers (a pool's workers all reaching a queue at
+//! once) is never shed, and small enough to leave most of a default 1024-descriptor limit to
+//! the connections being served.
 //!
 //! An accept that fails (out of descriptors, most likely: `EMFILE`) is retried as soon as a
 //! handshake ends (which frees a descriptor) or after [`ACCEPT_RETRY`], forever: the
@@ -25,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 /// The most handshakes in progress at once on one listener.
-pub(crate) const MAX_PENDING_HANDSHAKES: usize = 64;
+pub(crate) const MAX_PENDING_HANDSHAKES: usize = 256;
 
 /// The longest a listener waits before accepting again after an accept failed.
 pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -95,5 +98,36 @@ impl Drop for Handshakes {
         for task in self.pending.drain(..) {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_handshake_too_many_drops_the_oldest() {
+        let mut handshakes = Handshakes::default();
+        let mut alive = Vec::new();
+        for _ in 0..=MAX_PENDING_HANDSHAKES {
+            // Each handshake holds a sender until it ends; a closed receiver means it ended.
+            let (holding, alive_while) = tokio::sync::oneshot::channel::<()>();
+            handshakes.start(async move {
+                let _holding = holding;
+                std::future::pending::<()>().await
+            });
+            alive.push(alive_while);
+        }
+        let (oldest, rest) = alive.split_first_mut().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), oldest)
+            .await
+            .expect("the oldest handshake was not dropped")
+            .unwrap_err();
+        assert!(rest.iter_mut().all(|alive| {
+            alive
+                .try_recv()
+                .is_err_and(|error| error == tokio::sync::oneshot::error::TryRecvError::Empty)
+        }));
+        drop(handshakes);
     }
 }

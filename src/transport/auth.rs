@@ -19,9 +19,13 @@
 //!    client proved the key, answers the client's challenge;
 //! 3. the client checks that answer and replies `#WELCOME#` or `#FAILURE#`.
 //!
-//! The client sends no request before the listener has proven the key; the listener answers
-//! no challenge before the client has proven it, so neither side can be used to compute a
-//! proof for someone else. Each message is a 4-byte big-endian length and its bytes, as in
+//! The client sends no request before the listener has proven the key, and the listener
+//! answers no challenge before the client has proven it, so a peer without the key cannot
+//! make a listener compute proofs for it. What remains, as in Python, is a relay: a squatter
+//! passing a real listener's challenge to a client and the client's answer back. On a local
+//! socket the same-user check below leaves that to processes that could read the key from
+//! memory anyway; over TCP, tunnel an untrusted network (see the manager's TCP front).
+//! Each message is a 4-byte big-endian length and its bytes, as in
 //! Python's `Connection`; a length over 256 bytes is refused before anything is allocated.
 //! Answers are compared in constant time. On a named local socket each side also checks that
 //! the other runs as the same user, before the handshake. See [`client_handshake`] and

@@ -152,7 +152,7 @@ impl Listener {
     /// # Errors
     ///
     /// The accept's own, most likely running out of descriptors; retry after
-    /// [`accept::back_off`].
+    /// [`Handshakes::back_off`](accept::Handshakes::back_off).
     ///
     /// # Cancel safety
     ///
