@@ -52,6 +52,17 @@ async fn ask_repeatedly(event: Event, count: u64) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The first call to the parent's hub (connect, handshake, call) and a later one, in ns.
+#[worker]
+async fn first_and_later_call(event: Event) -> (u64, u64) {
+    let started = Instant::now();
+    event.is_set().await.unwrap();
+    let first = started.elapsed();
+    let started = Instant::now();
+    event.is_set().await.unwrap();
+    (first.as_nanos() as u64, started.elapsed().as_nanos() as u64)
+}
+
 #[worker]
 fn raw_echo(path: String, count: u64) {
     let mut socket = std::os::unix::net::UnixStream::connect(path).unwrap();
@@ -67,6 +78,23 @@ async fn lock_loop(lock: Lock, rounds: u64) {
     for _ in 0..rounds {
         drop(lock.acquire().await.unwrap());
     }
+}
+
+/// What connecting to a hub costs a child: the median of its first call minus a later one.
+async fn connect_cost() -> Duration {
+    const CHILDREN: usize = 40;
+    let event = Event::new();
+    let mut costs = Vec::with_capacity(CHILDREN);
+    for _ in 0..CHILDREN {
+        let p = Process::new(first_and_later_call, (event.clone(),))
+            .start()
+            .await
+            .unwrap();
+        let (first, later) = p.join().await.unwrap();
+        costs.push(Duration::from_nanos(first.saturating_sub(later)));
+    }
+    costs.sort();
+    costs[CHILDREN / 2]
 }
 
 async fn queue_rate() -> f64 {
@@ -253,6 +281,7 @@ fn main() {
         let raw_round_trips = raw_round_trip_rate().await;
         let hub_round_trips = hub_round_trip_rate().await;
         let local = local_rate().await;
+        let connect = connect_cost().await;
         let py_queue = common::python_figure(PY_QUEUE);
         let py_joinable = common::python_figure(PY_JOINABLE);
         let py_lock = common::python_figure(PY_LOCK);
@@ -279,6 +308,10 @@ fn main() {
             "Hub round trip from a child to an idle hub (Event::is_set): {hub_round_trips:.0}/s ({:.1} us); {:.2}x the raw ping-pong's time",
             1e6 / hub_round_trips,
             raw_round_trips / hub_round_trips
+        );
+        println!(
+            "Connecting a child to a hub (its first call minus a later one, median): {:.1} us",
+            connect.as_secs_f64() * 1e6
         );
         println!("Queue, put + get in the creating process (no socket): {local:.0} pairs/s");
         println!(

@@ -1,8 +1,9 @@
 //! The messages parents and children exchange, one per frame header.
 //!
-//! After the [`Hello`](crate::transport::Hello) that opens every connection, a parent sends
-//! [`ToChild`] headers and a child answers with [`FromChild`]. Arguments and results travel in
-//! the frame's payload, already encoded; the headers stay small.
+//! After the [`Hello`](crate::transport::Hello) that opens a child's connection to its
+//! parent, a parent sends [`ToChild`] headers and a child answers with [`FromChild`].
+//! Arguments and results travel in the frame's payload, already encoded; the headers stay
+//! small.
 
 use serde::{Deserialize, Serialize};
 

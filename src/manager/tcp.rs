@@ -1,21 +1,14 @@
-//! The manager's TCP front: Python's mutual HMAC challenge, then hub frames.
+//! The manager's TCP front: the mutual HMAC challenge, then hub frames.
 //!
-//! Local connections prove the process tree's key ([`transport::auth`](crate::transport::auth));
-//! a TCP peer may be another machine with no common ancestor, so both sides prove a key given
-//! by the user, as Python 3.12+ does (`multiprocessing.connection.deliver_challenge` and
-//! `answer_challenge`):
-//!
-//! 1. the server sends `#CHALLENGE#{sha256}` + 40 random bytes; the client answers
-//!    `{sha256}` + HMAC-SHA256(key, `{sha256}` + nonce); the server replies `#WELCOME#` or
-//!    `#FAILURE#`;
-//! 2. the client challenges the server the same way.
-//!
-//! Each message is a 4-byte big-endian length and its bytes, as in Python's `Connection`; a
-//! length over 256 bytes is refused before anything is allocated, and the whole handshake
-//! must finish within [`HANDSHAKE_TIMEOUT`]. Nothing after it is read from a peer that failed.
-//! The key never crosses the wire; a nonce is never reused. Once both sides are proven, the
-//! server sends the store's object id and its run, and the connection carries ordinary hub
-//! frames.
+//! A TCP peer may be another machine with no common ancestor, so both sides prove a key given
+//! by the user rather than the process tree's, with the same handshake as every named local
+//! socket ([`transport::auth`](crate::transport::auth)), which is Python 3.12's
+//! (`multiprocessing.connection.deliver_challenge` and `answer_challenge`). Each connection
+//! is accepted and authenticated in its own task, a bounded number at once, and accepting
+//! survives running out of descriptors ([`transport::accept`](crate::transport::accept)).
+//! Nothing after the handshake is read from a peer that failed; the key never crosses the
+//! wire. Once both sides are proven, the server sends the store's object id and its run, and
+//! the connection carries ordinary hub frames.
 //!
 //! # Runs
 //!
@@ -38,30 +31,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::shared::hub::{Hub, runtime};
 use crate::shared::wire::ObjectId;
-use crate::transport::auth::{keys_match, random_bytes};
+use crate::transport::accept::Handshakes;
+use crate::transport::auth::{HANDSHAKE_TIMEOUT, client_handshake, random_bytes, server_handshake};
 use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter};
-
-/// How long a peer has to complete the whole handshake.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The largest handshake message accepted, as in Python.
-const MAX_MESSAGE_LEN: usize = 256;
-
-const CHALLENGE: &[u8] = b"#CHALLENGE#";
-const WELCOME: &[u8] = b"#WELCOME#";
-const FAILURE: &[u8] = b"#FAILURE#";
-const SHA256: &[u8] = b"{sha256}";
-const NONCE_LEN: usize = 40;
 
 /// The first frame after the handshake: which object of the server's hub is the store, and
 /// which run of the manager at this address the client reached.
@@ -71,109 +50,49 @@ struct Welcome {
     run: u64,
 }
 
-fn auth_error(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Auth, message)
-}
-
-async fn send_message<S: AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) -> Result<()> {
-    let mut bytes = (message.len() as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(message);
-    stream
-        .write_all(&bytes)
-        .await
-        .map_err(|error| auth_error(format!("the handshake failed to write: {error}")))
-}
-
-async fn recv_message<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
-        .await
-        .map_err(|error| auth_error(format!("the peer closed during the handshake ({error})")))?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE_LEN {
-        return Err(auth_error(format!(
-            "a handshake message of {len} bytes exceeds the limit of {MAX_MESSAGE_LEN}"
-        )));
-    }
-    let mut message = vec![0u8; len];
-    stream
-        .read_exact(&mut message)
-        .await
-        .map_err(|error| auth_error(format!("the peer closed during the handshake ({error})")))?;
-    Ok(message)
-}
-
-/// `{sha256}` + HMAC-SHA256(key, message).
-fn response(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(message);
-    let mut out = SHA256.to_vec();
-    out.extend_from_slice(&mac.finalize().into_bytes());
-    out
-}
-
-/// Challenges the peer to prove `key`.
-async fn deliver_challenge<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    key: &[u8],
-) -> Result<()> {
-    let nonce: [u8; NONCE_LEN] = random_bytes();
-    let mut message = SHA256.to_vec();
-    message.extend_from_slice(&nonce);
-    send_message(stream, &[CHALLENGE, &message].concat()).await?;
-    let answer = recv_message(stream).await?;
-    if keys_match(&answer, &response(key, &message)) {
-        send_message(stream, WELCOME).await
-    } else {
-        // Best effort: the peer learns why before the connection closes.
-        let _ = send_message(stream, FAILURE).await;
-        Err(auth_error(
-            "the peer did not prove the authkey (wrong key or not a multiproc manager)",
-        ))
-    }
-}
-
-/// Answers the peer's challenge with `key`.
-async fn answer_challenge<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-    key: &[u8],
-) -> Result<()> {
-    let challenge = recv_message(stream).await?;
-    let Some(message) = challenge.strip_prefix(CHALLENGE) else {
-        return Err(auth_error("the peer sent no challenge"));
-    };
-    if !message.starts_with(SHA256) || message.len() < SHA256.len() + 20 {
-        return Err(auth_error(
-            "the peer's challenge is not {sha256} with a nonce",
-        ));
-    }
-    send_message(stream, &response(key, message)).await?;
-    match recv_message(stream).await?.as_slice() {
-        WELCOME => Ok(()),
-        FAILURE => Err(auth_error(
-            "the manager refused our authkey: the keys differ; connect with the authkey it was served with",
-        )),
-        _ => Err(auth_error("the peer answered the handshake with nonsense")),
-    }
-}
-
 /// A TCP front serving one store, and the connections it accepted.
 #[derive(Debug)]
 pub(crate) struct TcpFront {
     pub(crate) local_addr: SocketAddr,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    tasks: Arc<Mutex<FrontTasks>>,
     /// The task that owns the listener: the address is free again once it has ended.
     accepting: Mutex<Option<JoinHandle<()>>>,
     hub: Arc<Hub>,
     store: ObjectId,
 }
 
+/// The tasks of a front (its accept loop, and one per connection served), aborted together
+/// when it stops.
+#[derive(Debug, Default)]
+struct FrontTasks {
+    stopped: bool,
+    running: Vec<AbortHandle>,
+}
+
+impl FrontTasks {
+    /// Keeps `task` to abort at [`stop`](Self::stop); aborts it at once if that has come.
+    fn track(&mut self, task: AbortHandle) {
+        if self.stopped {
+            task.abort();
+            return;
+        }
+        self.running.retain(|task| !task.is_finished());
+        self.running.push(task);
+    }
+
+    fn stop(&mut self) {
+        self.stopped = true;
+        for task in self.running.drain(..) {
+            task.abort();
+        }
+    }
+}
+
 impl TcpFront {
     /// Retires the store and every object it hosts, so that their proxies fail in every
     /// process, this one included (whose proxies reach the hub directly, not through the
-    /// front); then stops accepting and drops every connection: their clients' calls fail as
-    /// closed.
+    /// front); then stops accepting (dropping the handshakes in progress) and drops every
+    /// connection: their clients' calls fail as closed.
     pub(crate) fn stop(&self) {
         let addr = self.local_addr;
         self.hub.retire(
@@ -183,9 +102,7 @@ impl TcpFront {
                  its objects went with it"
             ),
         );
-        for task in self.tasks.lock().expect("front tasks poisoned").drain(..) {
-            task.abort();
-        }
+        self.tasks.lock().expect("front tasks poisoned").stop();
     }
 
     /// [Stops](Self::stop), and returns once the listening socket is closed, so that the
@@ -218,58 +135,59 @@ pub(crate) async fn serve(
     let local_addr = listener
         .local_addr()
         .map_err(|error| Error::io("reading the bound address", error))?;
-    let tasks = Arc::new(Mutex::new(Vec::new()));
-    let key: Arc<[u8]> = key.into();
-    let run = u64::from_le_bytes(random_bytes());
-    let front_hub = hub.clone();
-    let accepting = {
-        let tasks = tasks.clone();
-        runtime().spawn(async move {
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(target: "multiproc", "the manager stopped accepting on {local_addr}: {error}");
-                        return;
-                    }
-                };
-                // Each peer is handshaken in its own task: a slow or hostile peer delays
-                // nobody else.
-                let (key, hub, welcome) = (key.clone(), hub.clone(), Welcome { store, run });
-                let served = tokio::spawn(serve_peer(stream, peer, key, hub, welcome));
-                let mut tasks = tasks.lock().expect("front tasks poisoned");
-                tasks.retain(|task: &AbortHandle| !task.is_finished());
-                tasks.push(served.abort_handle());
-            }
-        })
+    let tasks = Arc::new(Mutex::new(FrontTasks::default()));
+    let front = Front {
+        key: key.into(),
+        hub: hub.clone(),
+        welcome: Welcome {
+            store,
+            run: u64::from_le_bytes(random_bytes()),
+        },
+        tasks: tasks.clone(),
     };
+    let accepting = runtime().spawn(accept_peers(listener, Arc::new(front)));
     tasks
         .lock()
         .expect("front tasks poisoned")
-        .push(accepting.abort_handle());
+        .track(accepting.abort_handle());
     Ok(TcpFront {
         local_addr,
         tasks,
         accepting: Mutex::new(Some(accepting)),
-        hub: front_hub,
+        hub,
         store,
     })
 }
 
-async fn serve_peer(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+/// What every connection to one front shares.
+struct Front {
     key: Arc<[u8]>,
     hub: Arc<Hub>,
     welcome: Welcome,
-) {
+    tasks: Arc<Mutex<FrontTasks>>,
+}
+
+/// Accepts connections until the front stops, each authenticated in its own task and then
+/// served in another; an accept that fails (out of descriptors) is retried.
+async fn accept_peers(listener: TcpListener, front: Arc<Front>) {
+    let mut handshakes = Handshakes::default();
+    let name = listener.local_addr().map_or_else(
+        |_| "a manager's address".to_string(),
+        |addr| addr.to_string(),
+    );
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => handshakes.start(authenticate_peer(stream, peer, front.clone())),
+            Err(error) => handshakes.back_off(&name, &error).await,
+        }
+    }
+}
+
+/// Proves the key both ways with `peer` and, if it is proven, serves it in a task of its own.
+async fn authenticate_peer(mut stream: TcpStream, peer: SocketAddr, front: Arc<Front>) {
     let _ = stream.set_nodelay(true);
     keep_alive(&stream);
-    let handshake = async {
-        deliver_challenge(&mut stream, &key).await?;
-        answer_challenge(&mut stream, &key).await
-    };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(&mut stream, &front.key)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             tracing::warn!(target: "multiproc", "the manager refused {peer}: {error}");
@@ -282,11 +200,16 @@ async fn serve_peer(
     }
     let (read, write) = stream.into_split();
     let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
-    if writer.send(&welcome, Vec::new()).is_err() {
+    if writer.send(&front.welcome, Vec::new()).is_err() {
         return;
     }
     let reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
-    hub.serve_stream(reader, writer, 0).await;
+    let served = tokio::spawn(front.hub.clone().serve_stream(reader, writer, 0));
+    front
+        .tasks
+        .lock()
+        .expect("front tasks poisoned")
+        .track(served.abort_handle());
 }
 
 /// How long a connection may be idle before TCP probes the peer, the time between probes,
@@ -371,6 +294,9 @@ pub(crate) fn link_name(addr: &str) -> String {
     format!("{TCP_PREFIX}{addr}")
 }
 
+/// How long connecting to a manager may take, handshake and welcome included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connects to a manager served at `addr`, proves `key` both ways, and registers the
 /// connection as this process's link to that address. Returns the hub's name (address and
 /// run) and the store's id.
@@ -383,8 +309,7 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
                     .map_err(|error| Error::io(&format!("connecting to {addr}"), error))?;
                 let _ = stream.set_nodelay(true);
                 keep_alive(&stream);
-                answer_challenge(&mut stream, &key).await?;
-                deliver_challenge(&mut stream, &key).await?;
+                client_handshake(&mut stream, &key).await?;
                 let (read, write) = stream.into_split();
                 let mut reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
                 let welcome: Welcome = match reader.read().await? {
@@ -403,7 +328,7 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
                 crate::transport::auth::remember_peer_key(addr.to_string(), key);
                 Ok((hub_name(addr, welcome.run), welcome.store))
             };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT * 5, attempt).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::timeout(format!(
                     "connecting to the manager at {addr} timed out"

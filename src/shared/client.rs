@@ -180,9 +180,15 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
         .await
         .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
         .map_err(|error| {
-            Error::closed(format!(
-                "the process that serves this object is gone ({error})"
-            ))
+            // A listener that cannot prove the key is not the process that served this
+            // object (a name squatted after it exited, or a forged handle): say so.
+            if error.is_auth() {
+                error
+            } else {
+                Error::closed(format!(
+                    "the process that serves this object is gone ({error})"
+                ))
+            }
         })?;
     let transport::Connection { reader, writer, .. } = connection;
     Ok(start_remote(hub, None, reader, writer))

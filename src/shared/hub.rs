@@ -39,7 +39,6 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
@@ -47,6 +46,7 @@ use tokio::sync::oneshot;
 use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op};
 use crate::error::Result;
 use crate::protocol::{decode, encode};
+use crate::transport::accept::Handshakes;
 use crate::transport::{
     self, Burst, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, InFrame, Listener,
 };
@@ -60,8 +60,6 @@ pub(crate) const LOCAL: ConnId = 0;
 
 /// Encoded items, as a queue holds them.
 pub(crate) type Items = Vec<Vec<u8>>;
-
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who is asking: the connection (one per process) and the tokio task within it. Locks record
 /// their owner as a `Caller`.
@@ -393,34 +391,43 @@ fn next_conn() -> ConnId {
     NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Accepts connections for as long as the process lives, each authenticated in its own task
+/// (see [`transport::accept`]) and then served in another.
 async fn accept_connections(hub: Arc<Hub>, listener: Listener) {
+    let mut handshakes = Handshakes::default();
     loop {
-        match listener
-            .accept(HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_LEN)
-            .await
-        {
-            Ok(connection) => {
-                let transport::Connection {
-                    reader,
-                    writer,
-                    peer_pid,
-                    ..
-                } = connection;
-                tokio::spawn(serve_connection(
-                    hub.clone(),
-                    next_conn(),
-                    reader,
-                    writer,
-                    peer_pid,
-                ));
-            }
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
             Err(error) => {
                 // Out of descriptors, most likely: keep serving the connections already
                 // open and try again shortly.
-                tracing::warn!(target: "multiproc", "the hub could not accept a connection: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                handshakes.back_off(listener.name(), &error).await;
+                continue;
             }
-        }
+        };
+        let hub = hub.clone();
+        handshakes.start(async move {
+            match transport::authenticate(stream, DEFAULT_MAX_FRAME_LEN).await {
+                Ok(connection) => {
+                    let transport::Connection {
+                        reader,
+                        writer,
+                        peer_pid,
+                        ..
+                    } = connection;
+                    tokio::spawn(serve_connection(
+                        hub,
+                        next_conn(),
+                        reader,
+                        writer,
+                        peer_pid,
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(target: "multiproc", "the hub {} refused a connection: {error}", hub.name());
+                }
+            }
+        });
     }
 }
 

@@ -5,14 +5,16 @@
 //! that serves queues and locks, a manager) listens on a random name: on Linux in the abstract
 //! socket namespace (no file to clean up, nothing left behind by a crash); elsewhere on Unix, a
 //! short path under the temporary directory. The name holds the pid and 64 random bits, so it
-//! cannot be guessed. Either way, every connection must prove the key ([`auth`]) before
-//! anything else is read from it.
+//! cannot be guessed. Either way, both ends of every connection prove the key to each other
+//! ([`auth`]) before anything else is sent or read, and each is accepted in its own task
+//! ([`accept`]), so a silent peer delays nobody.
 //!
 //! A connection is split into a [`FrameReader`] owned by one task and a [`FrameWriter`] that
 //! any task can clone. A frame is written by the thread that sends it while the socket keeps
 //! up, so a call costs no hop through another task; the writer's task takes over, and
 //! coalesces, only while the socket is busy.
 
+pub(crate) mod accept;
 pub(crate) mod auth;
 pub(crate) mod buffers;
 pub(crate) mod frame;
@@ -22,7 +24,6 @@ use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use interprocess::local_socket::tokio::{Listener as IpcListener, Stream};
 use interprocess::local_socket::traits::StreamCommon as _;
@@ -145,62 +146,66 @@ impl Listener {
         &self.name
     }
 
-    /// Accepts the next connection that proves the key within `handshake_timeout`.
+    /// Accepts the next connection, not yet authenticated: hand it to [`authenticate`], in a
+    /// task of its own (see [`accept`]).
     ///
-    /// Connections from another user, with a wrong key or a malformed hello are dropped and
-    /// logged; accepting goes on.
+    /// # Errors
+    ///
+    /// The accept's own, most likely running out of descriptors; retry after
+    /// [`Handshakes::back_off`](accept::Handshakes::back_off).
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a connection accepted but not yet authenticated is dropped.
-    pub(crate) async fn accept(
-        &self,
-        handshake_timeout: Duration,
-        max_frame_len: usize,
-    ) -> Result<Connection> {
-        loop {
-            let stream = self
-                .inner
-                .accept()
-                .await
-                .map_err(|error| Error::io(&format!("accepting on {}", self.name), error))?;
-            match authenticate(stream, handshake_timeout, max_frame_len).await {
-                Ok(connection) => return Ok(connection),
-                Err(error) => {
-                    tracing::warn!(target: "multiproc", "refused a connection on {}: {error}", self.name)
-                }
-            }
-        }
+    /// Cancel safe.
+    pub(crate) async fn accept(&self) -> std::io::Result<Stream> {
+        self.inner.accept().await
     }
 }
 
-async fn authenticate(
-    stream: Stream,
-    handshake_timeout: Duration,
-    max_frame_len: usize,
-) -> Result<Connection> {
+/// Checks that the peer on a named socket runs as this process's user, and returns its pid
+/// as the kernel knows it (0 if it does not say).
+fn check_same_user(stream: &Stream) -> Result<u32> {
     let creds = stream
         .peer_creds()
         .map_err(|error| Error::io("reading the peer's credentials", error))?;
-    let uid = auth::current_uid();
-    if creds.euid().is_some_and(|peer_uid| peer_uid != uid) {
+    if creds
+        .euid()
+        .is_some_and(|peer_uid| peer_uid != auth::current_uid())
+    {
         return Err(Error::new(ErrorKind::Auth, "the peer runs as another user"));
     }
-    let kernel_pid = creds.pid().map(|pid| pid as u32);
-    let mut connection = split(stream, kernel_pid.unwrap_or(0), HANDSHAKE_MAX_FRAME_LEN);
-    let hello = tokio::time::timeout(handshake_timeout, read_hello(&mut connection))
-        .await
-        .map_err(|_| Error::new(ErrorKind::Auth, "the peer sent no hello in time"))??;
-    if kernel_pid.is_some_and(|pid| pid != hello.pid) {
-        return Err(Error::new(
+    Ok(creds.pid().map_or(0, |pid| pid as u32))
+}
+
+/// The listener's side of a connection [accepted](Listener::accept): checks the peer's user,
+/// makes it prove the key and proves it back ([`auth::server_handshake`]), all within
+/// [`auth::HANDSHAKE_TIMEOUT`]. Nothing else is read from a peer that fails.
+///
+/// # Errors
+///
+/// [`ErrorKind::Auth`] for a peer of another user, one that fails the handshake or does not
+/// complete it in time.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: a cancelled handshake leaves the stream mid-exchange; it is dropped.
+pub(crate) async fn authenticate(mut stream: Stream, max_frame_len: usize) -> Result<Connection> {
+    let peer_pid = check_same_user(&stream)?;
+    tokio::time::timeout(
+        auth::HANDSHAKE_TIMEOUT,
+        auth::server_handshake(&mut stream, auth::process_key()),
+    )
+    .await
+    .map_err(|_| {
+        Error::new(
             ErrorKind::Auth,
-            "the peer's hello names another pid",
-        ));
-    }
-    connection.peer_pid = hello.pid;
-    connection.reader.set_max_len(max_frame_len);
-    connection.writer.set_max_len(max_frame_len);
-    Ok(connection)
+            format!(
+                "the peer did not complete the handshake within {:?}",
+                auth::HANDSHAKE_TIMEOUT
+            ),
+        )
+    })??;
+    Ok(split(stream, peer_pid, max_frame_len))
 }
 
 /// Reads the first frame of a connection, with the handshake's size limit, and checks the key.
@@ -320,25 +325,82 @@ fn adopt(socket: std::os::unix::net::UnixStream) -> Result<Stream> {
     ))
 }
 
-/// Connects to `name` and proves the key.
+/// Connects to `name`, checks that its listener runs as this process's user, and proves the
+/// key both ways ([`auth::client_handshake`]) before returning: nothing is sent to a listener
+/// that cannot prove the key.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`] when nothing listens on `name`; [`ErrorKind::Auth`] when the listener
+/// runs as another user or fails the handshake; [`ErrorKind::Timeout`] when it does not
+/// complete the handshake within [`auth::HANDSHAKE_TIMEOUT`].
 ///
 /// # Cancel safety
 ///
 /// Cancel safe: nothing has been sent that needs undoing.
 pub(crate) async fn connect(name: &str, max_frame_len: usize) -> Result<Connection> {
-    let stream = Stream::connect(socket_name(name)?)
+    let mut stream = Stream::connect(socket_name(name)?)
         .await
         .map_err(|error| Error::io(&format!("connecting to {name}"), error))?;
-    let connection = split(stream, 0, max_frame_len);
-    connection.writer.send(&Hello::new(), Vec::new())?;
-    Ok(connection)
+    let peer_pid = check_same_user(&stream).map_err(|error| on_connecting(name, error))?;
+    tokio::time::timeout(
+        auth::HANDSHAKE_TIMEOUT,
+        auth::client_handshake(&mut stream, auth::process_key()),
+    )
+    .await
+    .map_err(|_| {
+        Error::timeout(format!(
+            "the listener on {name} did not complete the handshake within {:?}",
+            auth::HANDSHAKE_TIMEOUT
+        ))
+    })?
+    .map_err(|error| on_connecting(name, error))?;
+    Ok(split(stream, peer_pid, max_frame_len))
+}
+
+/// `error`, saying which name it happened on.
+fn on_connecting(name: &str, error: Error) -> Error {
+    Error::new(
+        error.kind(),
+        format!("connecting to {name}: {}", error.message()),
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
-    const HANDSHAKE: Duration = Duration::from_secs(2);
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    async fn write_message(stream: &mut Stream, message: &[u8]) {
+        let mut bytes = (message.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(message);
+        stream.write_all(&bytes).await.unwrap();
+    }
+
+    /// Reads one handshake message, appending its raw bytes to `seen`.
+    async fn read_message(stream: &mut Stream, seen: &mut Vec<u8>) -> Vec<u8> {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await.unwrap();
+        let mut message = vec![0u8; u32::from_be_bytes(len) as usize];
+        stream.read_exact(&mut message).await.unwrap();
+        seen.extend_from_slice(&len);
+        seen.extend_from_slice(&message);
+        message
+    }
+
+    /// Awaits `attempt`, which must fail with an [`ErrorKind::Auth`] error.
+    async fn assert_refused<T: std::fmt::Debug>(attempt: impl Future<Output = Result<T>>) {
+        let error = tokio::time::timeout(LIMIT, attempt)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Auth, "{error}");
+    }
 
     #[tokio::test]
     async fn a_wrong_key_is_refused_before_anything_else_is_read() {
@@ -347,58 +409,85 @@ mod tests {
         let impostor = tokio::spawn({
             let name = name.clone();
             async move {
-                let stream = Stream::connect(socket_name(&name).unwrap()).await.unwrap();
-                let connection = split(stream, 0, DEFAULT_MAX_FRAME_LEN);
-                let hello = Hello {
-                    key: [7u8; auth::KEY_LEN],
-                    pid: std::process::id(),
-                };
-                connection.writer.send(&hello, Vec::new()).unwrap();
-                connection
-                    .writer
-                    .send(&"a request that must never be read", Vec::new())
-                    .unwrap();
-                let mut reader = connection.reader;
-                // The listener drops the connection: the impostor sees the end of the stream.
-                tokio::time::timeout(HANDSHAKE, reader.read())
-                    .await
-                    .unwrap()
+                let mut stream = Stream::connect(socket_name(&name).unwrap()).await.unwrap();
+                let refused = auth::client_handshake(&mut stream, &[7u8; auth::KEY_LEN]).await;
+                // Whatever follows is never read.
+                let _ = stream.write_all(b"a request that must never be read").await;
+                refused
             }
         });
-        let refused =
-            tokio::time::timeout(Duration::from_millis(500), listener.accept(HANDSHAKE, 1024))
-                .await;
-        assert!(
-            refused.is_err(),
-            "a connection with a wrong key was accepted"
-        );
-        assert!(matches!(impostor.await.unwrap(), Ok(None) | Err(_)));
+        let stream = listener.accept().await.unwrap();
+        assert_refused(authenticate(stream, 1024)).await;
+        let told = tokio::time::timeout(LIMIT, impostor)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(told.kind(), ErrorKind::Auth, "{told}");
 
         let honest = tokio::spawn(async move { connect(&name, 1024).await.map(|c| c.peer_pid) });
-        let accepted = tokio::time::timeout(HANDSHAKE, listener.accept(HANDSHAKE, 1024))
+        let stream = listener.accept().await.unwrap();
+        let accepted = tokio::time::timeout(LIMIT, authenticate(stream, 1024))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(accepted.peer_pid, std::process::id());
-        assert!(honest.await.unwrap().is_ok());
+        let connected = tokio::time::timeout(LIMIT, honest).await.unwrap().unwrap();
+        assert_eq!(connected.unwrap(), std::process::id());
     }
 
     #[tokio::test]
-    async fn an_oversized_hello_is_refused_without_allocating_it() {
+    async fn the_client_never_sends_the_key_and_refuses_a_listener_that_cannot_prove_it() {
+        // A process squatting the name a handle points to: it challenges, welcomes whatever
+        // answer it gets, and cannot answer the client's challenge.
+        let squatter = Listener::bind().unwrap();
+        let name = squatter.name().to_string();
+        let received = tokio::spawn(async move {
+            let mut stream = squatter.accept().await.unwrap();
+            let mut seen = Vec::new();
+            write_message(
+                &mut stream,
+                &[b"#CHALLENGE#{sha256}".as_slice(), &[7u8; 40]].concat(),
+            )
+            .await;
+            read_message(&mut stream, &mut seen).await;
+            let theirs = read_message(&mut stream, &mut seen).await;
+            assert!(theirs.starts_with(b"#CHALLENGE#{sha256}"));
+            write_message(&mut stream, b"#WELCOME#").await;
+            write_message(&mut stream, &[b"{sha256}".as_slice(), &[0u8; 32]].concat()).await;
+            // Everything else the client sends, until it hangs up.
+            stream.read_to_end(&mut seen).await.unwrap();
+            seen
+        });
+        assert_refused(connect(&name, 1024)).await;
+        let seen = tokio::time::timeout(LIMIT, received)
+            .await
+            .unwrap()
+            .unwrap();
+        let key = auth::process_key();
+        assert!(
+            !seen.windows(key.len()).any(|window| window == key),
+            "the client sent the key to a listener that could not prove it"
+        );
+        assert!(
+            seen.ends_with(&[&9u32.to_be_bytes(), b"#FAILURE#".as_slice()].concat()),
+            "the client sent something after refusing the listener"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_handshake_message_is_refused_without_reading_it() {
         let listener = Listener::bind().unwrap();
         let name = listener.name().to_string();
         tokio::spawn(async move {
-            let stream = Stream::connect(socket_name(&name).unwrap()).await.unwrap();
-            let connection = split(stream, 0, DEFAULT_MAX_FRAME_LEN);
-            connection
-                .writer
-                .send(&Hello::new(), vec![0u8; 4096])
-                .unwrap();
-            tokio::time::sleep(HANDSHAKE).await;
+            let mut stream = Stream::connect(socket_name(&name).unwrap()).await.unwrap();
+            read_message(&mut stream, &mut Vec::new()).await;
+            stream.write_all(&100_000u32.to_be_bytes()).await.unwrap();
+            tokio::time::sleep(LIMIT).await;
         });
-        let refused =
-            tokio::time::timeout(Duration::from_millis(500), listener.accept(HANDSHAKE, 1024))
-                .await;
-        assert!(refused.is_err(), "an oversized hello was accepted");
+        let stream = listener.accept().await.unwrap();
+        let started = std::time::Instant::now();
+        assert_refused(authenticate(stream, 1024)).await;
+        assert!(started.elapsed() < auth::HANDSHAKE_TIMEOUT);
     }
 }
