@@ -321,10 +321,10 @@ impl Serving {
             .as_ref()
             .and_then(|headers| headers.get(OBJECT_HEADER))
             .map(|name| name.as_str().to_string());
-        if self.handle(&message, object.as_deref()).await {
-            if let Some(name) = object {
-                delete_object(&self.objects, &name).await;
-            }
+        if self.handle(&message, object.as_deref()).await
+            && let Some(name) = object
+        {
+            delete_object(&self.objects, &name).await;
         }
     }
 
