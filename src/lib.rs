@@ -50,7 +50,9 @@
 //!   inherits as its standard input (then moved aside: its standard input is `/dev/null`, as
 //!   in Python); a socket pair has no name, so nobody else can reach it. Queues, locks and
 //!   managers are served on local sockets with random names (the abstract namespace on Linux).
-//!   Messages are length-prefixed frames with a size limit, encoded with postcard.
+//!   Messages are length-prefixed frames with a size limit, encoded with postcard, which is
+//!   not self-describing: serde attributes such as `untagged`, `flatten` and
+//!   `skip_serializing_if` fail at run time (see [`Value`] for what each one does).
 //! - **Security.** The main process draws a random 32-byte key and hands it to each child as
 //!   the first bytes on that socket, never on a command line or in the environment. Every
 //!   connection opens by proving the key (and, on a named socket, the peer's uid is checked)
@@ -90,6 +92,7 @@
 //! Unix systems are expected to work, with socket files under the temporary directory, but
 //! are not tested. Windows is not supported.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[allow(unused_extern_crates)]
 extern crate self as multiproc;
@@ -97,6 +100,7 @@ extern crate self as multiproc;
 mod bootstrap;
 mod child;
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod cluster;
 mod current;
 mod error;
@@ -118,9 +122,11 @@ mod worker;
 pub use async_trait::async_trait;
 pub use child::init;
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use cluster::{Node, NodeBuilder, RemotePoolBuilder};
 pub use current::{ProcessInfo, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
+#[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
 pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
 pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};

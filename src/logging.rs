@@ -12,12 +12,18 @@
 //! [INFO/MainProcess] process shutting down
 //! ```
 
+#[cfg(feature = "log-to-stderr")]
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use tracing::{Event, Level, Subscriber};
+use tracing::Level;
+#[cfg(feature = "log-to-stderr")]
+use tracing::{Event, Subscriber};
+#[cfg(feature = "log-to-stderr")]
 use tracing_subscriber::fmt::format::Writer;
+#[cfg(feature = "log-to-stderr")]
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+#[cfg(feature = "log-to-stderr")]
 use tracing_subscriber::registry::LookupSpan;
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
@@ -35,6 +41,8 @@ static LEVEL: AtomicU8 = AtomicU8::new(0);
 /// multiproc::log_to_stderr(tracing::Level::INFO);
 /// tracing::info!("visible as [INFO/MainProcess] ...");
 /// ```
+#[cfg(feature = "log-to-stderr")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log-to-stderr")))]
 pub fn log_to_stderr(level: Level) {
     if LEVEL
         .compare_exchange(0, level_number(level), Ordering::SeqCst, Ordering::SeqCst)
@@ -55,7 +63,9 @@ pub(crate) fn inherited_level() -> u8 {
 }
 
 /// Applies the level a child inherited from its parent.
+#[cfg_attr(not(feature = "log-to-stderr"), allow(unused_variables))]
 pub(crate) fn inherit(level: u8) {
+    #[cfg(feature = "log-to-stderr")]
     if let Some(level) = number_level(level) {
         log_to_stderr(level);
     }
@@ -83,6 +93,7 @@ fn level_number(level: Level) -> u8 {
     }
 }
 
+#[cfg(feature = "log-to-stderr")]
 fn number_level(number: u8) -> Option<Level> {
     Some(match number {
         1 => Level::ERROR,
@@ -94,8 +105,10 @@ fn number_level(number: u8) -> Option<Level> {
     })
 }
 
+#[cfg(feature = "log-to-stderr")]
 struct ProcessFormat;
 
+#[cfg(feature = "log-to-stderr")]
 impl<S, N> FormatEvent<S, N> for ProcessFormat
 where
     S: Subscriber + for<'a> LookupSpan<'a>,

@@ -507,10 +507,10 @@ fn next_deadline(
     Option<(u64, String, Duration)>,
     Option<tokio::time::Instant>,
 ) {
-    if let Some(&id) = calls.pending.keys().next() {
-        if oldest.is_none_or(|(oldest, _)| oldest != id) {
-            *oldest = Some((id, now));
-        }
+    if let Some(&id) = calls.pending.keys().next()
+        && oldest.is_none_or(|(oldest, _)| oldest != id)
+    {
+        *oldest = Some((id, now));
     }
     let mut next: Option<tokio::time::Instant> = None;
     for (&id, pending) in &calls.pending {

@@ -9,6 +9,28 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// A value that can cross a process boundary: serde in both directions, owned, sendable.
+///
+/// Arguments, results and the items of queues and pipes travel as
+/// [postcard](https://docs.rs/postcard), a compact format that is not self-describing: the
+/// bytes carry no field names, tags or lengths of structs, so the receiver decodes them only by
+/// following the type. Serde attributes that need a self-describing format therefore fail at
+/// run time, not at compile time:
+///
+/// - `#[serde(untagged)]` (and internally tagged enums, `#[serde(tag = "...")]`): the receiving
+///   side cannot decode the value; the call fails with an
+///   [`ErrorKind::Serialization`](crate::ErrorKind::Serialization) error ("a feature that
+///   PostCard will never implement").
+/// - `#[serde(flatten)]`: the sending side (the parent for arguments, the child for a
+///   result) cannot encode it, as it is a map of unknown length; the call fails with a
+///   serialization error.
+/// - `#[serde(skip_serializing_if = "...")]`: the field is left out when the condition holds,
+///   and the receiver reads the next field's bytes in its place. Usually the shifted bytes do
+///   not decode and the call fails with a serialization error, but when they happen to decode,
+///   the receiver gets a **wrong value and no error**. Do not use it on a type sent between
+///   processes.
+///
+/// `#[serde(skip)]`, `default`, `rename`, `with` and externally tagged enums (serde's
+/// default) work as usual.
 pub trait Value: Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Value for T {}

@@ -340,10 +340,10 @@ impl Serving {
     /// Arguments that came through the object store are deleted once the task is done with.
     async fn run(&self, message: jetstream::Message) {
         let object = header(&message, OBJECT_HEADER);
-        if self.handle(&message, object.as_deref()).await {
-            if let Some(name) = object {
-                delete_object(&self.objects, &name).await;
-            }
+        if self.handle(&message, object.as_deref()).await
+            && let Some(name) = object
+        {
+            delete_object(&self.objects, &name).await;
         }
     }
 

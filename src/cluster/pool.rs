@@ -83,6 +83,7 @@ struct MaxDeliveries {
     deliveries: u64,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 impl Pool {
     /// A builder for a pool whose calls run on the [`Node`](super::Node)s of the NATS
     /// JetStream server at `url`: a `Pool` like a local one, with the same methods, result
@@ -670,12 +671,11 @@ impl RemotePool {
 
     /// The live nodes, from the cache unless it is stale or `fresh` is asked for.
     async fn live_nodes(&self, fresh: bool) -> Result<Vec<NodeInfo>> {
-        if !fresh {
-            if let Some((at, nodes)) = &*self.inner.nodes.lock().expect("nodes lock") {
-                if at.elapsed() < NODES_CACHE {
-                    return Ok(nodes.clone());
-                }
-            }
+        if !fresh
+            && let Some((at, nodes)) = &*self.inner.nodes.lock().expect("nodes lock")
+            && at.elapsed() < NODES_CACHE
+        {
+            return Ok(nodes.clone());
         }
         // The keys come from the stream's subjects rather than from `Store::keys`, whose
         // push consumer now and then loses the race with its own subscription and then
@@ -698,12 +698,11 @@ impl RemotePool {
                     .get(key)
                     .await
                     .map_err(|error| nats_error("reading a node's heartbeat", error))?;
-                if let Some(value) = value {
-                    if let Ok(node) = decode::<NodeInfo>(&value, "a node heartbeat") {
-                        if node.is_fresh() {
-                            nodes.push(node);
-                        }
-                    }
+                if let Some(value) = value
+                    && let Ok(node) = decode::<NodeInfo>(&value, "a node heartbeat")
+                    && node.is_fresh()
+                {
+                    nodes.push(node);
                 }
             }
             Ok::<_, Error>(nodes)

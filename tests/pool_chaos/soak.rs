@@ -170,7 +170,7 @@ async fn call_until(
     pace: Duration,
 ) {
     for round in 0.. {
-        let items = if (caller + round) % 10 == 0 {
+        let items = if (caller + round).is_multiple_of(10) {
             MAP_ITEMS
         } else {
             1
