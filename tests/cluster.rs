@@ -657,6 +657,29 @@ async fn no_live_node_fails_at_once() {
 }
 
 #[tokio::test]
+async fn a_deadline_on_a_cluster_is_refused_clearly() {
+    let _serial = SERIAL.lock().await;
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let pool = connect(&server).await;
+    // A node cannot be told to kill the process that runs an overdue call: refused before
+    // anything is published, rather than silently not kept.
+    let apply = pool.apply(add, (1, 2)).timeout(Duration::from_secs(1));
+    let error = tokio::time::timeout(LIMIT, apply)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    assert!(error.to_string().contains("deadline"), "{error}");
+    let map = pool
+        .map(square_on, 0..10u64)
+        .timeout_per_task(Duration::from_secs(1));
+    let error = tokio::time::timeout(LIMIT, map).await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+}
+
+#[tokio::test]
 async fn payloads_over_max_payload_go_through_the_object_store() {
     let Some(cluster) = Cluster::start(&[("node-a", 1, 30_000)]).await else {
         return;

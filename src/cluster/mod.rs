@@ -119,7 +119,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use node::{Node, NodeBuilder};
-pub(crate) use pool::RemotePool;
 pub use pool::RemotePoolBuilder;
 pub use task::task_id;
 

@@ -17,7 +17,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::Pool;
+use crate::pool::{Job, Pool};
 use crate::protocol::encode;
 
 use super::task::{WITH_TASK, with_task_payload};
@@ -262,6 +262,20 @@ impl fmt::Debug for NodeBuilder {
     }
 }
 
+/// Runs a registered worker, by name, on an already encoded argument tuple in the node's
+/// local pool, and returns the encoded reply. `items` is how many items the call carries
+/// inside (a task's batch), for the pool's pacing.
+async fn call_encoded(
+    pool: &Pool,
+    worker: &'static str,
+    payload: Vec<u8>,
+    items: usize,
+) -> Result<Vec<u8>> {
+    let (job, receiver) = Job::new(worker, payload, false, items);
+    pool.submit(pool.new_group(), vec![job])?;
+    crate::pool::reply(receiver).await
+}
+
 /// What a task message says about itself in its headers.
 struct TaskHeaders {
     task: String,
@@ -357,9 +371,7 @@ impl Serving {
         };
         let reply_bytes = match self.prepare(message, &headers, object).await {
             Ok(payload) => {
-                let call = self
-                    .pool
-                    .call_encoded(WITH_TASK, payload, false, headers.items);
+                let call = call_encoded(&self.pool, WITH_TASK, payload, headers.items);
                 self.with_progress(message, &headers.task, call).await
             }
             Err(error) => {

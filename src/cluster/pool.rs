@@ -22,7 +22,7 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::error::{Error, ErrorKind, RemoteError, Result};
-use crate::pool::{Command, Job, Pool};
+use crate::pool::{Backend, Command, Job, Pool};
 use crate::protocol::decode;
 
 use super::{
@@ -127,7 +127,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub async fn nodes(&self) -> Result<Vec<String>> {
-        match self.cluster() {
+        match self.backend::<RemotePool>() {
             Some(remote) => remote.nodes().await,
             None => Err(Error::invalid_state(
                 "nodes() is for a pool on a cluster (Pool::connect); this pool is local",
@@ -250,8 +250,9 @@ impl RemotePoolBuilder {
             tracing::debug!(%error, "multiproc: listing the nodes failed");
         }
         tokio::spawn(refresh_nodes(Arc::downgrade(&remote.inner)));
-        let (pool, commands) = Pool::on_cluster(remote.clone());
-        tokio::spawn(remote.serve(commands));
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let pool = Pool::with_backend(remote.clone(), Arc::default(), commands);
+        tokio::spawn(remote.serve(receiver));
         Ok(pool)
     }
 }
@@ -551,13 +552,21 @@ fn terminated() -> Error {
     Error::cancelled("the pool was terminated before this call finished")
 }
 
-impl RemotePool {
+/// A pool on a cluster: its jobs are published to the work queue by [`RemotePool::serve`],
+/// which reads them as [`Command::Submit`]s, in order with `Join` and `Terminate`.
+impl Backend for RemotePool {
     /// The slots (child processes) of the live nodes of this build, as last read, at least
     /// 1: the pool's [`processes`](Pool::processes).
-    pub(crate) fn slots(&self) -> usize {
+    fn slots(&self) -> usize {
         self.inner.slots.load(Ordering::Relaxed).max(1)
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl RemotePool {
     /// The ids of the live nodes that run this build, read now.
     async fn nodes(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self

@@ -101,7 +101,9 @@
 //! calls run on the worker nodes of a NATS JetStream cluster, with the same operations,
 //! chunking, errors and shutdown; see the `cluster` module. Deadlines and
 //! [`AsyncResult::cancel`] of a running call are the local pool's: a node runs each task to
-//! its end (cancelling withdraws a call not yet published).
+//! its end, so a call with a deadline is refused with an
+//! [`InvalidInput`](crate::ErrorKind::InvalidInput) error (cancelling withdraws a call not yet
+//! published).
 //!
 //! # Shutting down
 //!
@@ -139,6 +141,7 @@ use crate::supervisor::Reply;
 use crate::worker::{Value, Worker, worker_name};
 use builder::Config;
 pub(crate) use scheduler::{Command, Job};
+
 use scheduler::{Control, Dispatch, Scheduler};
 
 /// A pool of worker processes. See the [module docs](self).
@@ -172,21 +175,59 @@ pub struct Pool {
 }
 
 struct Inner {
-    backend: Backend,
+    backend: Box<dyn Backend>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     next_group: AtomicU64,
 }
 
-/// What serves the pool's [`Command`]s. The handles' side (refusing work once closed, `join`
-/// only after `close`, the result types) is the same for both.
-enum Backend {
-    /// A scheduler of local child processes, with the configuration it was built with, and
-    /// the dispatch that the handles submit to directly.
-    Local(Arc<Config>, Arc<Dispatch>),
-    /// The nodes of a NATS JetStream cluster, reached through this connection.
-    #[cfg(feature = "nats")]
-    Cluster(crate::cluster::RemotePool),
+/// What runs a pool's jobs: this machine's child processes ([`LocalBackend`]), or another
+/// part of the crate that builds a [`Pool`] with [`Pool::with_backend`] (the cluster, with
+/// feature `nats`). The handles' side (refusing work once closed, `join` only after `close`,
+/// the result types) is the pool's, the same for every backend; a backend serves the jobs and
+/// the [`Command`]s.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// How many calls the backend runs at once: [`Pool::processes`].
+    fn slots(&self) -> usize;
+
+    /// Takes one caller operation's jobs. By default they travel to the backend's command
+    /// loop as a [`Command::Submit`], in order with its `Join` and `Terminate`.
+    fn submit(
+        &self,
+        group: u64,
+        jobs: Vec<Job>,
+        commands: &mpsc::UnboundedSender<Command>,
+    ) -> Result<()> {
+        commands
+            .send(Command::Submit { group, jobs })
+            .map_err(|_| Error::closed("the pool's scheduler has stopped"))
+    }
+
+    /// The backend itself, so that the part of the crate that built it can reach it again
+    /// from a [`Pool`] ([`Pool::backend`]).
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A scheduler of local child processes, with the configuration it was built with, and the
+/// dispatch that the handles submit to directly, bypassing the command loop.
+struct LocalBackend {
+    config: Arc<Config>,
+    dispatch: Arc<Dispatch>,
+}
+
+impl Backend for LocalBackend {
+    fn slots(&self) -> usize {
+        self.config.processes
+    }
+
+    fn submit(&self, group: u64, jobs: Vec<Job>, _: &mpsc::UnboundedSender<Command>) -> Result<()> {
+        self.dispatch.submit(group, jobs);
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// State the pool's handles and its scheduler both read.
@@ -245,56 +286,40 @@ impl Pool {
         let (ready, is_ready) = oneshot::channel();
         let (scheduler, dispatch) = Scheduler::new(config.clone(), shared.clone(), receiver, ready);
         tokio::spawn(scheduler.run());
-        let pool = Pool {
-            inner: Arc::new(Inner {
-                backend: Backend::Local(config, dispatch),
-                shared,
-                commands,
-                next_group: AtomicU64::new(0),
-            }),
-        };
+        let pool = Pool::with_backend(LocalBackend { config, dispatch }, shared, commands);
         is_ready
             .await
             .unwrap_or_else(|_| Err(Error::cancelled("the pool's scheduler stopped")))?;
         Ok(pool)
     }
 
-    /// A pool whose commands are served by `remote`, which reads them from the receiver
-    /// returned with it.
-    #[cfg(feature = "nats")]
-    pub(crate) fn on_cluster(
-        remote: crate::cluster::RemotePool,
-    ) -> (Pool, mpsc::UnboundedReceiver<Command>) {
-        let (commands, receiver) = mpsc::unbounded_channel();
-        let pool = Pool {
+    /// A pool whose jobs `backend` runs, and whose commands it reads from the receiver of
+    /// `commands`.
+    pub(crate) fn with_backend(
+        backend: impl Backend,
+        shared: Arc<Shared>,
+        commands: mpsc::UnboundedSender<Command>,
+    ) -> Pool {
+        Pool {
             inner: Arc::new(Inner {
-                backend: Backend::Cluster(remote),
-                shared: Arc::default(),
+                backend: Box::new(backend),
+                shared,
                 commands,
                 next_group: AtomicU64::new(0),
             }),
-        };
-        (pool, receiver)
+        }
     }
 
-    /// The connection of a pool on a cluster; `None` for a local pool.
-    #[cfg(feature = "nats")]
-    pub(crate) fn cluster(&self) -> Option<&crate::cluster::RemotePool> {
-        match &self.inner.backend {
-            Backend::Cluster(remote) => Some(remote),
-            Backend::Local(..) => None,
-        }
+    /// The backend of this pool, if it is a `B`.
+    pub(crate) fn backend<B: Backend>(&self) -> Option<&B> {
+        self.inner.backend.as_any().downcast_ref()
     }
 
     /// The number of worker processes the pool keeps, as configured. For a pool on a
     /// cluster (`Pool::connect`, feature `nats`): the slots of the live nodes of this build,
     /// as last read (every second), and at least 1.
     pub fn processes(&self) -> usize {
-        match &self.inner.backend {
-            Backend::Local(config, _) => config.processes,
-            #[cfg(feature = "nats")]
-            Backend::Cluster(remote) => remote.slots(),
-        }
+        self.inner.backend.slots()
     }
 
     /// The pids of the workers now serving calls (not those retiring or starting). Changes as
@@ -598,12 +623,12 @@ impl Pool {
         Imap::from_stream(self, worker, inputs, ordered)
     }
 
-    fn new_group(&self) -> u64 {
+    pub(crate) fn new_group(&self) -> u64 {
         self.inner.next_group.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Hands jobs to the dispatch (or the cluster), unless the pool refuses work.
-    fn submit(&self, group: u64, jobs: Vec<Job>) -> Result<()> {
+    /// Hands jobs to the backend, unless the pool refuses work.
+    pub(crate) fn submit(&self, group: u64, jobs: Vec<Job>) -> Result<()> {
         if self.is_closed() {
             return Err(Error::closed(
                 "the pool is closed and accepts no more work; build a new pool",
@@ -612,14 +637,17 @@ impl Pool {
         if let Some(error) = self.inner.shared.broken() {
             return Err(error);
         }
-        match &self.inner.backend {
-            Backend::Local(_, dispatch) => {
-                dispatch.submit(group, jobs);
-                Ok(())
-            }
-            #[cfg(feature = "nats")]
-            Backend::Cluster(_) => self.command(Command::Submit { group, jobs }),
+        // Only a local pool can kill the process that runs an overdue call.
+        if self.backend::<LocalBackend>().is_none()
+            && jobs.iter().any(|job| job.task_timeout.is_some())
+        {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidInput,
+                "a deadline needs a local pool: this pool's workers run on other machines, \
+                 where an overdue call cannot be stopped",
+            ));
         }
+        self.inner.backend.submit(group, jobs, &self.inner.commands)
     }
 
     fn command(&self, command: Command) -> Result<()> {
@@ -879,23 +907,5 @@ impl<T> fmt::Debug for AsyncResult<T> {
         f.debug_struct("AsyncResult")
             .field("ready", &self.ready())
             .finish()
-    }
-}
-
-#[cfg(feature = "nats")]
-impl Pool {
-    /// Runs a registered worker, by name, on an already encoded argument tuple (or, with
-    /// `batch`, a `Vec` of `items` of them) and returns the encoded reply. Used by a
-    /// [`Node`](crate::Node) to run the tasks it pulls from the cluster.
-    pub(crate) async fn call_encoded(
-        &self,
-        worker: &'static str,
-        payload: Vec<u8>,
-        batch: bool,
-        items: usize,
-    ) -> Result<Vec<u8>> {
-        let (job, receiver) = Job::new(worker, payload, batch, items);
-        self.submit(self.new_group(), vec![job])?;
-        reply(receiver).await
     }
 }

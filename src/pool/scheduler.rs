@@ -111,9 +111,8 @@ impl Control {
 /// What a [`Pool`](super::Pool) asks of its scheduler.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Queue `jobs` under `group` (one caller operation). Only a pool on a cluster gets
-    /// these: a local pool's handles submit to its [`Dispatch`] directly.
-    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    /// Queue `jobs` under `group` (one caller operation): what a [`Backend`](super::Backend)
+    /// gets by default. A local pool's handles submit to its [`Dispatch`] directly.
     Submit { group: u64, jobs: Vec<Job> },
     /// Answer once all submitted work is done and the workers have exited (the pool is
     /// closed already).
