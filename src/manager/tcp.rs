@@ -40,7 +40,7 @@ use crate::shared::hub::{Hub, runtime};
 use crate::shared::wire::ObjectId;
 use crate::transport::accept::Handshakes;
 use crate::transport::auth::{HANDSHAKE_TIMEOUT, client_handshake, random_bytes, server_handshake};
-use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter};
+use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, tcp};
 
 /// The first frame after the handshake: which object of the server's hub is the store, and
 /// which run of the manager at this address the client reached.
@@ -128,10 +128,9 @@ pub(crate) async fn serve(
     // Bound and served on the shared runtime, so the front outlives the caller's runtime as
     // the hub does.
     let listener = runtime()
-        .spawn(async move { TcpListener::bind(addr).await })
+        .spawn(tcp::bind(addr))
         .await
-        .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
-        .map_err(|error| Error::io(&format!("binding {addr}"), error))?;
+        .map_err(|_| Error::closed("the shared-objects runtime stopped"))??;
     let local_addr = listener
         .local_addr()
         .map_err(|error| Error::io("reading the bound address", error))?;
@@ -176,7 +175,7 @@ async fn accept_peers(listener: TcpListener, front: Arc<Front>) {
         |addr| addr.to_string(),
     );
     loop {
-        match listener.accept().await {
+        match tcp::accept(&listener).await {
             Ok((stream, peer)) => handshakes.start(authenticate_peer(stream, peer, front.clone())),
             Err(error) => handshakes.back_off(&name, &error).await,
         }
@@ -185,8 +184,6 @@ async fn accept_peers(listener: TcpListener, front: Arc<Front>) {
 
 /// Proves the key both ways with `peer` and, if it is proven, serves it in a task of its own.
 async fn authenticate_peer(mut stream: TcpStream, peer: SocketAddr, front: Arc<Front>) {
-    let _ = stream.set_nodelay(true);
-    keep_alive(&stream);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(&mut stream, &front.key)).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -210,61 +207,6 @@ async fn authenticate_peer(mut stream: TcpStream, peer: SocketAddr, front: Arc<F
         .lock()
         .expect("front tasks poisoned")
         .track(served.abort_handle());
-}
-
-/// How long a connection may be idle before TCP probes the peer, the time between probes,
-/// and how many go unanswered before the connection is dropped; also the longest sent data
-/// may stay unacknowledged. A peer that vanishes without closing the connection (a host that
-/// lost power, a cut network) is noticed within about [`KEEPALIVE_IDLE`] +
-/// [`KEEPALIVE_INTERVAL`] x [`KEEPALIVE_PROBES`] instead of never: on the client, waiting calls
-/// then fail as closed; on the server, what the peer held is released.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
-const KEEPALIVE_PROBES: u32 = 3;
-
-/// Turns on TCP keepalive (see [`KEEPALIVE_IDLE`]) and bounds unacknowledged data the same way.
-/// Best effort: a socket that refuses keeps working, only without the bound.
-fn keep_alive(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let fd = stream.as_raw_fd();
-    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
-        // SAFETY: `fd` is an open socket owned by `stream` for the duration of the call, and
-        // the option value is a live `c_int` whose size is passed alongside it.
-        let done = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if done != 0 {
-            tracing::debug!(target: "multiproc", "setsockopt({level}, {name}) on a manager connection: {}", std::io::Error::last_os_error());
-        }
-    };
-    let bound = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES;
-    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
-    set(
-        libc::IPPROTO_TCP,
-        libc::TCP_KEEPIDLE,
-        KEEPALIVE_IDLE.as_secs() as libc::c_int,
-    );
-    set(
-        libc::IPPROTO_TCP,
-        libc::TCP_KEEPINTVL,
-        KEEPALIVE_INTERVAL.as_secs() as libc::c_int,
-    );
-    set(
-        libc::IPPROTO_TCP,
-        libc::TCP_KEEPCNT,
-        KEEPALIVE_PROBES as libc::c_int,
-    );
-    set(
-        libc::IPPROTO_TCP,
-        libc::TCP_USER_TIMEOUT,
-        bound.as_millis() as libc::c_int,
-    );
 }
 
 /// The hub name of the run `run` of the manager reached over TCP at `addr`.
@@ -304,11 +246,7 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
     runtime()
         .spawn(async move {
             let attempt = async {
-                let mut stream = TcpStream::connect(addr)
-                    .await
-                    .map_err(|error| Error::io(&format!("connecting to {addr}"), error))?;
-                let _ = stream.set_nodelay(true);
-                keep_alive(&stream);
+                let mut stream = tcp::connect(addr).await?;
                 client_handshake(&mut stream, &key).await?;
                 let (read, write) = stream.into_split();
                 let mut reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
@@ -337,44 +275,4 @@ pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, O
         })
         .await
         .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn option(stream: &TcpStream, level: libc::c_int, name: libc::c_int) -> libc::c_int {
-        use std::os::fd::AsRawFd;
-        let mut value: libc::c_int = -1;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: the socket is open and `value`/`len` describe a live `c_int`.
-        let done = unsafe {
-            libc::getsockopt(
-                stream.as_raw_fd(),
-                level,
-                name,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
-        value
-    }
-
-    #[tokio::test]
-    async fn manager_connections_probe_a_silent_peer() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        keep_alive(&stream);
-        assert_eq!(option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
-        assert_eq!(option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 5);
-        assert_eq!(option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 1);
-        assert_eq!(option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 3);
-        assert_eq!(
-            option(&stream, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
-            8000
-        );
-    }
 }

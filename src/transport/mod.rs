@@ -18,6 +18,7 @@ pub(crate) mod accept;
 pub(crate) mod auth;
 pub(crate) mod buffers;
 pub(crate) mod frame;
+pub(crate) mod tcp;
 
 use std::io::Write as _;
 use std::os::fd::{AsRawFd as _, OwnedFd};
