@@ -227,3 +227,33 @@ fn frame<H: Serialize>(header: &H, payload: &[u8]) -> Vec<u8> {
         .expect("writing to a Vec");
     bytes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each seed gets past its target's first hurdles: the fuzzer starts from inputs the
+    /// crate accepts, whatever the formats (or the handshake) become.
+    #[test]
+    fn every_seed_is_accepted() {
+        let seed = |target| seeds(target).expect("a seed");
+        assert!(accept_handshake(&seed("handshake_accept")));
+        assert!(child_handshake(&seed("handshake_child")));
+        assert!(decode_to_child(&seed("child_calls")[1..]));
+        let replies = seed("child_replies");
+        let (header, payload) = split(&replies);
+        assert!(decode_from_child::<ByteBuf>(header, payload));
+        let requests = seed("hub_messages");
+        let (header, payload) = split(&requests);
+        assert!(decode_hub_request(header, payload));
+        let ops = seed("manager_ops");
+        let (op, answer) = split(&ops);
+        assert!(decode_store_op(op, answer));
+        let frames = seed("frame_reader");
+        let mut input = &frames[..];
+        for _ in 0..2 {
+            let frame = read_frame_blocking(&mut input, DEFAULT_MAX_FRAME_LEN);
+            assert!(matches!(frame, Ok(Some(_))));
+        }
+    }
+}
