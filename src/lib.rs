@@ -104,6 +104,11 @@ mod child;
 pub mod cluster;
 mod current;
 mod error;
+// Entry points for the fuzz targets under `fuzz/`; not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 mod logging;
 pub mod manager;
 mod panic;

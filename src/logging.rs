@@ -11,6 +11,10 @@
 //! [INFO/Process-1] process exiting with exitcode 0
 //! [INFO/MainProcess] process shutting down
 //! ```
+//!
+//! Levels are printed under Python's names: `ERROR`, `WARNING`, `INFO`, `DEBUG`, and
+//! `SUBDEBUG` for `tracing`'s `TRACE` (the level `multiprocessing` adds below `DEBUG`, for
+//! the same kind of detail). `tracing` has nothing above `ERROR`, so `CRITICAL` never appears.
 
 #[cfg(feature = "log-to-stderr")]
 use std::fmt;
@@ -29,8 +33,8 @@ use tracing_subscriber::registry::LookupSpan;
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
 /// Prints `multiproc`'s lifecycle events and the application's `tracing` events at `level`
-/// and above to stderr, as `[LEVEL/ProcessName] message`. Processes started afterwards do the
-/// same.
+/// and above to stderr, as `[LEVEL/ProcessName] message` with Python's level names
+/// (`WARNING`, not `WARN`; `SUBDEBUG` for `TRACE`). Processes started afterwards do the same.
 ///
 /// Installs a global `tracing` subscriber; if the application already installed one, that one
 /// stays and receives the events instead. Calling it again changes nothing.
@@ -62,6 +66,17 @@ pub(crate) fn inherited_level() -> u8 {
     LEVEL.load(Ordering::SeqCst)
 }
 
+/// The name Python's `logging` gives `level`.
+fn python_name(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG => "DEBUG",
+        Level::TRACE => "SUBDEBUG",
+    }
+}
+
 /// Applies the level a child inherited from its parent.
 #[cfg_attr(not(feature = "log-to-stderr"), allow(unused_variables))]
 pub(crate) fn inherit(level: u8) {
@@ -75,7 +90,11 @@ pub(crate) fn inherit(level: u8) {
 /// line is formatted here and written straight to file descriptor 2.
 pub(crate) fn info_at_exit(message: &str) {
     if inherited_level() >= level_number(Level::INFO) {
-        let line = format!("[INFO/{}] {message}\n", crate::current::this().name);
+        let line = format!(
+            "[{}/{}] {message}\n",
+            python_name(Level::INFO),
+            crate::current::this().name
+        );
         // SAFETY: writes a valid buffer of the given length to stderr.
         unsafe {
             libc::write(2, line.as_ptr().cast(), line.len());
@@ -123,7 +142,7 @@ where
         write!(
             writer,
             "[{}/{}] ",
-            event.metadata().level(),
+            python_name(*event.metadata().level()),
             crate::current::this().name
         )?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;

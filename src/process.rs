@@ -142,11 +142,14 @@ impl Process<()> {
                     payload: encode(&args, &format!("the arguments of `{worker}`"))?,
                 })
             });
-        ProcessBuilder::with_job(job)
+        ProcessBuilder::with_job(job, "Process")
     }
 
     /// A process that will run `value.run()` in the child: the analogue of subclassing
     /// Python's `Process`. The implementation must carry `#[multiproc::process]`.
+    ///
+    /// Named after its type, as Python names an instance of a subclass: `Worker-N` for a type
+    /// `Worker` (generic parameters left out), `N` taken from the same counter as `Process-N`.
     pub fn from_run<R: Run>(value: R) -> ProcessBuilder<R::Output> {
         let job =
             registry::ensure_registered(std::any::type_name::<R>(), RUN_HINT).and_then(|worker| {
@@ -155,16 +158,28 @@ impl Process<()> {
                     payload: encode(&value, &format!("the `{worker}` value"))?,
                 })
             });
-        ProcessBuilder::with_job(job)
+        ProcessBuilder::with_job(job, type_name_alone::<R>())
     }
 }
 
+/// The name of `T` without its path or generic parameters (`Worker` for
+/// `mycrate::jobs::Worker<u64>`), as Python's `type(self).__name__`.
+fn type_name_alone<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let without_generics = full.split('<').next().unwrap_or(full);
+    without_generics
+        .rsplit("::")
+        .next()
+        .unwrap_or(without_generics)
+}
+
 impl<T: Value> ProcessBuilder<T> {
-    fn with_job(job: Result<Job>) -> Self {
+    /// `kind` starts the default name: `Process`, or the type of a [`Run`] value.
+    fn with_job(job: Result<Job>, kind: &str) -> Self {
         let identity = current::next_identity();
         ProcessBuilder {
             job,
-            name: current::default_name("Process", &identity),
+            name: current::default_name(kind, &identity),
             identity,
             daemon: current::this().daemon,
             start_timeout: DEFAULT_START_TIMEOUT,
@@ -174,7 +189,8 @@ impl<T: Value> ProcessBuilder<T> {
         }
     }
 
-    /// Sets the process name (default `Process-N`). Names carry no meaning and need not be
+    /// Sets the process name (default `Process-N`, or `Worker-N` for a [`Run`] type `Worker`
+    /// started with [`Process::from_run`]). Names carry no meaning and need not be
     /// unique.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -272,7 +288,8 @@ impl<T: Value> ProcessBuilder<T> {
 }
 
 impl<T> Process<T> {
-    /// The process name: `Process-N` unless set with [`name`](ProcessBuilder::name).
+    /// The process name: `Process-N` (`Worker-N` for a [`Run`] type `Worker`) unless set with
+    /// [`name`](ProcessBuilder::name).
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -417,5 +434,17 @@ impl<T> fmt::Debug for ProcessBuilder<T> {
             .field("name", &self.name)
             .field("daemon", &self.daemon)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_name_alone;
+
+    #[test]
+    fn a_type_is_named_without_its_path_or_parameters() {
+        assert_eq!(type_name_alone::<std::time::Duration>(), "Duration");
+        assert_eq!(type_name_alone::<Vec<std::string::String>>(), "Vec");
+        assert_eq!(type_name_alone::<u64>(), "u64");
     }
 }

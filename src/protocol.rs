@@ -59,9 +59,15 @@ impl<T: Serialize> BatchResults<T> {
     }
 }
 
+/// The most memory reserved ahead for a batch's results: the count of a batch of zero-sized
+/// arguments (a worker that takes none) costs no bytes to announce, so it alone must not
+/// decide an allocation; results beyond this grow as they come.
+const MAX_RESERVED_RESULTS_BYTES: usize = 1024 * 1024;
+
 impl<T> BatchResults<T> {
     pub(crate) fn with_capacity(items: usize) -> Self {
-        BatchResults::AllOk(Vec::with_capacity(items))
+        let at_most = MAX_RESERVED_RESULTS_BYTES / std::mem::size_of::<T>().max(1);
+        BatchResults::AllOk(Vec::with_capacity(items.min(at_most)))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -152,6 +158,20 @@ mod tests {
         let decoded: BatchResults<u64> =
             decode(&results.encode("results").unwrap(), "results").unwrap();
         assert_eq!(decoded.len(), 4);
+    }
+
+    /// Found by the fuzz target `child_calls`: these bytes, as the payload of a batch for a
+    /// worker that takes no arguments, announce 2^35 - 1 items at no cost, and the child
+    /// reserved room for as many results and aborted.
+    #[test]
+    fn a_batch_count_alone_reserves_no_memory() {
+        const CRASH: [u8; 6] = [0xff, 0xff, 0xff, 0xff, 0xff, 0x00];
+        let (count, _) = postcard::take_from_bytes::<u64>(&CRASH).unwrap();
+        assert_eq!(count, (1 << 35) - 1);
+        let BatchResults::AllOk(values) = BatchResults::<u64>::with_capacity(count as usize) else {
+            unreachable!("a batch starts as a plain list");
+        };
+        assert!(values.capacity() <= MAX_RESERVED_RESULTS_BYTES / 8);
     }
 
     #[test]

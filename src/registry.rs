@@ -217,7 +217,7 @@ pub(crate) fn static_name(name: &str) -> Option<&'static str> {
 }
 
 /// Every registered name, sorted.
-#[cfg(feature = "nats")]
+#[cfg(any(feature = "nats", feature = "fuzzing"))]
 pub(crate) fn names() -> Vec<&'static str> {
     let mut names: Vec<_> = registry().by_name.keys().copied().collect();
     names.sort_unstable();

@@ -25,6 +25,15 @@ fn log_something() -> u32 {
     7
 }
 
+#[worker]
+fn log_at_every_level() {
+    tracing::error!("an error");
+    tracing::warn!("a warning");
+    tracing::info!("some news");
+    tracing::debug!("a detail");
+    tracing::trace!("a finer detail");
+}
+
 /// Starts the scenario `name` as a parent process of its own.
 fn scenario(name: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
@@ -111,6 +120,14 @@ async fn scenario_logging() {
 }
 
 #[tokio::test]
+#[ignore = "a scenario, run by a_child_prints_pythons_level_names"]
+async fn scenario_logging_every_level() {
+    multiproc::log_to_stderr(tracing::Level::TRACE);
+    let p = Process::new(log_at_every_level, ()).start().await.unwrap();
+    p.join().await.unwrap();
+}
+
+#[tokio::test]
 #[ignore = "a scenario, run by nothing_is_logged_unless_asked"]
 async fn scenario_quiet() {
     let p = Process::new(log_something, ()).start().await.unwrap();
@@ -127,21 +144,41 @@ fn stderr_of(name: &str) -> String {
     stderr
 }
 
-#[test]
-fn log_to_stderr_prints_lifecycle_events_in_python_format() {
-    let stderr = stderr_of("scenario_logging");
-    for line in [
-        "[INFO/Process-1] child process calling run()",
-        "[INFO/Process-1] hello from the worker",
-        "[INFO/Process-1] process exiting with exitcode 0",
-        "[INFO/MainProcess] done in the parent",
-        "[INFO/MainProcess] process shutting down",
-    ] {
+fn assert_has_lines(stderr: &str, lines: &[&str]) {
+    for line in lines {
         assert!(
-            stderr.lines().any(|l| l == line),
+            stderr.lines().any(|l| l == *line),
             "missing {line:?} in:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn log_to_stderr_prints_lifecycle_events_in_python_format() {
+    assert_has_lines(
+        &stderr_of("scenario_logging"),
+        &[
+            "[INFO/Process-1] child process calling run()",
+            "[INFO/Process-1] hello from the worker",
+            "[INFO/Process-1] process exiting with exitcode 0",
+            "[INFO/MainProcess] done in the parent",
+            "[INFO/MainProcess] process shutting down",
+        ],
+    );
+}
+
+#[test]
+fn a_child_prints_pythons_level_names() {
+    assert_has_lines(
+        &stderr_of("scenario_logging_every_level"),
+        &[
+            "[ERROR/Process-1] an error",
+            "[WARNING/Process-1] a warning",
+            "[INFO/Process-1] some news",
+            "[DEBUG/Process-1] a detail",
+            "[SUBDEBUG/Process-1] a finer detail",
+        ],
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Process names and the counter behind them. The only test in its binary, so no other test
 //! moves the counter while it reads it.
 
-use multiproc::{Process, worker};
+use multiproc::{Process, Run, async_trait, worker};
+use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
 
@@ -23,6 +24,20 @@ async fn grandchild_names() -> (String, String, Option<String>) {
         from_inside,
         multiproc::parent_process().map(|p| p.name),
     )
+}
+
+/// A `Run` type: its processes are named after it, as Python names a `Process` subclass's.
+#[derive(Serialize, Deserialize)]
+struct Worker;
+
+#[multiproc::process]
+#[async_trait]
+impl Run for Worker {
+    type Output = String;
+
+    async fn run(self) -> String {
+        multiproc::current_process().name
+    }
 }
 
 #[tokio::test]
@@ -57,4 +72,12 @@ async fn names_follow_pythons_counter() {
     assert_eq!(outside, format!("{}:2", parent.name()));
     assert_eq!(inside, outside);
     assert_eq!(grandparent.as_deref(), Some("MainProcess"));
+
+    let worker = within(Process::from_run(Worker).start()).await.unwrap();
+    assert_eq!(
+        worker.name(),
+        format!("Worker-{}", number(parent.name()) + 1),
+        "a Run type names its processes, on the counter Process-N uses"
+    );
+    assert_eq!(within(worker.join()).await.unwrap(), worker.name());
 }

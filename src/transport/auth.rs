@@ -343,15 +343,34 @@ async fn send_message<S: AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) -> 
     send_messages(stream, &[message]).await
 }
 
-/// Writes `messages`, each after its length, in one write.
-async fn send_messages<S: AsyncWrite + Unpin>(stream: &mut S, messages: &[&[u8]]) -> Result<()> {
+/// `messages`, each after its length.
+fn framed(messages: &[&[u8]]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(2 * MAX_MESSAGE_LEN);
     for message in messages {
         bytes.extend_from_slice(&(message.len() as u32).to_be_bytes());
         bytes.extend_from_slice(message);
     }
+    bytes
+}
+
+/// What a peer that knows `key` says in a handshake, framed, for the fuzz targets' seeds: to a
+/// listener, an answer (to a challenge it cannot know), its own challenge and its welcome; to
+/// a connecting client, a challenge, the welcome and a proof.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn peer_messages(key: &[u8], to_listener: bool) -> Vec<u8> {
+    let challenge = Challenge::new();
+    let proof = response(key, &challenge.challenged);
+    if to_listener {
+        framed(&[&proof, &challenge.message(), WELCOME])
+    } else {
+        framed(&[&challenge.message(), WELCOME, &proof])
+    }
+}
+
+/// Writes `messages`, each after its length, in one write.
+async fn send_messages<S: AsyncWrite + Unpin>(stream: &mut S, messages: &[&[u8]]) -> Result<()> {
     stream
-        .write_all(&bytes)
+        .write_all(&framed(messages))
         .await
         .map_err(|error| auth_error(format!("the handshake failed to write: {error}")))
 }

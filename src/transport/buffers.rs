@@ -5,7 +5,8 @@
 //! is fresh memory again: a page fault and a page cleared for every 4 KiB, which costs more
 //! than copying the value into it. Buffers of [`MIN_KEPT`] or more are therefore kept here
 //! once their frame is written (at most [`MAX_KEPT_BUFFERS`], [`MAX_KEPT_BYTES`] in all),
-//! and [`with_capacity`] reuses the smallest that fits. A child frees them when it goes
+//! and [`with_capacity`] reuses the smallest that fits. Bodies of large frames read are kept
+//! the same way, for the next frame read ([`take_kept`]). A child frees them when it goes
 //! idle ([`release`]); the main process keeps them, within those bounds.
 
 use std::sync::Mutex;
@@ -21,19 +22,23 @@ static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// An empty buffer that holds at least `capacity` bytes: a kept one if one fits.
 pub(crate) fn with_capacity(capacity: usize) -> Vec<u8> {
-    if capacity >= MIN_KEPT {
-        let mut kept = KEPT.lock().expect("kept buffers poisoned");
-        let smallest_fitting = kept
-            .iter()
-            .enumerate()
-            .filter(|(_, buffer)| buffer.capacity() >= capacity)
-            .min_by_key(|(_, buffer)| buffer.capacity())
-            .map(|(index, _)| index);
-        if let Some(index) = smallest_fitting {
-            return kept.swap_remove(index);
-        }
+    take_kept(capacity).unwrap_or_else(|| Vec::with_capacity(capacity))
+}
+
+/// The smallest kept buffer that holds at least `capacity` bytes, if there is one: memory
+/// this process holds already, so taking it costs nothing new.
+pub(crate) fn take_kept(capacity: usize) -> Option<Vec<u8>> {
+    if capacity < MIN_KEPT {
+        return None;
     }
-    Vec::with_capacity(capacity)
+    let mut kept = KEPT.lock().expect("kept buffers poisoned");
+    let smallest_fitting = kept
+        .iter()
+        .enumerate()
+        .filter(|(_, buffer)| buffer.capacity() >= capacity)
+        .min_by_key(|(_, buffer)| buffer.capacity())
+        .map(|(index, _)| index)?;
+    Some(kept.swap_remove(smallest_fitting))
 }
 
 /// Keeps `buffer`, whose contents are no longer needed, for a later [`with_capacity`].

@@ -9,7 +9,11 @@
 //! buffer is copied once into the frame's payload and never re-encoded inside the header.
 //!
 //! A reader refuses a frame whose announced length exceeds its maximum *before* allocating, so
-//! a corrupt or hostile length is an error, never a 4 GiB allocation. A writer writes a frame at
+//! a corrupt or hostile length is an error, never a 4 GiB allocation. Below the maximum, a
+//! frame costs what arrived, not what was announced: its buffer starts at 64 KiB and doubles
+//! as the body arrives, so a peer that announces 200 MiB and sends nothing holds 64 KiB. A
+//! large body's buffer is kept once the frame is dropped (see [`buffers`](super::buffers)),
+//! so the next large frame is read straight into memory already in place. A writer writes a frame at
 //! once, from the sending thread, while the socket keeps up; frames sent while the socket is
 //! busy are coalesced by the writer's task into few writes.
 
@@ -165,8 +169,16 @@ impl InFrame {
     }
 
     pub(crate) fn into_payload(mut self) -> Vec<u8> {
-        self.body.drain(..4 + self.header_len);
-        self.body
+        let mut body = std::mem::take(&mut self.body);
+        body.drain(..4 + self.header_len);
+        body
+    }
+}
+
+impl Drop for InFrame {
+    /// A large body, once read, is kept for the next one, which then costs no page faults.
+    fn drop(&mut self) {
+        super::buffers::give_back(std::mem::take(&mut self.body));
     }
 }
 
@@ -268,13 +280,46 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         let body_len = u32::from_le_bytes(prefix) as usize;
         self.check_body_len(body_len)?;
-        let mut body = vec![0u8; body_len];
-        self.inner
-            .read_exact(&mut body)
-            .await
-            .map_err(|error| Error::io("reading a frame", error))?;
+        let mut body = first_body_buffer(body_len);
+        while body.len() < body_len {
+            if body.len() == body.capacity() {
+                body.reserve_exact(next_room(body.len(), body_len) - body.len());
+            }
+            // Into the buffer's spare room, which is not zeroed first; no further than this
+            // frame, whose successors stay buffered.
+            let read = (&mut self.inner)
+                .take((body_len - body.len()) as u64)
+                .read_buf(&mut body)
+                .await
+                .map_err(|error| Error::io("reading a frame", error))?;
+            if read == 0 {
+                return Err(truncated_frame());
+            }
+        }
         InFrame::from_body(body).map(Some)
     }
+}
+
+/// The most a body's buffer holds before any of it has arrived.
+const FIRST_BODY_CAPACITY: usize = 64 * 1024;
+
+/// The buffer a body of `body_len` bytes is read into: a kept one that holds it all if there
+/// is one (memory this process holds anyway), else room for its first bytes only, so that a
+/// peer that announces a large frame and sends nothing costs no more than that.
+fn first_body_buffer(body_len: usize) -> Vec<u8> {
+    super::buffers::take_kept(body_len)
+        .unwrap_or_else(|| Vec::with_capacity(body_len.min(FIRST_BODY_CAPACITY)))
+}
+
+/// How much of a body of `body_len` bytes to make room for once `arrived` bytes have:
+/// twice as much, at most all of it. A body's buffer thus never holds more than twice what
+/// arrived (plus the first step), and a large body is moved only a few times as it arrives.
+fn next_room(arrived: usize, body_len: usize) -> usize {
+    (arrived * 2).clamp(FIRST_BODY_CAPACITY.min(body_len), body_len)
+}
+
+fn truncated_frame() -> Error {
+    Error::io("reading a frame", io::ErrorKind::UnexpectedEof.into())
 }
 
 fn check_body_len(body_len: usize, max_len: usize) -> Result<()> {
@@ -309,10 +354,19 @@ pub(crate) fn read_frame_blocking(
     }
     let body_len = u32::from_le_bytes(prefix) as usize;
     check_body_len(body_len, max_len)?;
-    let mut body = vec![0u8; body_len];
-    input
-        .read_exact(&mut body)
-        .map_err(|error| Error::io("reading a frame", error))?;
+    let mut body = first_body_buffer(body_len);
+    let mut arrived = 0;
+    while arrived < body_len {
+        if arrived == body.len() {
+            body.resize(next_room(arrived, body_len), 0);
+        }
+        match input.read(&mut body[arrived..]) {
+            Ok(0) => return Err(truncated_frame()),
+            Ok(read) => arrived += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(Error::io("reading a frame", error)),
+        }
+    }
     InFrame::from_body(body).map(Some)
 }
 
@@ -650,4 +704,141 @@ async fn write_frame<W: AsyncWrite + Unpin>(
         out.write_all(&part).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    /// A peer that sends `bytes` a few at a time, then nothing more (without closing, or
+    /// closing when `then_close`), and remembers the most room a read ever offered it.
+    struct Trickle {
+        bytes: Vec<u8>,
+        sent: usize,
+        step: usize,
+        then_close: bool,
+        most_room_offered: Arc<AtomicUsize>,
+    }
+
+    impl Trickle {
+        fn new(bytes: Vec<u8>, then_close: bool) -> Self {
+            Trickle {
+                bytes,
+                sent: 0,
+                step: 0,
+                then_close,
+                most_room_offered: Arc::default(),
+            }
+        }
+
+        /// Up to this many bytes per read: sizes that straddle frame and buffer boundaries.
+        fn next_chunk(&mut self) -> usize {
+            self.step += 1;
+            [1, 3, 4096, 7, 70_000, 65_536, 300_000][self.step % 7]
+        }
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.most_room_offered
+                .fetch_max(buf.remaining(), Ordering::Relaxed);
+            let left = self.bytes.len() - self.sent;
+            if left == 0 {
+                return if self.then_close {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
+            }
+            let chunk = self.next_chunk().min(left).min(buf.remaining());
+            buf.put_slice(&self.bytes[self.sent..self.sent + chunk]);
+            self.sent += chunk;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl io::Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let chunk = self
+                .next_chunk()
+                .min(self.bytes.len() - self.sent)
+                .min(out.len());
+            out[..chunk].copy_from_slice(&self.bytes[self.sent..self.sent + chunk]);
+            self.sent += chunk;
+            Ok(chunk)
+        }
+    }
+
+    fn encoded(header: &str, payload: Vec<u8>) -> Vec<u8> {
+        let frame = OutFrame::new(&header, payload, DEFAULT_MAX_FRAME_LEN).unwrap();
+        let mut bytes = Vec::new();
+        frame.write_blocking(&mut bytes).unwrap();
+        bytes
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_frame_announced_large_costs_only_what_arrived() {
+        const ANNOUNCED: usize = 24 * 1024 * 1024;
+        let mut bytes = (ANNOUNCED as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 1000]);
+        let peer = Trickle::new(bytes, false);
+        let most_room_offered = peer.most_room_offered.clone();
+        let mut reader = FrameReader::new(peer, DEFAULT_MAX_FRAME_LEN);
+        let read = tokio::time::timeout(Duration::from_millis(200), reader.read()).await;
+        assert!(read.is_err(), "a frame was read that never arrived");
+        let offered = most_room_offered.load(Ordering::Relaxed);
+        assert!(
+            offered <= 2 * FIRST_BODY_CAPACITY,
+            "1000 bytes of a frame announced as {ANNOUNCED} arrived, yet the reader made room \
+             for {offered}"
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_arriving_in_pieces_read_whole() {
+        let mut bytes = encoded("large", pattern(3 * 1024 * 1024 + 5));
+        bytes.extend(encoded("small", pattern(10)));
+        bytes.extend(encoded("empty", Vec::new()));
+        let mut reader = FrameReader::new(Trickle::new(bytes.clone(), true), DEFAULT_MAX_FRAME_LEN);
+        let mut blocking = Trickle::new(bytes, true);
+        for (header, payload_len) in [("large", 3 * 1024 * 1024 + 5), ("small", 10), ("empty", 0)] {
+            let frame = reader.read().await.unwrap().expect("a frame");
+            assert_eq!(frame.header::<String>().unwrap(), header);
+            assert_eq!(frame.payload(), pattern(payload_len));
+            let frame = read_frame_blocking(&mut blocking, DEFAULT_MAX_FRAME_LEN)
+                .unwrap()
+                .expect("a frame");
+            assert_eq!(frame.header::<String>().unwrap(), header);
+            assert_eq!(frame.payload(), pattern(payload_len));
+        }
+        assert!(reader.read().await.unwrap().is_none());
+        assert!(
+            read_frame_blocking(&mut blocking, DEFAULT_MAX_FRAME_LEN)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_is_an_error() {
+        let mut bytes = encoded("cut", pattern(200_000));
+        bytes.truncate(150_000);
+        let mut reader = FrameReader::new(Trickle::new(bytes.clone(), true), DEFAULT_MAX_FRAME_LEN);
+        assert!(reader.read().await.is_err());
+        let mut blocking = Trickle::new(bytes, true);
+        assert!(read_frame_blocking(&mut blocking, DEFAULT_MAX_FRAME_LEN).is_err());
+    }
 }
