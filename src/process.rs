@@ -71,7 +71,7 @@ use crate::protocol::ToChild;
 use crate::protocol::{decode, encode};
 use crate::registry::{self, RUN_HINT, WORKER_HINT};
 use crate::spawn::{self, ChildSpec, DEFAULT_START_TIMEOUT};
-use crate::supervisor::{FIRST_CALL_ID, Reply, Supervised};
+use crate::supervisor::{CallReply, FIRST_CALL_ID, Supervised};
 use crate::transport::{DEFAULT_MAX_FRAME_LEN, OutFrame, check_payload_len};
 use crate::worker::{Run, Value, Worker, worker_name};
 
@@ -79,7 +79,7 @@ use crate::worker::{Run, Value, Worker, worker_name};
 /// [`Process::from_run`], configured with its methods, started with [`start`](Self::start).
 #[must_use = "a process does nothing until it is started"]
 pub struct ProcessBuilder<T> {
-    job: Result<Job>,
+    job: Result<FirstCall>,
     name: String,
     identity: Vec<u32>,
     daemon: bool,
@@ -89,7 +89,7 @@ pub struct ProcessBuilder<T> {
     _output: PhantomData<fn() -> T>,
 }
 
-struct Job {
+struct FirstCall {
     worker: &'static str,
     payload: Vec<u8>,
 }
@@ -119,8 +119,8 @@ struct Inner {
 }
 
 enum ReplySlot {
-    Waiting(oneshot::Receiver<Reply>),
-    Arrived(Reply),
+    Waiting(oneshot::Receiver<CallReply>),
+    Arrived(CallReply),
 }
 
 impl Process<()> {
@@ -137,7 +137,7 @@ impl Process<()> {
         let _ = worker;
         let job =
             registry::ensure_registered(worker_name::<W, M>(), WORKER_HINT).and_then(|worker| {
-                Ok(Job {
+                Ok(FirstCall {
                     worker,
                     payload: encode(&args, &format!("the arguments of `{worker}`"))?,
                 })
@@ -153,7 +153,7 @@ impl Process<()> {
     pub fn from_run<R: Run>(value: R) -> ProcessBuilder<R::Output> {
         let job =
             registry::ensure_registered(std::any::type_name::<R>(), RUN_HINT).and_then(|worker| {
-                Ok(Job {
+                Ok(FirstCall {
                     worker,
                     payload: encode(&value, &format!("the `{worker}` value"))?,
                 })
@@ -175,7 +175,7 @@ fn type_name_alone<T>() -> &'static str {
 
 impl<T: Value> ProcessBuilder<T> {
     /// `kind` starts the default name: `Process`, or the type of a [`Run`] value.
-    fn with_job(job: Result<Job>, kind: &str) -> Self {
+    fn with_job(job: Result<FirstCall>, kind: &str) -> Self {
         let identity = current::next_identity();
         ProcessBuilder {
             job,

@@ -29,13 +29,13 @@ use crate::transport::{Burst, FrameReader, FrameWriter, InFrame, SharedStream};
 pub(crate) const FIRST_CALL_ID: u64 = 0;
 
 /// The reply to one call: the encoded result, or why there is none.
-pub(crate) type Reply = Result<Vec<u8>>;
+pub(crate) type CallReply = Result<Vec<u8>>;
 
 /// What becomes of a call sent with [`Supervised::call_then`].
 #[derive(Debug)]
 pub(crate) enum Answer {
     /// Its reply, or why it has none.
-    Reply(Reply),
+    Reply(CallReply),
     /// It did not run (or its result died with the child): its payload, to be sent again.
     Resend(Vec<u8>),
 }
@@ -65,12 +65,12 @@ pub(crate) struct Unsent {
 /// A cheap, clonable handle to one supervised child.
 #[derive(Debug, Clone)]
 pub(crate) struct Supervised {
-    shared: Arc<Shared>,
+    shared: Arc<ChildLink>,
     exit: watch::Receiver<Option<ExitStatus>>,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct ChildLink {
     pid: u32,
     name: String,
     writer: Mutex<Option<FrameWriter>>,
@@ -134,7 +134,7 @@ impl Supervised {
         spawned: Spawned,
         name: String,
         worker: &str,
-    ) -> (Self, oneshot::Receiver<Reply>) {
+    ) -> (Self, oneshot::Receiver<CallReply>) {
         let (supervised, receiver) = Self::start_inner(spawned, name, Some(worker), false);
         (supervised, receiver.expect("a first call was registered"))
     }
@@ -144,7 +144,7 @@ impl Supervised {
         name: String,
         first_call: Option<&str>,
         tracked: bool,
-    ) -> (Self, Option<oneshot::Receiver<Reply>>) {
+    ) -> (Self, Option<oneshot::Receiver<CallReply>>) {
         let Spawned {
             child,
             pid,
@@ -157,7 +157,7 @@ impl Supervised {
                 .send(&ToChild::Track { fd: progress.fd() }, Vec::new())
                 .is_ok()
         });
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ChildLink {
             pid,
             name,
             writer: Mutex::new(Some(connection.writer)),
@@ -211,7 +211,7 @@ impl Supervised {
         worker: &str,
         payload: Vec<u8>,
         batch: bool,
-    ) -> Result<oneshot::Receiver<Reply>> {
+    ) -> Result<oneshot::Receiver<CallReply>> {
         let (on_answer, receiver) = reply_channel();
         let call = Outgoing {
             worker,
@@ -406,7 +406,7 @@ impl Supervised {
     }
 }
 
-impl Shared {
+impl ChildLink {
     /// What the child last started, as its page says. A page not attached yet means no call
     /// started: the child reads where the page is before its first call. Only a child that
     /// said it could not open the page leaves it unknown.
@@ -422,7 +422,7 @@ impl Shared {
 }
 
 async fn supervise(
-    shared: Arc<Shared>,
+    shared: Arc<ChildLink>,
     mut child: tokio::process::Child,
     mut reader: FrameReader<SharedStream>,
     exit_sender: watch::Sender<Option<ExitStatus>>,
@@ -535,7 +535,7 @@ fn next_deadline(
     (None, next)
 }
 
-async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
+async fn read_replies(shared: &ChildLink, reader: &mut FrameReader<SharedStream>) {
     // Replies come in bursts (a child writes every reply it finished in one go); the calls
     // their callbacks send in turn go out together at the end of each burst.
     let handle = |frame: InFrame| {
@@ -571,7 +571,7 @@ async fn read_replies(shared: &Shared, reader: &mut FrameReader<SharedStream>) {
 /// resendable: those not started, and those that finished but whose reply died with the child
 /// (quick calls are answered in batches). Calls that are not resendable fail as the running
 /// one does.
-fn settle_calls(shared: &Shared, status: Option<ExitStatus>) {
+fn settle_calls(shared: &ChildLink, status: Option<ExitStatus>) {
     let pending = {
         let mut calls = shared.calls.lock().expect("calls lock");
         calls.failed = Some(Error::worker_died(
@@ -606,7 +606,7 @@ fn settle_calls(shared: &Shared, status: Option<ExitStatus>) {
 
 /// An [`OnAnswer`] that sends the reply to the receiver returned with it; a call handed back
 /// to be sent again is answered as its child's death.
-fn reply_channel() -> (OnAnswer, oneshot::Receiver<Reply>) {
+fn reply_channel() -> (OnAnswer, oneshot::Receiver<CallReply>) {
     let (sender, receiver) = oneshot::channel();
     let on_answer: OnAnswer = Box::new(move |answer| {
         let reply = match answer {

@@ -22,8 +22,8 @@ use crate::protocol::{BatchResults, decode, encode_list};
 use crate::registry::{self, WORKER_HINT};
 use crate::worker::{Value, Worker, worker_name};
 
+use super::pool_worker::MAX_WINDOW;
 use super::scheduler::Job;
-use super::worker::MAX_WINDOW;
 use super::{Pool, reply};
 
 /// The largest default chunk of an `imap`, so that its window stays small even for a huge
@@ -288,34 +288,34 @@ pub struct Imap<T> {
     make_chunks: Option<MakeChunks>,
     chunks: Option<BoxStream<'static, Chunk>>,
     group: u64,
-    in_flight: InFlight<T>,
+    in_flight: ChunksInFlight<T>,
     ready: VecDeque<Result<T>>,
 }
 
-enum InFlight<T> {
+enum ChunksInFlight<T> {
     Ordered(FuturesOrdered<ChunkResults<T>>),
     Unordered(FuturesUnordered<ChunkResults<T>>),
 }
 
-impl<T> InFlight<T> {
+impl<T> ChunksInFlight<T> {
     fn len(&self) -> usize {
         match self {
-            InFlight::Ordered(chunks) => chunks.len(),
-            InFlight::Unordered(chunks) => chunks.len(),
+            ChunksInFlight::Ordered(chunks) => chunks.len(),
+            ChunksInFlight::Unordered(chunks) => chunks.len(),
         }
     }
 
     fn push(&mut self, chunk: ChunkResults<T>) {
         match self {
-            InFlight::Ordered(chunks) => chunks.push_back(chunk),
-            InFlight::Unordered(chunks) => chunks.push(chunk),
+            ChunksInFlight::Ordered(chunks) => chunks.push_back(chunk),
+            ChunksInFlight::Unordered(chunks) => chunks.push(chunk),
         }
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<Result<T>>>> {
         match self {
-            InFlight::Ordered(chunks) => chunks.poll_next_unpin(cx),
-            InFlight::Unordered(chunks) => chunks.poll_next_unpin(cx),
+            ChunksInFlight::Ordered(chunks) => chunks.poll_next_unpin(cx),
+            ChunksInFlight::Unordered(chunks) => chunks.poll_next_unpin(cx),
         }
     }
 }
@@ -364,9 +364,9 @@ impl<T: Value> Imap<T> {
             chunks: None,
             group: pool.new_group(),
             in_flight: if ordered {
-                InFlight::Ordered(FuturesOrdered::new())
+                ChunksInFlight::Ordered(FuturesOrdered::new())
             } else {
-                InFlight::Unordered(FuturesUnordered::new())
+                ChunksInFlight::Unordered(FuturesUnordered::new())
             },
             ready: VecDeque::new(),
         }

@@ -116,9 +116,9 @@
 
 mod builder;
 pub(crate) mod map;
+mod pool_worker;
 pub(crate) mod progress;
 mod scheduler;
-mod worker;
 
 use std::fmt;
 use std::future::Future;
@@ -137,7 +137,7 @@ pub use map::{Imap, Map};
 use crate::error::{Error, Result};
 use crate::protocol::{decode, encode};
 use crate::registry::{self, WORKER_HINT};
-use crate::supervisor::Reply;
+use crate::supervisor::CallReply;
 use crate::worker::{Value, Worker, worker_name};
 use builder::Config;
 pub(crate) use scheduler::{Command, Job};
@@ -176,7 +176,7 @@ pub struct Pool {
 
 struct Inner {
     backend: Box<dyn Backend>,
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     commands: mpsc::UnboundedSender<Command>,
     next_group: AtomicU64,
 }
@@ -232,13 +232,13 @@ impl Backend for LocalBackend {
 
 /// State the pool's handles and its scheduler both read.
 #[derive(Debug, Default)]
-pub(crate) struct Shared {
+pub(crate) struct PoolState {
     closed: AtomicBool,
     broken: Mutex<Option<Error>>,
     pids: Mutex<Vec<u32>>,
 }
 
-impl Shared {
+impl PoolState {
     pub(crate) fn broken(&self) -> Option<Error> {
         self.broken.lock().expect("pool lock").clone()
     }
@@ -281,7 +281,7 @@ impl Pool {
     }
 
     pub(crate) async fn start(config: Arc<Config>) -> Result<Pool> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(PoolState::default());
         let (commands, receiver) = mpsc::unbounded_channel();
         let (ready, is_ready) = oneshot::channel();
         let (scheduler, dispatch) = Scheduler::new(config.clone(), shared.clone(), receiver, ready);
@@ -297,7 +297,7 @@ impl Pool {
     /// `commands`.
     pub(crate) fn with_backend(
         backend: impl Backend,
-        shared: Arc<Shared>,
+        shared: Arc<PoolState>,
         commands: mpsc::UnboundedSender<Command>,
     ) -> Pool {
         Pool {
@@ -665,7 +665,7 @@ impl Job {
         payload: Vec<u8>,
         batch: bool,
         items: usize,
-    ) -> (Job, oneshot::Receiver<Reply>) {
+    ) -> (Job, oneshot::Receiver<CallReply>) {
         let (reply, receiver) = oneshot::channel();
         (
             Job {
@@ -683,7 +683,7 @@ impl Job {
 }
 
 /// The reply to one job; a reply channel dropped unanswered means the pool was terminated.
-pub(crate) async fn reply(receiver: oneshot::Receiver<Reply>) -> Reply {
+pub(crate) async fn reply(receiver: oneshot::Receiver<CallReply>) -> CallReply {
     receiver.await.unwrap_or_else(|_| Err(cancelled()))
 }
 
@@ -786,7 +786,7 @@ pub struct AsyncResult<T> {
 }
 
 enum ResultState {
-    Waiting(oneshot::Receiver<Reply>),
+    Waiting(oneshot::Receiver<CallReply>),
     Failed(Option<Error>),
 }
 

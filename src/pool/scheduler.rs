@@ -41,13 +41,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, ExitStatus, Result};
-use crate::supervisor::{Answer, OnAnswer, Outgoing, Reply, Supervised};
+use crate::supervisor::{Answer, CallReply, OnAnswer, Outgoing, Supervised};
 
-use super::Shared;
+use super::PoolState;
 use super::builder::Config;
-use super::worker::{self, PoolWorker};
+use super::pool_worker::{self, PoolWorker};
 #[cfg(doc)]
-use super::worker::{MAX_WINDOW, WINDOW};
+use super::pool_worker::{MAX_WINDOW, WINDOW};
 
 /// Consecutive failed worker starts after which the pool gives up.
 pub(crate) const MAX_START_FAILURES: u32 = 10;
@@ -60,7 +60,7 @@ pub(crate) struct Job {
     pub(crate) batch: bool,
     /// Tasks in the call, as `max_tasks_per_child` counts them.
     pub(crate) items: usize,
-    pub(crate) reply: oneshot::Sender<Reply>,
+    pub(crate) reply: oneshot::Sender<CallReply>,
     /// How long each of its tasks may run (the call may run this times `items`); `None`: the
     /// pool's default.
     pub(crate) task_timeout: Option<Duration>,
@@ -130,13 +130,13 @@ fn cancelled_by_terminate() -> Error {
 /// Queued jobs, grouped by caller operation; groups take turns. Jobs handed back by a worker
 /// that died before running them go first, in the order they were sent.
 #[derive(Debug, Default)]
-struct Queue {
+struct JobQueue {
     resent: VecDeque<Job>,
     groups: HashMap<u64, VecDeque<Job>>,
     turns: VecDeque<u64>,
 }
 
-impl Queue {
+impl JobQueue {
     fn push(&mut self, group: u64, jobs: Vec<Job>) {
         let queued = self.groups.entry(group).or_insert_with(|| {
             self.turns.push_back(group);
@@ -191,7 +191,7 @@ pub(crate) struct Dispatch {
     /// Set by `terminate`: calls still running are answered as cancelled.
     terminated: AtomicBool,
     /// What only the scheduler task can do: start a replacement, answer a join.
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<SchedulerEvent>,
     max_tasks_per_child: Option<usize>,
     /// The pool's default for a task's deadline.
     task_timeout: Option<Duration>,
@@ -199,7 +199,7 @@ pub(crate) struct Dispatch {
 
 #[derive(Debug, Default)]
 struct Dispatching {
-    queue: Queue,
+    queue: JobQueue,
     workers: HashMap<u64, PoolWorker>,
     /// Calls sent and not yet answered.
     running: usize,
@@ -210,7 +210,7 @@ struct Dispatching {
 }
 
 #[derive(Debug)]
-enum Event {
+enum SchedulerEvent {
     /// A worker reached `max_tasks_per_child`: start its replacement.
     Retiring,
     /// A closing pool has nothing queued or running.
@@ -223,7 +223,7 @@ enum Event {
 type Unsent = Vec<(OnAnswer, Answer)>;
 
 impl Dispatch {
-    fn new(config: &Config, events: mpsc::UnboundedSender<Event>) -> Arc<Self> {
+    fn new(config: &Config, events: mpsc::UnboundedSender<SchedulerEvent>) -> Arc<Self> {
         Arc::new(Dispatch {
             state: Mutex::new(Dispatching::default()),
             terminated: AtomicBool::new(false),
@@ -310,7 +310,7 @@ impl Dispatch {
             if !worker.retiring && limit.is_some_and(|limit| worker.assigned_items >= limit) {
                 worker.retiring = true;
                 tracing::debug!(target: "multiproc", "{} reached max_tasks_per_child; starting its replacement", worker.supervised.name());
-                let _ = self.events.send(Event::Retiring);
+                let _ = self.events.send(SchedulerEvent::Retiring);
             }
         }
         unsent
@@ -374,7 +374,7 @@ impl Dispatch {
         };
         answer(unsent);
         if idle {
-            let _ = self.events.send(Event::Idle);
+            let _ = self.events.send(SchedulerEvent::Idle);
         }
     }
 }
@@ -397,10 +397,10 @@ enum State {
 /// The task that keeps the pool's workers and answers `join` and `terminate`.
 pub(crate) struct Scheduler {
     config: Arc<Config>,
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
     dispatch: Arc<Dispatch>,
     commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::UnboundedReceiver<SchedulerEvent>,
     next_worker: u64,
     starting: FuturesUnordered<BoxFuture<'static, Result<Supervised>>>,
     exits: FuturesUnordered<BoxFuture<'static, (u64, ExitStatus)>>,
@@ -415,7 +415,7 @@ impl Scheduler {
     /// The scheduler, and the dispatch that the pool's handles submit to.
     pub(crate) fn new(
         config: Arc<Config>,
-        shared: Arc<Shared>,
+        shared: Arc<PoolState>,
         commands: mpsc::UnboundedReceiver<Command>,
         ready: oneshot::Sender<Result<()>>,
     ) -> (Self, Arc<Dispatch>) {
@@ -464,8 +464,8 @@ impl Scheduler {
                     self.started(started);
                 }
                 Some(event) = self.events.recv() => match event {
-                    Event::Retiring => self.start_worker(),
-                    Event::Idle => {} // settled at the top of the loop
+                    SchedulerEvent::Retiring => self.start_worker(),
+                    SchedulerEvent::Idle => {} // settled at the top of the loop
                 },
                 Some((worker, status)) = self.exits.next(), if !self.exits.is_empty() => {
                     self.exited(worker, status);
@@ -489,8 +489,9 @@ impl Scheduler {
 
     fn start_worker(&mut self) {
         let config = self.config.clone();
-        let delay = worker::backoff(self.failures);
-        self.starting.push(Box::pin(worker::start(config, delay)));
+        let delay = pool_worker::backoff(self.failures);
+        self.starting
+            .push(Box::pin(pool_worker::start(config, delay)));
     }
 
     fn started(&mut self, started: Result<Supervised>) {

@@ -383,7 +383,7 @@ pub(crate) enum Burst {
 
 thread_local! {
     /// The writers that frames were held on since this thread's [`Cork`] began.
-    static CORKED: RefCell<Option<Vec<Arc<Link>>>> = const { RefCell::new(None) };
+    static CORKED: RefCell<Option<Vec<Arc<WriterLink>>>> = const { RefCell::new(None) };
 }
 
 /// While alive, frames this thread sends are held; when it is dropped, each connection's
@@ -409,7 +409,7 @@ impl Cork {
     }
 
     /// Whether this thread is corked; if so, remembers `link` for the release.
-    fn hold(link: &Arc<Link>) -> bool {
+    fn hold(link: &Arc<WriterLink>) -> bool {
         CORKED.with(|corked| match corked.borrow_mut().as_mut() {
             Some(links) => {
                 if !links.iter().any(|held| Arc::ptr_eq(held, link)) {
@@ -446,11 +446,11 @@ impl Drop for Cork {
 /// in the order they were sent either way.
 #[derive(Debug)]
 pub(crate) struct FrameWriter {
-    link: Arc<Link>,
+    link: Arc<WriterLink>,
     max_len: usize,
 }
 
-struct Link {
+struct WriterLink {
     state: Mutex<WriteState>,
     /// Wakes the writer task: frames to write, or the last handle gone.
     wake: Notify,
@@ -459,9 +459,9 @@ struct Link {
     handles: AtomicUsize,
 }
 
-impl std::fmt::Debug for Link {
+impl std::fmt::Debug for WriterLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
+        f.debug_struct("WriterLink")
             .field("direct", &self.direct.is_some())
             .finish_non_exhaustive()
     }
@@ -517,7 +517,7 @@ impl FrameWriter {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         // The hello must fit whatever limit the caller chose for the rest.
         let max_len = max_len.max(HANDSHAKE_MAX_FRAME_LEN);
-        let link = Arc::new(Link {
+        let link = Arc::new(WriterLink {
             state: Mutex::new(WriteState::default()),
             wake: Notify::new(),
             direct,
@@ -593,7 +593,7 @@ fn connection_closed() -> Error {
     Error::closed("the connection is closed")
 }
 
-impl Link {
+impl WriterLink {
     fn lock(&self) -> std::sync::MutexGuard<'_, WriteState> {
         self.state.lock().expect("writer lock")
     }
@@ -660,7 +660,7 @@ fn write_some(direct: &dyn TryWrite, queue: &mut VecDeque<OutFrame>) -> io::Resu
     Ok(true)
 }
 
-async fn write_frames<W: AsyncWrite + Unpin>(inner: W, link: Arc<Link>) {
+async fn write_frames<W: AsyncWrite + Unpin>(inner: W, link: Arc<WriterLink>) {
     let mut out = BufWriter::with_capacity(BUFFER_SIZE, inner);
     loop {
         let (batch, closing) = loop {
