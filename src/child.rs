@@ -22,8 +22,6 @@
 //! parent's death (the child is re-parented) within 100 ms and exits. The end of the parent's
 //! connection ends a serving child too.
 
-use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -34,7 +32,7 @@ use crate::error::RemoteError;
 use crate::pool::progress::Progress;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
-use crate::transport::{self, FrameWriter, InFrame, OutFrame, auth};
+use crate::transport::{self, FrameWriter, InFrame, OutFrame};
 
 /// Diverts a re-executed child to its job; returns at once in the main process.
 ///
@@ -72,7 +70,7 @@ pub fn init() {
         eprintln!("multiproc: the {BOOTSTRAP_ENV} variable is malformed; exiting");
         std::process::exit(2);
     };
-    let connection = match take_parent_connection() {
+    let connection = match transport::take_parent_socket() {
         Ok(connection) => connection,
         Err(error) => {
             eprintln!(
@@ -83,30 +81,6 @@ pub fn init() {
         }
     };
     run(bootstrap, connection)
-}
-
-/// Reads the key from standard input, the child's end of its parent's socket pair, and moves
-/// that socket off standard input, which becomes `/dev/null` as in Python's children.
-fn take_parent_connection() -> std::io::Result<UnixStream> {
-    // SAFETY: fd 0 is open (the parent passed the socket there) and is not closed here: the
-    // File is never dropped.
-    let mut stdin = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-    // Unbuffered, so that nothing after the keys is read here: the frames that follow belong
-    // to the connection.
-    auth::receive_handover(&mut *stdin)?;
-    // SAFETY: plain descriptor calls on descriptors this function owns or knows to be open.
-    unsafe {
-        let socket = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
-        if socket < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let socket = UnixStream::from_raw_fd(socket);
-        let null = std::fs::File::open("/dev/null")?;
-        if libc::dup2(null.as_raw_fd(), 0) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(socket)
-    }
 }
 
 fn run(bootstrap: Bootstrap, connection: UnixStream) -> ! {

@@ -18,10 +18,9 @@ pub(crate) mod accept;
 pub(crate) mod auth;
 pub(crate) mod buffers;
 pub(crate) mod frame;
+mod pair;
 pub(crate) mod tcp;
 
-use std::io::Write as _;
-use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,9 +34,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::error::{Error, ErrorKind, Result};
 pub(crate) use auth::Hello;
 pub use frame::DEFAULT_MAX_FRAME_LEN;
-use frame::HANDSHAKE_MAX_FRAME_LEN;
 pub(crate) use frame::{
     Burst, FrameReader, FrameWriter, InFrame, OutFrame, check_payload_len, read_frame_blocking,
+};
+pub(crate) use pair::{
+    await_child, child_pair, greet_parent, hand_over, inherited, take_parent_socket,
 };
 
 /// One half of a shared socket; reads and writes go to the same stream.
@@ -209,112 +210,7 @@ pub(crate) async fn authenticate(mut stream: Stream, max_frame_len: usize) -> Re
     Ok(split(stream, peer_pid, max_frame_len))
 }
 
-/// Reads the first frame of a connection, with the handshake's size limit, and checks the key.
-///
-/// # Cancel safety
-///
-/// Not cancel safe: a cancelled read may have consumed part of the hello.
-async fn read_hello(connection: &mut Connection) -> Result<Hello> {
-    let hello: Hello = match connection.reader.read().await {
-        Ok(Some(frame)) => frame.header()?,
-        Ok(None) => {
-            return Err(Error::new(
-                ErrorKind::Auth,
-                "the peer closed before its hello",
-            ));
-        }
-        Err(error) => return Err(Error::new(ErrorKind::Auth, format!("a bad hello: {error}"))),
-    };
-    auth::verify(&hello)?;
-    Ok(hello)
-}
-
-/// The two ends of a connection to a child about to be started: ours, and the one the child
-/// inherits.
-///
-/// The two ends are a socket pair: nobody else can reach either of them, and there is no
-/// name to guess or to clean up.
-pub(crate) fn child_pair() -> Result<(std::os::unix::net::UnixStream, OwnedFd)> {
-    // Megabyte arguments and results go through in a few large writes rather than many
-    // wake-ups of a writer waiting for room (the default is about 200 KiB).
-    const CHILD_SEND_BUFFER: libc::c_int = 2 * 1024 * 1024;
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-        .map_err(|error| Error::io("creating a socket pair", error))?;
-    for end in [ours.as_raw_fd(), theirs.as_raw_fd()] {
-        let size: libc::c_int = CHILD_SEND_BUFFER;
-        // SAFETY: `end` is an open socket and `size` outlives the call. A failure (or the
-        // system's cap, `net.core.wmem_max`) leaves the default, which only costs speed.
-        unsafe {
-            libc::setsockopt(
-                end,
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&raw const size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-    Ok((ours, OwnedFd::from(theirs)))
-}
-
-/// Writes the key on our end of a [`child_pair`] and makes a connection of it. Done once the
-/// child is started, while it is still loading: the key comes ahead of any frame, so the
-/// child, which gets its end as standard input, reads it first, before it has a runtime.
-pub(crate) fn hand_over(
-    ours: std::os::unix::net::UnixStream,
-    max_frame_len: usize,
-) -> Result<Connection> {
-    // At most a few dozen kilobytes into an empty socket: this write cannot block.
-    (&ours)
-        .write_all(&auth::handover())
-        .map_err(|error| Error::io("handing over the key", error))?;
-    let mut connection = split(adopt(ours)?, 0, HANDSHAKE_MAX_FRAME_LEN);
-    connection.writer.set_max_len(max_frame_len);
-    Ok(connection)
-}
-
-/// Waits for the hello of the child at the other end of a [`hand_over`], and checks its key
-/// and that it is the process `pid`.
-///
-/// # Cancel safety
-///
-/// Not cancel safe: a cancelled read may have consumed part of the hello.
-pub(crate) async fn await_child(
-    connection: &mut Connection,
-    pid: u32,
-    max_frame_len: usize,
-) -> Result<()> {
-    let hello = read_hello(connection).await?;
-    if hello.pid != pid {
-        return Err(Error::new(
-            ErrorKind::Auth,
-            format!("expected a hello from pid {pid}, not {}", hello.pid),
-        ));
-    }
-    connection.peer_pid = pid;
-    connection.reader.set_max_len(max_frame_len);
-    Ok(())
-}
-
-/// Sends this child's hello on its end of its [`child_pair`], once the key has been read.
-/// Written at once, with a blocking write, before the child has a runtime: the parent learns
-/// the child is up while the child gets ready to serve.
-pub(crate) fn greet_parent(socket: &std::os::unix::net::UnixStream) -> Result<()> {
-    let hello = OutFrame::new(&Hello::new(), Vec::new(), HANDSHAKE_MAX_FRAME_LEN)?;
-    // A few dozen bytes into a socket nobody has written to yet: this cannot block.
-    hello
-        .write_blocking(&mut &*socket)
-        .map_err(|error| Error::io("greeting the parent", error))
-}
-
-/// The child's end of its [`child_pair`], after [`greet_parent`]: its connection to the parent.
-pub(crate) fn inherited(
-    socket: std::os::unix::net::UnixStream,
-    max_frame_len: usize,
-) -> Result<Connection> {
-    Ok(split(adopt(socket)?, 0, max_frame_len))
-}
-
+/// Registers a connected Unix socket with the runtime, as a local-socket stream.
 fn adopt(socket: std::os::unix::net::UnixStream) -> Result<Stream> {
     socket
         .set_nonblocking(true)
