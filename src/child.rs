@@ -263,7 +263,7 @@ fn keep_freed_buffers() {
 /// Hands the memory [`keep_freed_buffers`] kept back to the kernel, with the payload buffers
 /// the transport kept for reuse.
 fn give_back_freed_memory() {
-    transport::buffers::release();
+    crate::buffers::release();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it is safe at any point.
     unsafe {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
-use crate::manager::wire::{Hosted, HostedObject, StoreOp};
+use crate::protocol::store::{Hosted, HostedObject, StoreOp};
 use crate::protocol::{BatchResults, FromChild, ToChild, decode};
 use crate::shared::wire::{HubReply, HubRequest};
 use crate::transport::{Burst, FrameReader, InFrame, OutFrame, auth, read_frame_blocking};
@@ -26,7 +26,7 @@ use crate::transport::{Burst, FrameReader, InFrame, OutFrame, auth, read_frame_b
 pub use crate::transport::DEFAULT_MAX_FRAME_LEN;
 
 /// The key every fuzzed process uses, so that a seed can prove it.
-const FUZZ_KEY: auth::Key = [0x5a; auth::KEY_LEN];
+const FUZZ_KEY: crate::protocol::Key = [0x5a; crate::protocol::KEY_LEN];
 
 fn use_fuzz_key() {
     auth::inherit_key(FUZZ_KEY);

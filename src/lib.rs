@@ -98,6 +98,7 @@
 extern crate self as multiproc;
 
 mod bootstrap;
+mod buffers;
 mod child;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]

@@ -243,7 +243,7 @@ impl Supervised {
             deadline,
         } = call;
         let kept = resendable.then(|| {
-            let mut kept = crate::transport::buffers::with_capacity(payload.len());
+            let mut kept = crate::buffers::with_capacity(payload.len());
             kept.extend_from_slice(&payload);
             kept
         });
@@ -553,7 +553,7 @@ async fn read_replies(shared: &ChildLink, reader: &mut FrameReader<SharedStream>
         let waiter = shared.calls.lock().expect("calls lock").pending.remove(&id);
         if let Some(pending) = waiter {
             if let Some(kept) = pending.kept {
-                crate::transport::buffers::give_back(kept);
+                crate::buffers::give_back(kept);
             }
             (pending.on_answer)(Answer::Reply(match outcome {
                 Ok(()) => Ok(frame.into_payload()),

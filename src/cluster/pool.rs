@@ -21,8 +21,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use crate::error::{Error, ErrorKind, RemoteError, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::pool::{Backend, Command, Job, Pool};
+use crate::protocol::call::{batch_of_one, only_item};
 use crate::protocol::decode;
 
 use super::{
@@ -884,39 +885,6 @@ impl RemotePool {
     }
 }
 
-/// A single call's encoded arguments as a batch of one: postcard writes a sequence as its
-/// length, a varint (1 is the byte 1), followed by its items.
-fn batch_of_one(payload: Vec<u8>) -> Vec<u8> {
-    let mut batch = Vec::with_capacity(payload.len() + 1);
-    batch.push(1);
-    batch.extend_from_slice(&payload);
-    batch
-}
-
-/// The encoded result of the only item of a batch's reply, a
-/// [`BatchResults`](crate::protocol::BatchResults): postcard writes its variant (a varint: 0
-/// for `AllOk`, 1 for `Each`), the length (a varint), then for `AllOk` the value, and for
-/// `Each` the variant of the item's `Result` (0 for `Ok`) and the value or the error.
-fn only_item(reply: &[u8]) -> Result<Vec<u8>> {
-    let malformed = |source| Error::serialization("the reply to a call", source);
-    let (all_ok, rest) = postcard::take_from_bytes::<u32>(reply).map_err(malformed)?;
-    let (len, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
-    if len != 1 {
-        return Err(Error::new(
-            ErrorKind::Protocol,
-            format!("a call of one item came back with {len} results"),
-        ));
-    }
-    if all_ok == 0 {
-        return Ok(rest.to_vec());
-    }
-    let (variant, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
-    match variant {
-        0 => Ok(rest.to_vec()),
-        _ => Err(decode::<RemoteError>(rest, "the error of a call")?.into_error()),
-    }
-}
-
 impl fmt::Debug for RemotePool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemotePool")
@@ -924,41 +892,5 @@ impl fmt::Debug for RemotePool {
             .field("subject", &self.inner.subject)
             .field("fingerprint", &self.inner.fingerprint)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::{BatchResults, encode};
-
-    #[test]
-    fn a_call_travels_as_a_batch_of_one() {
-        let args = (7u64, "seven".to_string());
-        assert_eq!(
-            batch_of_one(encode(&args, "args").unwrap()),
-            encode(&vec![args], "batch").unwrap()
-        );
-    }
-
-    #[test]
-    fn the_only_item_of_a_reply_is_unwrapped() {
-        let value = (300u64, "x".to_string());
-        let ok = BatchResults::AllOk(vec![value.clone()]);
-        assert_eq!(
-            only_item(&encode(&ok, "reply").unwrap()).unwrap(),
-            encode(&value, "value").unwrap()
-        );
-        let each_ok = BatchResults::<(u64, String)>::Each(vec![Ok(value.clone())]);
-        assert_eq!(
-            only_item(&encode(&each_ok, "reply").unwrap()).unwrap(),
-            encode(&value, "value").unwrap()
-        );
-        let failed =
-            BatchResults::<u64>::Each(vec![Err(RemoteError::UnknownWorker("gone".into()))]);
-        let error = only_item(&encode(&failed, "reply").unwrap()).unwrap_err();
-        assert!(error.is_unknown_worker(), "{error}");
-        let two = BatchResults::AllOk(vec![1u64, 2]);
-        assert!(only_item(&encode(&two, "reply").unwrap()).is_err());
     }
 }

@@ -31,8 +31,8 @@ use std::marker::PhantomData;
 use super::entry::{
     RequestItems, Target, decode_all, maybe, proxy_impls, take, unexpected, update_name, updated,
 };
-use super::wire::DictOp;
 use crate::error::Result;
+use crate::protocol::store::DictOp;
 use crate::protocol::{decode, encode};
 use crate::shared::hub::Reply;
 use crate::shared::wire::Answer;

@@ -24,9 +24,9 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::wire::{EntryId, EntryOp, StoreOp};
 use crate::error::{Error, Result};
 use crate::protocol::decode;
+use crate::protocol::store::{EntryId, EntryOp, StoreOp};
 use crate::registry::{WORKER_HINT, ensure_registered};
 use crate::shared::client::{self, Handle};
 use crate::shared::hub::{Items, Reply};

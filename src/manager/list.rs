@@ -33,9 +33,9 @@ use super::entry::{
     RequestItems, Target, decode_all, invalid, maybe, proxy_impls, run_update, take, unexpected,
     update_name,
 };
-use super::wire::ListOp;
 use crate::error::Result;
 use crate::protocol::encode;
+use crate::protocol::store::ListOp;
 use crate::shared::hub::Reply;
 use crate::shared::wire::Answer;
 use crate::worker::{Value, Worker};

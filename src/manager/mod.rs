@@ -146,7 +146,6 @@ mod namespace;
 pub(crate) mod store;
 pub(crate) mod tcp;
 mod value;
-pub(crate) mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,13 +154,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::protocol::store::{Hosted, HostedObject, Kind, StoreOp};
 pub use dict::DictProxy;
 use entry::Target;
 pub use list::ListProxy;
 pub use namespace::Namespace;
 use store::Store;
 pub use value::ValueProxy;
-use wire::{Hosted, HostedObject, Kind, StoreOp};
 
 use crate::error::{Error, Result};
 use crate::protocol::{decode, encode};

@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 use super::entry::{
     RequestItems, Target, decode_all, maybe, take, unexpected, update_name, updated,
 };
-use super::wire::NamespaceOp;
 use crate::error::Result;
 use crate::protocol::encode;
+use crate::protocol::store::NamespaceOp;
 use crate::shared::hub::Reply;
 use crate::worker::Worker;
 

@@ -31,24 +31,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::error::{Error, Result};
+use crate::protocol::{ObjectId, Welcome};
 use crate::shared::hub::{Hub, runtime};
-use crate::shared::wire::ObjectId;
 use crate::transport::accept::Handshakes;
 use crate::transport::auth::{HANDSHAKE_TIMEOUT, client_handshake, random_bytes, server_handshake};
 use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, tcp};
-
-/// The first frame after the handshake: which object of the server's hub is the store, and
-/// which run of the manager at this address the client reached.
-#[derive(Debug, Serialize, Deserialize)]
-struct Welcome {
-    store: ObjectId,
-    run: u64,
-}
 
 /// A TCP front serving one store, and the connections it accepted.
 #[derive(Debug)]

@@ -23,9 +23,9 @@ use std::marker::PhantomData;
 use super::entry::{
     RequestItems, Target, maybe, proxy_impls, run_update, take, unexpected, update_name,
 };
-use super::wire::ValueOp;
 use crate::error::Result;
 use crate::protocol::encode;
+use crate::protocol::store::ValueOp;
 use crate::shared::hub::Reply;
 use crate::worker::{Value, Worker};
 

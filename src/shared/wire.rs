@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
 
-/// The id of an object within its hub.
-pub(crate) type ObjectId = u64;
+pub(crate) use crate::protocol::ObjectId;
 
 /// A request from a client to a hub.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,7 +106,7 @@ pub(crate) enum Op {
     Pipe(PipeOp),
     /// An operation on one of a [`Manager`](crate::Manager)'s dicts, lists, namespaces or
     /// values, all held by one store object (see `crate::manager::store`).
-    Manager(crate::manager::wire::StoreOp),
+    Manager(crate::protocol::store::StoreOp),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -37,33 +37,19 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, ErrorKind, Result};
-
-/// The length of the secret key in bytes.
-pub(crate) const KEY_LEN: usize = 32;
-
-/// A secret key shared by a tree of processes.
-pub(crate) type Key = [u8; KEY_LEN];
+use crate::protocol::{Hello, KEY_LEN, Key};
 
 static KEY: OnceLock<Key> = OnceLock::new();
 
-/// The first frame a child sends its parent on their socket pair.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Hello {
-    pub(crate) key: Key,
-    pub(crate) pid: u32,
-}
-
-impl Hello {
-    pub(crate) fn new() -> Self {
-        Hello {
-            key: *process_key(),
-            pid: std::process::id(),
-        }
+/// This process's [`Hello`] to its parent.
+pub(crate) fn hello() -> Hello {
+    Hello {
+        key: *process_key(),
+        pid: std::process::id(),
     }
 }
 

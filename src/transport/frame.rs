@@ -118,7 +118,7 @@ impl OutFrame {
 
 impl Drop for OutFrame {
     fn drop(&mut self) {
-        super::buffers::give_back(std::mem::take(&mut self.payload));
+        crate::buffers::give_back(std::mem::take(&mut self.payload));
     }
 }
 
@@ -178,7 +178,7 @@ impl InFrame {
 impl Drop for InFrame {
     /// A large body, once read, is kept for the next one, which then costs no page faults.
     fn drop(&mut self) {
-        super::buffers::give_back(std::mem::take(&mut self.body));
+        crate::buffers::give_back(std::mem::take(&mut self.body));
     }
 }
 
@@ -307,7 +307,7 @@ const FIRST_BODY_CAPACITY: usize = 64 * 1024;
 /// is one (memory this process holds anyway), else room for its first bytes only, so that a
 /// peer that announces a large frame and sends nothing costs no more than that.
 fn first_body_buffer(body_len: usize) -> Vec<u8> {
-    super::buffers::take_kept(body_len)
+    crate::buffers::take_kept(body_len)
         .unwrap_or_else(|| Vec::with_capacity(body_len.min(FIRST_BODY_CAPACITY)))
 }
 

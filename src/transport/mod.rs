@@ -16,7 +16,6 @@
 
 pub(crate) mod accept;
 pub(crate) mod auth;
-pub(crate) mod buffers;
 pub(crate) mod frame;
 mod pair;
 pub(crate) mod tcp;
@@ -32,7 +31,7 @@ use interprocess::local_socket::{GenericNamespaced, ListenerOptions, Name, ToNsN
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{Error, ErrorKind, Result};
-pub(crate) use auth::Hello;
+use crate::protocol::Hello;
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub(crate) use frame::{
     Burst, FrameReader, FrameWriter, InFrame, OutFrame, check_payload_len, read_frame_blocking,
@@ -307,7 +306,8 @@ mod tests {
             let name = name.clone();
             async move {
                 let mut stream = Stream::connect(socket_name(&name).unwrap()).await.unwrap();
-                let refused = auth::client_handshake(&mut stream, &[7u8; auth::KEY_LEN]).await;
+                let refused =
+                    auth::client_handshake(&mut stream, &[7u8; crate::protocol::KEY_LEN]).await;
                 // Whatever follows is never read.
                 let _ = stream.write_all(b"a request that must never be read").await;
                 refused

@@ -84,7 +84,7 @@ pub(crate) async fn await_child(
 /// Written at once, with a blocking write, before the child has a runtime: the parent learns
 /// the child is up while the child gets ready to serve.
 pub(crate) fn greet_parent(socket: &UnixStream) -> Result<()> {
-    let hello = OutFrame::new(&Hello::new(), Vec::new(), HANDSHAKE_MAX_FRAME_LEN)?;
+    let hello = OutFrame::new(&auth::hello(), Vec::new(), HANDSHAKE_MAX_FRAME_LEN)?;
     // A few dozen bytes into a socket nobody has written to yet: this cannot block.
     hello
         .write_blocking(&mut &*socket)

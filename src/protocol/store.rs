@@ -71,7 +71,7 @@ impl Hosted {
 /// (which, for a name already registered, may differ from what was asked in its parameters).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct HostedObject {
-    pub(crate) id: crate::shared::wire::ObjectId,
+    pub(crate) id: super::ObjectId,
     pub(crate) object: Hosted,
 }
 

@@ -1,12 +1,15 @@
-//! The messages parents and children exchange, one per frame header.
+//! Calls: what a parent and its child exchange, one per frame header.
 //!
-//! After the [`Hello`](crate::transport::Hello) that opens a child's connection to its
-//! parent, a parent sends [`ToChild`] headers and a child answers with [`FromChild`].
-//! Arguments and results travel in the frame's payload, already encoded; the headers stay
-//! small.
+//! After the [`Hello`](super::Hello) that opens a child's connection to its parent, a parent
+//! sends [`ToChild`] headers and a child answers with [`FromChild`]. Arguments and results
+//! travel in the frame's payload, already encoded; the headers stay small. A pool's chunk is a
+//! batch: a list of argument tuples, answered by [`BatchResults`]. A cluster carries single
+//! calls as batches of one ([`batch_of_one`], [`only_item`]), reading the few bytes it needs
+//! of the reply rather than decoding and encoding its value again.
 
 use serde::{Deserialize, Serialize};
 
+use super::{encode, encode_list};
 use crate::error::RemoteError;
 
 /// A parent's request to its child.
@@ -102,45 +105,46 @@ impl<T> BatchResults<T> {
     }
 }
 
-/// Encodes a value for a frame's payload; `what` names it in the error.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> crate::Result<Vec<u8>> {
-    // Sized first, so a large value (a byte buffer of megabytes) is written once into a buffer
-    // of the right size rather than copied through every doubling of a growing one.
-    let encoded = postcard::experimental::serialized_size(value).and_then(|size| {
-        postcard::to_extend(value, crate::transport::buffers::with_capacity(size))
-    });
-    encoded.map_err(|source| crate::Error::serialization(what, source))
+/// A single call's encoded arguments as a batch of one: postcard writes a sequence as its
+/// length, a varint (1 is the byte 1), followed by its items.
+#[cfg(feature = "nats")]
+pub(crate) fn batch_of_one(payload: Vec<u8>) -> Vec<u8> {
+    let mut batch = Vec::with_capacity(payload.len() + 1);
+    batch.push(1);
+    batch.extend_from_slice(&payload);
+    batch
 }
 
-/// Items this large are sized exactly before a list of them is encoded (see [`encode_list`]).
-const LARGE_ITEM: usize = 4096;
-
-/// Encodes `list`, which holds `items` items of which `first` is the first, as [`encode`]
-/// does. A list of small items (a chunk of numbers) is not sized item by item first, which
-/// costs about as much as encoding it: its buffer is reserved from the first item's size and
-/// grows if need be.
-pub(crate) fn encode_list<L: Serialize + ?Sized, T: Serialize>(
-    list: &L,
-    first: Option<&T>,
-    items: usize,
-    what: &str,
-) -> crate::Result<Vec<u8>> {
-    let first_len = match first.map(postcard::experimental::serialized_size) {
-        Some(Ok(len)) if len < LARGE_ITEM => len,
-        _ => return encode(list, what),
-    };
-    postcard::to_extend(list, Vec::with_capacity(first_len * items + first_len + 16))
-        .map_err(|source| crate::Error::serialization(what, source))
-}
-
-/// Decodes a frame's payload; `what` names it in the error.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> crate::Result<T> {
-    postcard::from_bytes(bytes).map_err(|source| crate::Error::serialization(what, source))
+/// The encoded result of the only item of a batch's reply, a
+/// [`BatchResults`]: postcard writes its variant (a varint: 0
+/// for `AllOk`, 1 for `Each`), the length (a varint), then for `AllOk` the value, and for
+/// `Each` the variant of the item's `Result` (0 for `Ok`) and the value or the error.
+#[cfg(feature = "nats")]
+pub(crate) fn only_item(reply: &[u8]) -> crate::Result<Vec<u8>> {
+    use crate::error::{Error, ErrorKind};
+    let malformed = |source| Error::serialization("the reply to a call", source);
+    let (all_ok, rest) = postcard::take_from_bytes::<u32>(reply).map_err(malformed)?;
+    let (len, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
+    if len != 1 {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!("a call of one item came back with {len} results"),
+        ));
+    }
+    if all_ok == 0 {
+        return Ok(rest.to_vec());
+    }
+    let (variant, rest) = postcard::take_from_bytes::<u32>(rest).map_err(malformed)?;
+    match variant {
+        0 => Ok(rest.to_vec()),
+        _ => Err(super::decode::<RemoteError>(rest, "the error of a call")?.into_error()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{decode, encode};
 
     #[test]
     fn batch_results_stay_a_plain_list_until_an_item_fails() {
@@ -186,5 +190,37 @@ mod tests {
             encode_list(&large, large.first(), large.len(), "items").unwrap(),
             encode(&large, "items").unwrap()
         );
+    }
+
+    #[cfg(feature = "nats")]
+    #[test]
+    fn a_call_travels_as_a_batch_of_one() {
+        let args = (7u64, "seven".to_string());
+        assert_eq!(
+            batch_of_one(encode(&args, "args").unwrap()),
+            encode(&vec![args], "batch").unwrap()
+        );
+    }
+
+    #[cfg(feature = "nats")]
+    #[test]
+    fn the_only_item_of_a_reply_is_unwrapped() {
+        let value = (300u64, "x".to_string());
+        let ok = BatchResults::AllOk(vec![value.clone()]);
+        assert_eq!(
+            only_item(&encode(&ok, "reply").unwrap()).unwrap(),
+            encode(&value, "value").unwrap()
+        );
+        let each_ok = BatchResults::<(u64, String)>::Each(vec![Ok(value.clone())]);
+        assert_eq!(
+            only_item(&encode(&each_ok, "reply").unwrap()).unwrap(),
+            encode(&value, "value").unwrap()
+        );
+        let failed =
+            BatchResults::<u64>::Each(vec![Err(RemoteError::UnknownWorker("gone".into()))]);
+        let error = only_item(&encode(&failed, "reply").unwrap()).unwrap_err();
+        assert!(error.is_unknown_worker(), "{error}");
+        let two = BatchResults::AllOk(vec![1u64, 2]);
+        assert!(only_item(&encode(&two, "reply").unwrap()).is_err());
     }
 }
