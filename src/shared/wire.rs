@@ -194,8 +194,11 @@ pub(crate) fn undo_of(op: &Op) -> Option<Op> {
         Op::Queue(QueueOp::Get { .. }) => Some(Op::Queue(QueueOp::Unget)),
         Op::Lock(LockOp::Acquire { .. }) => Some(Op::Lock(LockOp::Release)),
         Op::Semaphore(SemaphoreOp::Acquire { .. }) => Some(Op::Semaphore(SemaphoreOp::Release)),
-        // Not a wait: its guard still believes it holds the lock, and will release it.
-        Op::Condition(ConditionOp::Acquire { .. }) => Some(Op::Condition(ConditionOp::Release)),
+        // A wait's guard gives up the lock while it waits, so a notified waiter's grant that
+        // nobody receives is released here, not by the guard.
+        Op::Condition(ConditionOp::Acquire { .. } | ConditionOp::Wait) => {
+            Some(Op::Condition(ConditionOp::Release))
+        }
         Op::Pipe(PipeOp::Recv { end }) => Some(Op::Pipe(PipeOp::Unrecv { end: *end })),
         _ => None,
     }
