@@ -108,6 +108,9 @@ pub(crate) enum Op {
     /// An operation on one of a [`Manager`](crate::Manager)'s dicts, lists, namespaces or
     /// values, all held by one store object (see `crate::manager::store`).
     Manager(crate::manager::wire::StoreOp),
+    /// [Retires](super::hub::Hub::retire) the object, whatever its type, and those it owns,
+    /// with this reason: how a manager's owner ends the store that lives in another process.
+    Retire(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
