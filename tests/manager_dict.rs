@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc::{DictProxy, Manager, Process, worker};
+use multiproc::{DictProxy, Event, Manager, Process, worker};
 
 multiproc::test_support!();
 
@@ -200,6 +200,45 @@ async fn dropping_the_manager_stops_its_process() {
     })
     .await;
     assert!(error.is_closed(), "{error:?}");
+}
+
+/// Runs in another process: once told, calls the proxy until it fails; reports whether it
+/// failed as closed, the error, and how long after being told, in milliseconds.
+#[worker]
+async fn call_until_closed(d: DictProxy<u64, u64>, told: Event) -> (bool, String, u128) {
+    told.wait().await.unwrap();
+    let started = Instant::now();
+    loop {
+        if let Err(error) = d.get(&1).await {
+            return (
+                error.is_closed(),
+                error.to_string(),
+                started.elapsed().as_millis(),
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_dropping_the_manager_every_proxy_call_fails_within_a_second() {
+    let manager = within(Manager::start()).await.unwrap();
+    let d = within(manager.dict::<u64, u64>()).await.unwrap();
+    within(d.insert(1, 1)).await.unwrap();
+    let told = Event::new();
+    let child = within(Process::new(call_until_closed, (d.clone(), told.clone())).start())
+        .await
+        .unwrap();
+    drop(manager);
+    // The very next call, as promised, and in another process within a second.
+    let dropped = Instant::now();
+    let error = within(d.get(&1)).await.unwrap_err();
+    // Closed either way: retired ("shut down"), or the process already gone ("exited").
+    assert!(error.is_closed(), "{error:?}");
+    assert!(dropped.elapsed() < Duration::from_secs(1));
+    within(told.set()).await.unwrap();
+    let (closed, error, millis) = within(child.join()).await.unwrap();
+    assert!(closed, "{error}");
+    assert!(millis < 1000, "{error} came after {millis} ms");
 }
 
 #[tokio::test]

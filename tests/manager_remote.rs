@@ -684,6 +684,18 @@ async fn serve_and_connect() -> (Manager, Manager, SocketAddr, DictProxy<u8, Str
 }
 
 #[tokio::test]
+async fn dropping_a_served_manager_fails_its_proxies_in_every_process_within_a_second() {
+    let (server, client, _, d) = serve_and_connect().await;
+    let over_tcp = within(client.list::<u8>()).await.unwrap();
+    drop(server);
+    let dropped = Instant::now();
+    assert_shut_down(&within(d.get(&1)).await.unwrap_err());
+    assert!(within(over_tcp.len()).await.unwrap_err().is_closed());
+    assert!(dropped.elapsed() < Duration::from_secs(1));
+    assert_a_child_fails_within_a_second(d, over_tcp).await;
+}
+
+#[tokio::test]
 async fn serving_again_in_the_same_process_leaves_the_earlier_run_behind() {
     let (first, client, addr, here) = serve_and_connect().await;
     let there = within(client.dict_named::<u8, String>("shared"))
@@ -732,6 +744,21 @@ async fn use_after_shutdown(
         .collect()
 }
 
+/// Asserts that a child's calls through `direct` (this process's hub) and `over_tcp` fail as
+/// closed within a second.
+async fn assert_a_child_fails_within_a_second(
+    direct: DictProxy<u8, String>,
+    over_tcp: ListProxy<u8>,
+) {
+    let p = within(Process::new(use_after_shutdown, (direct, over_tcp)).start())
+        .await
+        .unwrap();
+    for (closed, error, millis) in within(p.join()).await.unwrap() {
+        assert!(closed, "{error}");
+        assert!(millis < 1000, "{error} took {millis} ms");
+    }
+}
+
 #[tokio::test]
 async fn shutting_down_a_served_manager_fails_its_proxies_in_every_process() {
     let (server, client, addr, d) = serve_and_connect().await;
@@ -766,11 +793,5 @@ async fn shutting_down_a_served_manager_fails_its_proxies_in_every_process() {
     assert!(within(over_tcp.len()).await.unwrap_err().is_closed());
 
     // In a child, through this process's hub and over TCP.
-    let p = within(Process::new(use_after_shutdown, (d.clone(), over_tcp.clone())).start())
-        .await
-        .unwrap();
-    for (closed, error, millis) in within(p.join()).await.unwrap() {
-        assert!(closed, "{error}");
-        assert!(millis < 1000, "{error} took {millis} ms");
-    }
+    assert_a_child_fails_within_a_second(d, over_tcp).await;
 }

@@ -390,6 +390,22 @@ impl Manager {
         }
     }
 
+    /// Ends the store of a manager's process before that process is asked to exit, which
+    /// takes a while: calls of this process made from now on fail, as do the calls of other
+    /// processes as soon as it arrives, and calls waiting on a hosted object, instead of
+    /// being answered until the process is gone.
+    fn retire_child_store(&self, server: &Supervised) {
+        if self.store.hub.is_empty() {
+            // The store was never started.
+            return;
+        }
+        let reason = format!(
+            "it belonged to the manager {}, which has been shut down; its objects went with it",
+            server.name()
+        );
+        client::send_now(&self.store, Op::Retire(reason));
+    }
+
     async fn create(&self, kind: Kind, items: Vec<Vec<u8>>) -> Result<Target> {
         self.ask(StoreOp::Create(kind), items).await
     }
@@ -894,6 +910,7 @@ impl Manager {
         self.closed.store(true, Ordering::SeqCst);
         match &self.server {
             Server::Child(server) => {
+                self.retire_child_store(server);
                 server.shutdown();
                 if tokio::time::timeout(SHUTDOWN_GRACE, server.wait())
                     .await
@@ -921,7 +938,10 @@ impl Drop for Manager {
         match &self.server {
             // The supervisor's task reaps it; a runtime that ends first leaves it to the
             // exit hook, which terminates children marked stop_at_exit.
-            Server::Child(server) => server.shutdown(),
+            Server::Child(server) => {
+                self.retire_child_store(server);
+                server.shutdown();
+            }
             Server::Serving(front) => front.stop(),
             Server::Connected(_) => {}
         }

@@ -178,7 +178,11 @@ impl Barrier {
     ///
     /// # Cancel safety
     ///
-    /// As [`wait`](Self::wait).
+    /// As [`wait`](Self::wait). Returns within `timeout` plus about 100 ms whatever the
+    /// barrier's process does: if it does not answer in time, the wait fails with
+    /// [`BrokenBarrier`](crate::ErrorKind::BrokenBarrier), and the barrier breaks for the
+    /// other parties once that process reads the cancellation (unless it had let this party
+    /// through first).
     ///
     /// # Examples
     ///

@@ -9,8 +9,13 @@
 //! while the socket is busy, so pipelined requests cost few system calls.
 //!
 //! A request the caller stops waiting for (a timeout, a dropped future) is cancelled at the
-//! hub; if its answer had already been sent and carries items, they are given back to the
-//! front of the queue, so a cancelled `get` loses nothing.
+//! hub; if its answer had already been sent, or is sent later, and grants something (items, a
+//! lock, a permit), it is given back as soon as it arrives (the items to the front of their
+//! queue), so a cancelled `get` or `acquire` keeps nothing. A timed request never waits on the
+//! hub past its bound plus about 100 ms: a hub that does not answer its cancellation (or a
+//! probe) by then is stalled or gone, and the caller is answered as if it had cancelled. An
+//! untimed request fails as soon as the connection closes, which the kernel does the moment
+//! the hub's process dies.
 //!
 //! A manager served over TCP is named `tcp://addr/run-<run>` (see [`tcp`]). A process keeps
 //! one link per address, whatever the run; a handle may use it only if the link reached the
@@ -25,6 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::Either;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, oneshot};
 
@@ -277,6 +283,12 @@ pub(crate) fn adopt<R: AsyncRead + Unpin + Send + 'static>(
 impl Remote {
     /// Resolves once the hub has applied everything this process sent before.
     async fn sync(&self) {
+        let _ = self.probe().await;
+    }
+
+    /// Asks the hub to answer once it has applied everything this process sent before; the
+    /// answer comes through the returned channel (closed at once if the connection is).
+    fn probe(&self) -> oneshot::Receiver<Reply> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         self.waiting.lock().expect("waiting poisoned").insert(
@@ -295,9 +307,8 @@ impl Remote {
                 .is_err()
         {
             self.waiting.lock().expect("waiting poisoned").remove(&id);
-            return;
         }
-        let _ = receiver.await;
+        receiver
     }
 
     fn send(&self, id: u64, object: ObjectId, task: u64, op: Op, items: Items) -> Result<()> {
@@ -340,9 +351,48 @@ pub(crate) struct InFlight {
     task: u64,
     undo: Option<Op>,
     receiver: Option<oneshot::Receiver<Reply>>,
+    /// Whether the hub has been told to cancel the request.
+    cancelled: bool,
 }
 
 impl InFlight {
+    /// Waits for the answer, however long it takes; fails only if the connection closes.
+    async fn answer(&mut self) -> Result<Reply> {
+        let receiver = self.receiver.as_mut().expect("not yet answered");
+        let answer = receiver.await;
+        self.receiver = None;
+        answer.map_err(|_| self.hub_gone())
+    }
+
+    /// Waits for the answer while the hub proves alive; `None` as soon as a probe of the hub
+    /// goes unanswered for [`CANCEL_GRACE`]. The request is then still pending: dropping
+    /// `self` cancels it, and what a later answer grants is given back.
+    async fn answer_while_alive(&mut self) -> Option<Result<Reply>> {
+        let Link::Remote(remote) = &self.link else {
+            // This process's own hub cannot stall while this process runs.
+            return Some(self.answer().await);
+        };
+        let remote = remote.clone();
+        let receiver = self.receiver.as_mut().expect("not yet answered");
+        let answer = loop {
+            // The hub answers in the order it reads: a probe sent after the request and
+            // answered first means the hub is alive and the request is still waiting.
+            let alive = futures::future::select(remote.probe(), Timer::after(CANCEL_GRACE));
+            match futures::future::select(&mut *receiver, alive).await {
+                Either::Left((answer, _)) => break answer,
+                Either::Right((Either::Right(_), _)) => return None,
+                Either::Right((Either::Left(_), _)) => {}
+            }
+            if let Either::Left((answer, _)) =
+                futures::future::select(&mut *receiver, Timer::after(PROBE_INTERVAL)).await
+            {
+                break answer;
+            }
+        };
+        self.receiver = None;
+        Some(answer.map_err(|_| self.hub_gone()))
+    }
+
     /// Polls for the answer.
     pub(crate) fn poll_reply(
         &mut self,
@@ -361,7 +411,8 @@ impl InFlight {
         }
     }
 
-    fn cancel(&self) {
+    fn cancel(&mut self) {
+        self.cancelled = true;
         match &self.link {
             Link::Local(hub) => hub.cancel(LOCAL, self.object, self.id),
             Link::Remote(remote) => {
@@ -383,7 +434,9 @@ impl Drop for InFlight {
         match receiver.try_recv() {
             Ok(reply) => undo(&self.link, self.object, self.task, self.undo.take(), reply),
             Err(oneshot::error::TryRecvError::Empty) => {
-                self.cancel();
+                if !self.cancelled {
+                    self.cancel();
+                }
                 // An answer sent between the check and the cancel is still in the channel.
                 receiver.close();
                 if let Ok(reply) = receiver.try_recv() {
@@ -418,14 +471,25 @@ fn gone(remote: &Remote) -> Error {
     ))
 }
 
-/// Sends `op` and waits for its answer. With a `timeout`, a request still parked at the hub
-/// when it passes is cancelled and answered [`Cancelled`](super::wire::Failure::Cancelled)
-/// (unless the hub answered first: then that answer stands).
+/// How long a caller whose bound has passed waits for the hub to answer its cancellation (or a
+/// probe) before it concludes that the hub is stalled or gone. A live hub answers both at once;
+/// within the 100 ms every timed call promises beyond its bound.
+const CANCEL_GRACE: Duration = Duration::from_millis(60);
+
+/// How often a caller whose cancelled request is still owed an answer (a condition's notified
+/// waiter queueing for its lock) checks that the hub is alive.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sends `op` and waits for its answer. With a `timeout`, a request still unanswered when it
+/// passes (counting the time to connect) is cancelled, and the call answers
+/// [`Cancelled`](super::wire::Failure::Cancelled) unless the hub answers otherwise at once:
+/// never later than the bound plus about [`CANCEL_GRACE`], whatever the hub does.
 ///
 /// # Cancel safety
 ///
-/// Cancel safe: dropping the future cancels the request; items already taken go back to the
-/// front of their queue.
+/// Cancel safe: dropping the future (or a timeout the hub does not answer in time) cancels the
+/// request; whatever an answer arriving later grants is given back as [`undo_of`] says (items
+/// to the front of their queue, a lock or permit released).
 pub(crate) async fn call(
     handle: &Handle,
     op: Op,
@@ -443,29 +507,89 @@ pub(crate) async fn call_as(
     timeout: Option<Duration>,
     task: u64,
 ) -> Result<Reply> {
-    let link = link(handle).await?;
+    let Some(timeout) = timeout else {
+        let link = link(handle).await?;
+        let mut in_flight = start(&link, handle.object, op, items, task)?;
+        return in_flight.answer().await;
+    };
+    let mut deadline = Timer::after(timeout);
+    // Connecting counts against the bound: a stopped hub may never finish a handshake.
+    let link = match futures::future::select(std::pin::pin!(link(handle)), &mut deadline).await {
+        Either::Left((link, _)) => link?,
+        Either::Right(_) => return Ok(Reply::failed(Failure::Cancelled)),
+    };
     let mut in_flight = start(&link, handle.object, op, items, task)?;
     let receiver = in_flight.receiver.as_mut().expect("not yet answered");
-    let answer = match timeout {
-        None => receiver.await,
-        Some(timeout) => {
-            // The timer runs on the shared runtime, so a timeout works from any executor
-            // (a sync worker may drive these futures with `futures::executor::block_on`).
-            let timer = runtime().spawn(tokio::time::sleep(timeout));
-            match futures::future::select(&mut *receiver, timer).await {
-                futures::future::Either::Left((answer, timer)) => {
-                    timer.abort();
-                    answer
-                }
-                futures::future::Either::Right(_) => {
-                    in_flight.cancel();
-                    in_flight.receiver.as_mut().expect("not yet answered").await
-                }
-            }
-        }
+    if let Either::Left((answer, _)) = futures::future::select(receiver, deadline).await {
+        in_flight.receiver = None;
+        return answer.map_err(|_| in_flight.hub_gone());
+    }
+    in_flight.cancel();
+    in_flight
+        .answer_while_alive()
+        .await
+        .unwrap_or_else(|| Ok(Reply::failed(Failure::Cancelled)))
+}
+
+/// Sends `op` and waits for its answer for as long as the hub is alive: a wait that may last
+/// (a lock held by another task) goes on, but a hub that stops answering is given up on
+/// within about [`PROBE_INTERVAL`], with `None`. Whatever an answer arriving later grants is
+/// given back.
+///
+/// # Cancel safety
+///
+/// Cancel safe, as [`call`].
+pub(crate) async fn call_while_alive(handle: &Handle, op: Op, task: u64) -> Result<Option<Reply>> {
+    let link = link(handle).await?;
+    let mut in_flight = start(&link, handle.object, op, Vec::new(), task)?;
+    in_flight.answer_while_alive().await.transpose()
+}
+
+/// A sleep on the [shared runtime](super::hub::runtime), so that a bound holds from any
+/// executor (a sync worker may drive these futures with `futures::executor::block_on`).
+struct Timer(tokio::task::JoinHandle<()>);
+
+impl Timer {
+    fn after(duration: Duration) -> Self {
+        Timer(runtime().spawn(tokio::time::sleep(duration)))
+    }
+}
+
+impl std::future::Future for Timer {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(drop)
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends `op` to `handle`'s object without waiting, from a `Drop`: at once, ahead of any
+/// request this process makes afterwards, when the link to its hub is open (as it is once
+/// this process has used the object); otherwise as soon as it is.
+pub(crate) fn send_now(handle: &Handle, op: Op) {
+    let open = match Hub::running() {
+        Some(hub) if hub.name() == handle.hub => Some(Link::Local(hub)),
+        _ => REMOTES
+            .lock()
+            .expect("remote hubs poisoned")
+            .as_ref()
+            .and_then(|remotes| remotes.get(&handle.hub))
+            .and_then(|slot| slot.get().cloned())
+            .map(Link::Remote),
     };
-    in_flight.receiver = None;
-    answer.map_err(|_| in_flight.hub_gone())
+    match open {
+        Some(link) => send_and_forget(&link, handle.object, 0, op, Vec::new()),
+        None => send_later(handle.clone(), op, Vec::new()),
+    }
 }
 
 /// Sends `op` without waiting, from a `Drop` that has no link at hand (a dropped stream's
@@ -561,6 +685,7 @@ pub(crate) fn start(
         task,
         undo,
         receiver: Some(receiver),
+        cancelled: false,
     })
 }
 

@@ -11,7 +11,7 @@ use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
 use super::lock::{Held, LockState, acquire};
 use super::queue::expect_started;
 use super::wire::{Answer, ConditionOp, Failure, Op};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A condition's state on its hub: its lock and the requests sleeping in `wait`.
 struct ConditionState {
@@ -240,20 +240,36 @@ impl ConditionGuard {
 
     async fn wait_inner(&mut self, timeout: Option<Duration>) -> Result<bool> {
         let task = self.held.task;
+        let what = describe(&self.handle);
+        // The hub takes the lock back for the wait: until it grants it again this guard must
+        // not release it, and a grant that reaches nobody is released by the client.
+        let armed = self.held.disarm();
         let op = Op::Condition(ConditionOp::Wait);
         let reply = client::call_as(&self.handle, op, Vec::new(), timeout, task).await?;
-        match reply.outcome {
-            Ok(_) => Ok(true),
+        let notified = match reply.outcome {
+            Ok(_) => true,
             Err(Failure::Cancelled) => {
+                // Python waits for the lock however long another holder keeps it; so does
+                // this, as long as the hub answers.
                 let op = Op::Condition(ConditionOp::Acquire { wait: true });
-                let reply = client::call_as(&self.handle, op, Vec::new(), None, task).await?;
-                reply
-                    .outcome
-                    .map(|_| false)
-                    .map_err(|failure| failure.into_error(&describe(&self.handle)))
+                let Some(reply) = client::call_while_alive(&self.handle, op, task).await? else {
+                    return Err(Error::timeout(format!(
+                        "{what}: its process stopped answering, so the lock could not be taken                          back; this guard no longer holds it"
+                    )));
+                };
+                reply.outcome.map_err(|failure| failure.into_error(&what))?;
+                false
             }
-            Err(failure) => Err(failure.into_error(&describe(&self.handle))),
-        }
+            Err(failure) => {
+                // Refused without waiting: the lock is as it was.
+                if armed {
+                    self.held.rearm();
+                }
+                return Err(failure.into_error(&what));
+            }
+        };
+        self.held.rearm();
+        Ok(notified)
     }
 
     /// Releases the lock, sleeps until notified, and takes the lock back.
@@ -264,8 +280,9 @@ impl ConditionGuard {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: a wait cancelled while sleeping leaves the lock released; drop the
-    /// guard and acquire again. (A wait cancelled after its notification keeps the lock.)
+    /// Not cancel safe: a cancelled wait leaves the lock released and this guard no longer
+    /// holding it (dropping it releases nothing); drop it and acquire again. A grant of the
+    /// lock that arrives after the cancellation is released at once.
     ///
     /// # Examples
     ///
@@ -280,11 +297,15 @@ impl ConditionGuard {
     }
 
     /// As [`wait`](Self::wait), for at most `timeout`: `Ok(true)` if notified, `Ok(false)` on
-    /// timeout. Either way the lock is held again when it returns.
+    /// timeout. Either way the lock is held again when it returns: as in Python, taking it
+    /// back waits for its holder, however long, as long as the condition's process answers.
     ///
     /// # Errors
     ///
-    /// As [`wait`](Self::wait).
+    /// As [`wait`](Self::wait); and a [`Timeout`](crate::ErrorKind::Timeout) error if the
+    /// condition's process does not answer (stopped) within about 100 ms of `timeout`, or
+    /// stops answering while the lock is taken back. Then this guard no longer holds the
+    /// lock (dropping it releases nothing), and a grant that arrives later is released.
     ///
     /// # Cancel safety
     ///

@@ -203,7 +203,8 @@ impl Event {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe.
+    /// Cancel safe. Returns within `timeout` plus about 100 ms whatever the event's process
+    /// does (stopped, killed): `Ok(false)` if it did not answer in time.
     ///
     /// # Examples
     ///

@@ -296,6 +296,11 @@ impl Hub {
 
     /// Applies one request.
     pub(crate) fn dispatch(&self, object: ObjectId, op: Op, items: Items, request: Request) {
+        if let Op::Retire(reason) = op {
+            self.retire(object, &reason);
+            let _ = request.answer(Reply::ok(Answer::Done));
+            return;
+        }
         let mut state = self.lock();
         match state.objects.get_mut(&object) {
             Some(target) => {

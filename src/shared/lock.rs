@@ -182,8 +182,14 @@ impl Held {
         self.owner_died
     }
 
-    pub(crate) fn disarm(&mut self) {
-        self.release = false;
+    /// Stops the guard from releasing on drop; returns whether it would have.
+    pub(crate) fn disarm(&mut self) -> bool {
+        std::mem::take(&mut self.release)
+    }
+
+    /// Makes the guard release on drop again, after it was [disarmed](Self::disarm).
+    pub(crate) fn rearm(&mut self) {
+        self.release = true;
     }
 
     pub(crate) fn release_with(&mut self, op: Op) {
@@ -317,7 +323,10 @@ macro_rules! lock_handle {
             ///
             /// # Cancel safety
             ///
-            /// Cancel safe.
+            /// Cancel safe, as [`acquire`](Self::acquire). Returns within `timeout` plus about
+            /// 100 ms whatever the lock's process does (stopped, killed); a grant it sends
+            /// after that (a stopped process that resumes) is released as soon as it reaches
+            /// this process, never kept by nobody.
             ///
             /// # Examples
             ///

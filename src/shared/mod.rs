@@ -58,6 +58,9 @@
 //!   other than the creator they are a round trip.
 //! - Objects live as long as the process that created them. After it exits, operations fail
 //!   with a [`Closed`](crate::ErrorKind::Closed) error instead of hanging.
+//! - Every `*_timeout` method returns within its bound plus about 100 ms, even if the
+//!   object's process is stopped; what that process grants after the caller gave up (an
+//!   item, a lock, a permit) is given back, never kept by nobody.
 
 pub(crate) mod barrier;
 pub(crate) mod client;

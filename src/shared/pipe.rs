@@ -323,7 +323,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> PipeEnd<T> {
     ///
     /// # Cancel safety
     ///
-    /// As [`recv`](Self::recv).
+    /// As [`recv`](Self::recv). Returns within `timeout` plus about 100 ms whatever the pipe's
+    /// process does; an item it hands out later goes back to the front.
     ///
     /// # Examples
     ///

@@ -510,7 +510,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe, as [`put`](Self::put).
+    /// Cancel safe, as [`put`](Self::put). Returns within `timeout` plus about 100 ms whatever
+    /// the queue's process does; if that process is stopped, the put is withdrawn when it
+    /// resumes, unless it finds room at once then: the item is put, and the call has already
+    /// answered [`is_full`](Error::is_full).
     ///
     /// # Examples
     ///
@@ -582,7 +585,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: an item taken for a cancelled `get` goes back to the front of the queue.
+    /// Cancel safe: an item taken for a cancelled `get` goes back to the front of the queue,
+    /// even when it arrives after the cancellation.
     ///
     /// # Examples
     ///
@@ -629,7 +633,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe, as [`get`](Self::get).
+    /// Cancel safe, as [`get`](Self::get). Returns within `timeout` plus about 100 ms whatever
+    /// the queue's process does (stopped, killed); an item it hands out after that (a stopped
+    /// process that resumes) goes back to the front of the queue as soon as it reaches this
+    /// process, never kept by nobody.
     ///
     /// # Examples
     ///

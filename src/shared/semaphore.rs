@@ -193,7 +193,8 @@ macro_rules! semaphore_handle {
             ///
             /// # Cancel safety
             ///
-            /// Cancel safe: a permit granted to a cancelled acquire is given back.
+            /// Cancel safe: a permit granted to a cancelled acquire is given back, even when
+            /// the grant arrives after the cancellation.
             ///
             /// # Examples
             ///
@@ -235,7 +236,10 @@ macro_rules! semaphore_handle {
             ///
             /// # Cancel safety
             ///
-            /// Cancel safe.
+            /// Cancel safe. Returns within `timeout` plus about 100 ms whatever the
+            /// semaphore's process does (stopped, killed); a permit it grants after that (a
+            /// stopped process that resumes) is returned as soon as the grant reaches this
+            /// process, never kept by nobody.
             ///
             /// # Examples
             ///

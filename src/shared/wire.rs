@@ -107,6 +107,9 @@ pub(crate) enum Op {
     /// An operation on one of a [`Manager`](crate::Manager)'s dicts, lists, namespaces or
     /// values, all held by one store object (see `crate::manager::store`).
     Manager(crate::protocol::store::StoreOp),
+    /// [Retires](super::hub::Hub::retire) the object, whatever its type, and those it owns,
+    /// with this reason: how a manager's owner ends the store that lives in another process.
+    Retire(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -193,8 +196,11 @@ pub(crate) fn undo_of(op: &Op) -> Option<Op> {
         Op::Queue(QueueOp::Get { .. }) => Some(Op::Queue(QueueOp::Unget)),
         Op::Lock(LockOp::Acquire { .. }) => Some(Op::Lock(LockOp::Release)),
         Op::Semaphore(SemaphoreOp::Acquire { .. }) => Some(Op::Semaphore(SemaphoreOp::Release)),
-        // Not a wait: its guard still believes it holds the lock, and will release it.
-        Op::Condition(ConditionOp::Acquire { .. }) => Some(Op::Condition(ConditionOp::Release)),
+        // A wait's guard gives up the lock while it waits, so a notified waiter's grant that
+        // nobody receives is released here, not by the guard.
+        Op::Condition(ConditionOp::Acquire { .. } | ConditionOp::Wait) => {
+            Some(Op::Condition(ConditionOp::Release))
+        }
         Op::Pipe(PipeOp::Recv { end }) => Some(Op::Pipe(PipeOp::Unrecv { end: *end })),
         _ => None,
     }
