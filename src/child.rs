@@ -13,7 +13,7 @@
 //!   the replies held go out in one write once that is no longer so. A stream of small calls
 //!   costs few system calls, a lone call's reply leaves at once, and no reply waits for a call
 //!   that may be long. A pool worker writes the id of each call it starts into a page it
-//!   shares with its parent (see `pool::progress`), so that the parent knows, when the worker
+//!   shares with its parent (see [`progress`](crate::progress)), so that the parent knows, when the worker
 //!   dies, which call was running, and can withdraw a call that has not started.
 //!
 //! A child never outlives its parent, even while a worker is busy in a long computation. A
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::bootstrap::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
 use crate::current::{self, Current};
 use crate::error::RemoteError;
-use crate::pool::progress::Progress;
+use crate::progress::Progress;
 use crate::protocol::{FromChild, ToChild};
 use crate::registry;
 use crate::transport::{self, FrameWriter, InFrame, OutFrame};

@@ -18,9 +18,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
+use crate::protocol::hub::{HubReply, HubRequest};
 use crate::protocol::store::{Hosted, HostedObject, StoreOp};
 use crate::protocol::{BatchResults, FromChild, ToChild, decode};
-use crate::shared::wire::{HubReply, HubRequest};
 use crate::transport::{Burst, FrameReader, InFrame, OutFrame, auth, read_frame_blocking};
 
 pub use crate::transport::DEFAULT_MAX_FRAME_LEN;

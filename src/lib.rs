@@ -115,6 +115,7 @@ pub mod manager;
 mod panic;
 pub mod pool;
 pub mod process;
+mod progress;
 mod protocol;
 mod reaper;
 mod registry;

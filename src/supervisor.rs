@@ -6,7 +6,7 @@
 //! other calls it held are handed back to be sent elsewhere if their sender asked for that
 //! (a pool's calls; see [`Answer::Resend`]), and fail as the running one otherwise (a
 //! `Process`'s one call). A pool worker's child reports which call it runs in a shared page
-//! ([`progress`](crate::pool::progress)); that page also lets a call be withdrawn before it
+//! ([`progress`](crate::progress)); that page also lets a call be withdrawn before it
 //! starts, or stopped (the child killed) once it runs, past a deadline or on a cancel. The
 //! child is reaped here too, so no zombie is left whatever the user does with the handle.
 
@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::error::{Error, ExitStatus, Result};
-use crate::pool::progress::{Progress, Started};
+use crate::progress::{Progress, Started};
 use crate::protocol::{FromChild, ToChild};
 use crate::reaper;
 use crate::spawn::Spawned;
@@ -120,7 +120,7 @@ impl Supervised {
     }
 
     /// As [`start`](Self::start), for a pool worker: the child reports the start of each call
-    /// in a page shared with this process (see [`progress`](crate::pool::progress)), so that
+    /// in a page shared with this process (see [`progress`](crate::progress)), so that
     /// its death fails only the call it was running, calls it has not started can be
     /// withdrawn, and deadlines count from a call's start.
     pub(crate) fn start_tracked(spawned: Spawned, name: String) -> Self {

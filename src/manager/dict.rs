@@ -32,10 +32,10 @@ use super::entry::{
     RequestItems, Target, decode_all, maybe, proxy_impls, take, unexpected, update_name, updated,
 };
 use crate::error::Result;
+use crate::protocol::hub::Answer;
 use crate::protocol::store::DictOp;
 use crate::protocol::{decode, encode};
 use crate::shared::hub::Reply;
-use crate::shared::wire::Answer;
 use crate::worker::{Value, Worker};
 
 // ---------------------------------------------------------------------------------------------

@@ -26,11 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::protocol::decode;
+use crate::protocol::hub::{Answer, Failure, Op};
 use crate::protocol::store::{EntryId, EntryOp, StoreOp};
 use crate::registry::{WORKER_HINT, ensure_registered};
 use crate::shared::client::{self, Handle};
 use crate::shared::hub::{Items, Reply};
-use crate::shared::wire::{Answer, Failure, Op};
 use crate::worker::{Worker, worker_name};
 
 // ---------------------------------------------------------------------------------------------

@@ -35,9 +35,9 @@ use super::entry::{
 };
 use crate::error::Result;
 use crate::protocol::encode;
+use crate::protocol::hub::Answer;
 use crate::protocol::store::ListOp;
 use crate::shared::hub::Reply;
-use crate::shared::wire::Answer;
 use crate::worker::{Value, Worker};
 
 // ---------------------------------------------------------------------------------------------

@@ -163,10 +163,10 @@ use store::Store;
 pub use value::ValueProxy;
 
 use crate::error::{Error, Result};
+use crate::protocol::hub::{Answer, Op};
 use crate::protocol::{decode, encode};
 use crate::shared::client::{self, Handle};
 use crate::shared::hub::Hub;
-use crate::shared::wire::{Answer, Op};
 use crate::spawn::{self, ChildSpec, DEFAULT_START_TIMEOUT};
 use crate::supervisor::Supervised;
 use crate::worker::{Value, worker_name};
@@ -355,7 +355,7 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn connect(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
-        let (hub, object) = tcp::connect(addr, authkey.to_vec()).await?;
+        let (hub, object) = client::connect_tcp(addr, authkey.to_vec()).await?;
         Ok(Manager {
             store: Handle { hub, object },
             server: Server::Connected(addr),

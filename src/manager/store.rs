@@ -34,9 +34,9 @@ use super::list::ListState;
 use super::namespace::NamespaceState;
 use super::value::ValueState;
 use crate::protocol::encode;
+use crate::protocol::hub::{Answer, Failure, ObjectId, Op};
 use crate::protocol::store::{EntryId, EntryOp, Hosted, HostedObject, Kind, StoreOp};
 use crate::shared::hub::{ConnId, Hub, Items, Object, Reply, Request};
-use crate::shared::wire::{Answer, Failure, ObjectId, Op};
 use crate::shared::{barrier, condition, event, lock, queue, semaphore};
 
 /// One entry of the store: a kind's state.

@@ -29,7 +29,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -38,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{ObjectId, Welcome};
 use crate::shared::hub::{Hub, runtime};
 use crate::transport::accept::Handshakes;
-use crate::transport::auth::{HANDSHAKE_TIMEOUT, client_handshake, random_bytes, server_handshake};
+use crate::transport::auth::{HANDSHAKE_TIMEOUT, random_bytes, server_handshake};
 use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, tcp};
 
 /// A TCP front serving one store, and the connections it accepted.
@@ -198,72 +197,4 @@ async fn authenticate_peer(mut stream: TcpStream, peer: SocketAddr, front: Arc<F
         .lock()
         .expect("front tasks poisoned")
         .track(served.abort_handle());
-}
-
-/// The hub name of the run `run` of the manager reached over TCP at `addr`.
-pub(crate) fn hub_name(addr: SocketAddr, run: u64) -> String {
-    format!("{TCP_PREFIX}{addr}{RUN_SEPARATOR}{run:016x}")
-}
-
-/// What the hub names of TCP managers start with.
-pub(crate) const TCP_PREFIX: &str = "tcp://";
-
-/// What separates the address from the run in a TCP manager's hub name.
-const RUN_SEPARATOR: &str = "/run-";
-
-/// A TCP manager's hub name taken apart: the address as written in it, and the run, if the
-/// name carries a well-formed one. `None` for the name of a local hub.
-pub(crate) fn parse_hub_name(hub: &str) -> Option<(&str, Option<u64>)> {
-    let rest = hub.strip_prefix(TCP_PREFIX)?;
-    Some(match rest.rsplit_once(RUN_SEPARATOR) {
-        Some((addr, run)) => (addr, u64::from_str_radix(run, 16).ok()),
-        None => (rest, None),
-    })
-}
-
-/// The key under which a process keeps its one link to the manager at `addr`, whatever run
-/// it reaches: a restarted manager replaces the link.
-pub(crate) fn link_name(addr: &str) -> String {
-    format!("{TCP_PREFIX}{addr}")
-}
-
-/// How long connecting to a manager may take, handshake and welcome included.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connects to a manager served at `addr`, proves `key` both ways, and registers the
-/// connection as this process's link to that address. Returns the hub's name (address and
-/// run) and the store's id.
-pub(crate) async fn connect(addr: SocketAddr, key: Vec<u8>) -> Result<(String, ObjectId)> {
-    runtime()
-        .spawn(async move {
-            let attempt = async {
-                let mut stream = tcp::connect(addr).await?;
-                client_handshake(&mut stream, &key).await?;
-                let (read, write) = stream.into_split();
-                let mut reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
-                let welcome: Welcome = match reader.read().await? {
-                    Some(frame) => frame.header()?,
-                    None => return Err(Error::closed(format!("the manager at {addr} hung up"))),
-                };
-                let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
-                // Kept under the address alone, so that a proxy of this run received from
-                // another process works here too. A reconnect replaces the link.
-                crate::shared::client::adopt(
-                    link_name(&addr.to_string()),
-                    welcome.run,
-                    reader,
-                    writer,
-                );
-                crate::transport::auth::remember_peer_key(addr.to_string(), key);
-                Ok((hub_name(addr, welcome.run), welcome.store))
-            };
-            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::timeout(format!(
-                    "connecting to the manager at {addr} timed out"
-                ))),
-            }
-        })
-        .await
-        .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
 }

@@ -117,7 +117,6 @@
 mod builder;
 pub(crate) mod map;
 mod pool_worker;
-pub(crate) mod progress;
 mod scheduler;
 
 use std::fmt;

@@ -25,7 +25,7 @@ pub(crate) enum ToChild {
     /// Finish the call in progress, then exit with code 0.
     Shutdown,
     /// Report the start of each call in the parent's progress page, open in the parent as
-    /// descriptor `fd` (see `pool::progress`). Sent before the first call, if at all.
+    /// descriptor `fd` (see [`progress`](crate::progress)). Sent before the first call, if at all.
     Track { fd: i32 },
 }
 

@@ -6,6 +6,9 @@
 //! outside it parses bytes by hand:
 //!
 //! - [`call`]: a parent and its child: calls, replies, batches of results.
+//! - [`hub`]: what a process asks of the hub that serves its queues, locks and other shared
+//!   objects ([`HubRequest`](hub::HubRequest), one [`Op`](hub::Op) per kind of object) and
+//!   its answers.
 //! - [`store`]: a manager's store operations (dicts, lists, namespaces, values, hosted
 //!   objects), carried inside hub requests.
 //! - [`handshake`]: the frames that open a connection: a child's [`Hello`] on its socket pair,
@@ -17,6 +20,7 @@
 
 pub(crate) mod call;
 pub(crate) mod handshake;
+pub(crate) mod hub;
 pub(crate) mod store;
 
 use serde::Serialize;

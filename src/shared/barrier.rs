@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::client::{self, Handle};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
 use super::queue::expect_started;
-use super::wire::{Answer, BarrierOp, Failure, Op};
 use crate::error::Result;
+use crate::protocol::hub::{Answer, BarrierOp, Failure, Op};
 
 /// A barrier's state on its hub.
 struct BarrierState {

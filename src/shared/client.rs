@@ -17,7 +17,7 @@
 //! untimed request fails as soon as the connection closes, which the kernel does the moment
 //! the hub's process dies.
 //!
-//! A manager served over TCP is named `tcp://addr/run-<run>` (see [`tcp`]). A process keeps
+//! A manager served over TCP is named `tcp://addr/run-<run>` (see [`hub_name`](super::hub_name)). A process keeps
 //! one link per address, whatever the run; a handle may use it only if the link reached the
 //! handle's run, so a proxy of a restarted manager's earlier run is refused here, before
 //! anything is sent. Unlike a process's hub, a manager may come back at its address, so a
@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::future::Future as _;
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,9 +36,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, oneshot};
 
 use super::hub::{Caller, Hub, Items, LOCAL, Replier, Reply, Request, decode_items, runtime};
-use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, grants, undo_of};
+use super::hub_name::{self, hub_name, link_name};
 use crate::error::{Error, Result};
-use crate::manager::tcp;
+use crate::protocol::Welcome;
+use crate::protocol::hub::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, grants, undo_of};
 use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter};
 use tokio::io::AsyncRead;
 
@@ -100,7 +102,7 @@ pub(crate) async fn link(handle: &Handle) -> Result<Link> {
     {
         return Ok(Link::Local(hub));
     }
-    if let Some((addr, run)) = tcp::parse_hub_name(&handle.hub) {
+    if let Some((addr, run)) = hub_name::parse_hub_name(&handle.hub) {
         return manager_link(addr, run).await;
     }
     let slot = slot(&handle.hub, false);
@@ -132,7 +134,7 @@ async fn manager_link(addr: &str, run: Option<u64>) -> Result<Link> {
     // Unlike a process, a manager can come back at its address (a network cut, or served
     // again): a closed link is replaced on next use. Whether the server is the same run is
     // learnt on connecting, and only a handle of that run may use the link.
-    let slot = slot(&tcp::link_name(addr), true);
+    let slot = slot(&link_name(addr), true);
     let remote = slot.get_or_try_init(|| connect_manager(addr)).await?;
     if remote.run.is_none() || remote.run != run {
         return Err(Error::closed(format!(
@@ -143,6 +145,40 @@ async fn manager_link(addr: &str, run: Option<u64>) -> Result<Link> {
         )));
     }
     Ok(Link::Remote(remote.clone()))
+}
+
+/// How long connecting to a manager may take, handshake and welcome included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to a manager served at `addr`, proves `key` both ways, and registers the
+/// connection as this process's link to that address. Returns the hub's name (address and
+/// run) and the store's id.
+pub(crate) async fn connect_tcp(addr: SocketAddr, key: Vec<u8>) -> Result<(String, ObjectId)> {
+    runtime()
+        .spawn(async move {
+            let attempt = async {
+                let (mut reader, writer) =
+                    transport::tcp::connect_authenticated(addr, &key, DEFAULT_MAX_FRAME_LEN)
+                        .await?;
+                let welcome: Welcome = match reader.read().await? {
+                    Some(frame) => frame.header()?,
+                    None => return Err(Error::closed(format!("the manager at {addr} hung up"))),
+                };
+                // Kept under the address alone, so that a proxy of this run received from
+                // another process works here too. A reconnect replaces the link.
+                adopt(link_name(&addr.to_string()), welcome.run, reader, writer);
+                transport::auth::remember_peer_key(addr.to_string(), key);
+                Ok((hub_name(addr, welcome.run), welcome.store))
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::timeout(format!(
+                    "connecting to the manager at {addr} timed out"
+                ))),
+            }
+        })
+        .await
+        .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
 }
 
 /// Connects to the manager at `addr` with the authkey this process has for it: it has one if
@@ -156,7 +192,7 @@ async fn connect_manager(addr: &str) -> Result<Arc<Remote>> {
     };
     let key = transport::auth::peer_key(addr).ok_or_else(unknown)?;
     let parsed = addr.parse().map_err(|_| unknown())?;
-    if let Err(error) = tcp::connect(parsed, key).await {
+    if let Err(error) = connect_tcp(parsed, key).await {
         // A wrong key is the user's to fix; anything else means the server is not there,
         // which for a proxy is the manager having gone away.
         return Err(if error.is_auth() {
@@ -173,7 +209,7 @@ async fn connect_manager(addr: &str) -> Result<Arc<Remote>> {
         .lock()
         .expect("remote hubs poisoned")
         .as_ref()
-        .and_then(|remotes| remotes.get(&tcp::link_name(addr)))
+        .and_then(|remotes| remotes.get(&link_name(addr)))
         .and_then(|slot| slot.get().cloned())
         .ok_or_else(unknown)
 }
@@ -244,7 +280,7 @@ fn start_remote<R: AsyncRead + Unpin + Send + 'static>(
                     outcome: reply.outcome,
                     items,
                 },
-                Err(_) => Reply::failed(super::wire::Failure::Protocol(
+                Err(_) => Reply::failed(crate::protocol::hub::Failure::Protocol(
                     "undecodable items from the hub".into(),
                 )),
             };
@@ -265,7 +301,7 @@ fn start_remote<R: AsyncRead + Unpin + Send + 'static>(
 /// as this process's link kept under `hub`, reaching the manager's run `run`, so that handles
 /// of that run use it. Must be called on the [shared runtime](super::hub::runtime), which
 /// carries the reading task. A connection already registered under that name is replaced.
-pub(crate) fn adopt<R: AsyncRead + Unpin + Send + 'static>(
+fn adopt<R: AsyncRead + Unpin + Send + 'static>(
     hub: String,
     run: u64,
     reader: FrameReader<R>,
@@ -458,7 +494,7 @@ fn undo(link: &Link, object: ObjectId, task: u64, undo: Option<Op>, reply: Reply
 }
 
 fn gone(remote: &Remote) -> Error {
-    if let Some((addr, _)) = tcp::parse_hub_name(&remote.hub) {
+    if let Some((addr, _)) = hub_name::parse_hub_name(&remote.hub) {
         // A TCP server may have stopped serving rather than exited, and may come back.
         return Error::closed(format!(
             "the connection to the manager at {addr} closed (it stopped serving, exited or \
@@ -482,7 +518,7 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Sends `op` and waits for its answer. With a `timeout`, a request still unanswered when it
 /// passes (counting the time to connect) is cancelled, and the call answers
-/// [`Cancelled`](super::wire::Failure::Cancelled) unless the hub answers otherwise at once:
+/// [`Cancelled`](crate::protocol::hub::Failure::Cancelled) unless the hub answers otherwise at once:
 /// never later than the bound plus about [`CANCEL_GRACE`], whatever the hub does.
 ///
 /// # Cancel safety

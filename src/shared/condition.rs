@@ -10,8 +10,8 @@ use super::client::{self, Handle};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
 use super::lock::{Held, LockState, acquire};
 use super::queue::expect_started;
-use super::wire::{Answer, ConditionOp, Failure, Op};
 use crate::error::{Error, Result};
+use crate::protocol::hub::{Answer, ConditionOp, Failure, Op};
 
 /// A condition's state on its hub: its lock and the requests sleeping in `wait`.
 struct ConditionState {

@@ -15,7 +15,7 @@
 //!
 //! # Adding an object type
 //!
-//! 1. Add a variant to [`Op`](super::wire::Op) with the type's operations.
+//! 1. Add a variant to [`Op`](crate::protocol::hub::Op) with the type's operations.
 //! 2. Write a state struct implementing [`Object`]: `call` applies one operation and answers
 //!    (now, or later through a parked [`Replier`]); `cancel` drops a parked request;
 //!    `disconnected` cleans up after a process whose connection closed; `drain` hands over
@@ -24,7 +24,7 @@
 //!    [`client::call`](super::client::call) (or [`client::ask`](super::client::ask) when no
 //!    items travel). If the answer to a request grants something that must be given back when
 //!    nobody is left to receive it (items taken, a lock granted), name the undoing request in
-//!    [`undo_of`](super::wire::undo_of).
+//!    [`undo_of`](crate::protocol::hub::undo_of).
 //!
 //! An object is retired, for good, when what it belongs to ends (a manager's store and what
 //! it hosts, at the manager's shutdown): whoever still names it, in any process, is told why
@@ -43,8 +43,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 
-use super::wire::{Answer, Failure, HubReply, HubRequest, ObjectId, Op};
 use crate::error::Result;
+use crate::protocol::hub::{Answer, Failure, HubReply, HubRequest, ObjectId, Op};
 use crate::protocol::{decode, encode};
 use crate::transport::accept::Handshakes;
 use crate::transport::{

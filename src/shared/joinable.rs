@@ -11,8 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::client::Handle;
 use super::queue::{Queue, QueueState, expect_started};
-use super::wire::QueueOp;
 use crate::error::{Error, Result};
+use crate::protocol::hub::QueueOp;
 
 /// A [`Queue`] with [`task_done`](Self::task_done) and [`join`](Self::join): Python's
 /// `multiprocessing.JoinableQueue`.

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::client::{self, Handle, Link};
 use super::hub::{Caller, ConnId, Items, Object, Reply, Request, take_parked};
 use super::queue::expect_started;
-use super::wire::{Answer, Failure, LockOp, Op};
 use crate::error::Result;
+use crate::protocol::hub::{Answer, Failure, LockOp, Op};
 
 /// A lock's state on its hub; `recursive` for an [`RLock`]. Also the lock inside a
 /// [`Condition`](super::Condition).

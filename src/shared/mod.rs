@@ -67,12 +67,12 @@ pub(crate) mod client;
 pub(crate) mod condition;
 pub(crate) mod event;
 pub(crate) mod hub;
+pub(crate) mod hub_name;
 mod joinable;
 pub(crate) mod lock;
 mod pipe;
 pub(crate) mod queue;
 pub(crate) mod semaphore;
-pub(crate) mod wire;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};

@@ -12,8 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::client::{self, Handle};
 use super::hub::{ConnId, Items, LOCAL, Object, Reply, Request, take_parked};
 use super::queue::expect_started;
-use super::wire::{Answer, Failure, Op, PipeOp};
 use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::hub::{Answer, Failure, Op, PipeOp};
 use crate::protocol::{decode, encode};
 
 /// One end's state on the hub: what was sent to it and who waits to receive.

@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::client::{self, Handle, InFlight, Link};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
-use super::wire::{Answer, Failure, Op, QueueOp};
 use crate::error::{Error, Result};
+use crate::protocol::hub::{Answer, Failure, Op, QueueOp};
 use crate::protocol::{decode, encode};
 
 /// How many items a [`Sink`](futures::Sink) sends per request.

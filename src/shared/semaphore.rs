@@ -9,8 +9,8 @@ use super::client::{self, Handle};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
 use super::lock::{Held, acquire};
 use super::queue::expect_started;
-use super::wire::{Answer, Failure, Op, SemaphoreOp};
 use crate::error::Result;
+use crate::protocol::hub::{Answer, Failure, Op, SemaphoreOp};
 
 /// A semaphore's state on its hub.
 struct SemaphoreState {

@@ -12,7 +12,7 @@
 //! a corrupt or hostile length is an error, never a 4 GiB allocation. Below the maximum, a
 //! frame costs what arrived, not what was announced: its buffer starts at 64 KiB and doubles
 //! as the body arrives, so a peer that announces 200 MiB and sends nothing holds 64 KiB. A
-//! large body's buffer is kept once the frame is dropped (see [`buffers`](super::buffers)),
+//! large body's buffer is kept once the frame is dropped (see [`buffers`](crate::buffers)),
 //! so the next large frame is read straight into memory already in place. A writer writes a frame at
 //! once, from the sending thread, while the socket keeps up; frames sent while the socket is
 //! busy are coalesced by the writer's task into few writes.

@@ -17,8 +17,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::{FrameReader, FrameWriter, auth};
 use crate::error::{Error, Result};
 
 /// How long a connection may be idle before TCP probes the peer.
@@ -42,6 +44,25 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<TcpStream> {
         .map_err(|error| Error::io(&format!("connecting to {addr}"), error))?;
     configure(&stream);
     Ok(stream)
+}
+
+/// Connects to `addr` and proves `key` both ways ([`auth::client_handshake`]): nothing is
+/// sent to a listener that cannot prove it. Returns the connection split into frames.
+///
+/// # Errors
+///
+/// [`Io`](crate::ErrorKind::Io) when nothing listens at `addr`;
+/// [`Auth`](crate::ErrorKind::Auth) when the listener refuses `key` or cannot prove it.
+pub(crate) async fn connect_authenticated(
+    addr: SocketAddr,
+    key: &[u8],
+    max_frame_len: usize,
+) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter)> {
+    let mut stream = connect(addr).await?;
+    auth::client_handshake(&mut stream, key).await?;
+    let (read, write) = stream.into_split();
+    let (writer, _writer_task) = FrameWriter::spawn(write, max_frame_len);
+    Ok((FrameReader::new(read, max_frame_len), writer))
 }
 
 /// Accepts the next connection, with the options every connection gets.

@@ -2,13 +2,13 @@
 //! answer. Items travel in the frame's payload, already encoded; headers stay small.
 //!
 //! Every object type owns one variant of [`Op`]; adding a type adds a variant here and a file
-//! that implements [`Object`](super::hub::Object).
+//! that implements [`Object`](crate::shared::hub::Object).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
 
-pub(crate) use crate::protocol::ObjectId;
+pub(crate) use super::ObjectId;
 
 /// A request from a client to a hub.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ pub(crate) enum Op {
     /// An operation on one of a [`Manager`](crate::Manager)'s dicts, lists, namespaces or
     /// values, all held by one store object (see `crate::manager::store`).
     Manager(crate::protocol::store::StoreOp),
-    /// [Retires](super::hub::Hub::retire) the object, whatever its type, and those it owns,
+    /// [Retires](crate::shared::hub::Hub::retire) the object, whatever its type, and those it owns,
     /// with this reason: how a manager's owner ends the store that lives in another process.
     Retire(String),
 }
