@@ -55,12 +55,21 @@
 //!   `skip_serializing_if` fail at run time (see [`Value`] for what each one does).
 //! - **Security.** The main process draws a random 32-byte key and hands it to each child as
 //!   the first bytes on that socket, never on a command line or in the environment. Every
-//!   connection opens by proving the key (and, on a named socket, the peer's uid is checked)
-//!   before anything else is read from it.
-//! - **Faults.** A parent task per child reads its replies and reaps it. If the child dies,
-//!   every call it held fails with an error naming its pid and exit status. A child exits
-//!   when its parent dies, even if the parent was `SIGKILL`ed: at once if the parent's main
-//!   thread started it, within about 100 ms otherwise.
+//!   connection to a named socket or a TCP manager opens with a mutual HMAC-SHA256 challenge
+//!   (Python 3.12's), so the key never crosses a socket and a client sends nothing to a
+//!   listener that cannot prove it; on a named socket the peer's uid is checked too. Each
+//!   handshake runs in its own task, so a peer that connects and says nothing delays nobody.
+//! - **Faults.** A parent task per child reads its replies and reaps it. A pool worker writes
+//!   the id of each call it starts into a page it shares with its parent, so when it dies only
+//!   the call it was running fails (with its pid and exit status); the others run on other
+//!   workers. A call past its deadline is stopped by killing its worker. A child exits when
+//!   its parent dies, even if the parent was `SIGKILL`ed: at once if the parent's main thread
+//!   started it, within about 100 ms otherwise.
+//! - **Layout.** Each concept has one module, and imports only go down: messages in
+//!   `protocol/`, sockets in `transport/`, a child's life in `bootstrap`, `spawn`, `reaper`
+//!   and `supervisor`, then shared objects, `Process` and `Pool`, then `Manager` and the
+//!   cluster. The repository's `ARCHITECTURE.md` lists the layers and follows one `pool.map`
+//!   call through them, file by file.
 //!
 //! # Testing your own crate
 //!

@@ -284,23 +284,10 @@ impl Supervised {
             ))),
         };
         drop(writer);
-        if let Err(error) = sent {
-            let pending = self
-                .shared
-                .calls
-                .lock()
-                .expect("calls lock")
-                .pending
-                .remove(&id);
-            // Without it, the reader already answered it (the child died meanwhile).
-            if let Some(pending) = pending {
-                let gone = error.is_closed() || error.is_worker_died();
-                return Err(Box::new(Unsent {
-                    error,
-                    on_answer: pending.on_answer,
-                    payload: pending.kept.filter(|_| gone),
-                }));
-            }
+        if let Err(error) = sent
+            && let Some(unsent) = self.take_back(id, error)
+        {
+            return Err(unsent);
         }
         if let Some(wake) = self
             .shared
@@ -311,6 +298,25 @@ impl Supervised {
             wake.notify_one();
         }
         Ok(id)
+    }
+
+    /// Takes back call `id`, which could not be written: `None` if the reader already
+    /// answered it (the child died meanwhile). Its arguments come back with it, to be sent
+    /// elsewhere, when the child is gone rather than the call refused.
+    fn take_back(&self, id: u64, error: Error) -> Option<Box<Unsent>> {
+        let pending = self
+            .shared
+            .calls
+            .lock()
+            .expect("calls lock")
+            .pending
+            .remove(&id)?;
+        let gone = error.is_closed() || error.is_worker_died();
+        Some(Box::new(Unsent {
+            error,
+            on_answer: pending.on_answer,
+            payload: pending.kept.filter(|_| gone),
+        }))
     }
 
     /// Stops call `id` and answers it with `error`: a call the child has not started is

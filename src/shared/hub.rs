@@ -484,30 +484,7 @@ async fn serve_connection<R: AsyncRead + Unpin>(
                     writer: writer.clone(),
                     id,
                 };
-                let payload = frame.into_payload();
-                let items = if payload.is_empty() {
-                    Vec::new()
-                } else {
-                    match decode_items(&payload) {
-                        Ok(items) => items,
-                        Err(error) => {
-                            let _ =
-                                replier.send(Reply::failed(Failure::Protocol(error.to_string())));
-                            return ControlFlow::Continue(());
-                        }
-                    }
-                };
-                let caller = Caller { conn, task };
-                hub.dispatch(
-                    object,
-                    op,
-                    items,
-                    Request {
-                        caller,
-                        id,
-                        replier,
-                    },
-                );
+                dispatch_call(&hub, Caller { conn, task }, object, op, frame, replier, id);
             }
             HubRequest::Cancel { id, object } => hub.cancel(conn, object, id),
             HubRequest::Sync { id } => {
@@ -530,6 +507,41 @@ async fn serve_connection<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Decodes the items of a call read from a connection and hands it to its object; items
+/// that do not decode are answered as a protocol failure.
+fn dispatch_call(
+    hub: &Hub,
+    caller: Caller,
+    object: ObjectId,
+    op: Op,
+    frame: InFrame,
+    replier: Replier,
+    id: u64,
+) {
+    let payload = frame.into_payload();
+    let items = if payload.is_empty() {
+        Vec::new()
+    } else {
+        match decode_items(&payload) {
+            Ok(items) => items,
+            Err(error) => {
+                let _ = replier.send(Reply::failed(Failure::Protocol(error.to_string())));
+                return;
+            }
+        }
+    };
+    hub.dispatch(
+        object,
+        op,
+        items,
+        Request {
+            caller,
+            id,
+            replier,
+        },
+    );
 }
 
 /// Tells the hub's objects that a connection is gone when dropped.
