@@ -175,18 +175,18 @@ pub(crate) enum BarrierOp {
 }
 
 /// Which end of a pipe a request is about: 0 or 1.
-pub(crate) type PipeEnd = u8;
+pub(crate) type PipeSide = u8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum PipeOp {
     /// Send the payload's items from `end` to the other end.
-    Send { end: PipeEnd },
+    Send { end: PipeSide },
     /// Receive one item sent to `end`, waiting for one.
-    Recv { end: PipeEnd },
+    Recv { end: PipeSide },
     /// Give back items a dropped `recv` had taken.
-    Unrecv { end: PipeEnd },
+    Unrecv { end: PipeSide },
     /// `end` will send and receive no more: the other end sees end of file once drained.
-    Close { end: PipeEnd },
+    Close { end: PipeSide },
 }
 
 /// The request that undoes what a request's answer granted, for an answer nobody is left to
