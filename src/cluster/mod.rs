@@ -114,13 +114,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
 use async_nats::jetstream::object_store::ObjectStore;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 
 pub use node::{Node, NodeBuilder};
 pub use pool::RemotePoolBuilder;
 pub use task::task_id;
+
+use crate::protocol::cluster::{FailKind, NodeInfo, Outcome};
 
 /// The connection options of `async-nats`, re-exported: credentials, NKeys, token, TLS.
 pub use async_nats::ConnectOptions;
@@ -208,61 +209,9 @@ impl Names {
     }
 }
 
-/// What a node announces in its heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct NodeInfo {
-    pub(crate) id: String,
-    pub(crate) host: String,
-    pub(crate) pid: u32,
-    pub(crate) slots: usize,
-    pub(crate) fingerprint: String,
-    pub(crate) workers: Vec<String>,
-    /// Milliseconds since the Unix epoch when the heartbeat was written.
-    pub(crate) at_ms: u64,
-}
-
 impl NodeInfo {
     fn is_fresh(&self) -> bool {
         now_ms().saturating_sub(self.at_ms) < NODE_TTL.as_millis() as u64
-    }
-}
-
-/// The answer to a task, as a node publishes it.
-#[derive(Debug, Serialize, Deserialize)]
-enum Outcome {
-    /// The encoded reply of the batch call: one `Result<Output, RemoteError>` per item.
-    Done(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// Every delivery crashed; the task was removed after `attempts` deliveries.
-    GaveUp { attempts: u64, last: String },
-    /// The task cannot run (unknown worker, undecodable, result too large).
-    Failed { kind: FailKind, message: String },
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-enum FailKind {
-    UnknownWorker,
-    Serialization,
-    TooLarge,
-    Other,
-}
-
-impl FailKind {
-    fn of(error: &Error) -> FailKind {
-        match error.kind() {
-            ErrorKind::UnknownWorker => FailKind::UnknownWorker,
-            ErrorKind::Serialization => FailKind::Serialization,
-            ErrorKind::FrameTooLarge => FailKind::TooLarge,
-            _ => FailKind::Other,
-        }
-    }
-
-    fn kind(self) -> ErrorKind {
-        match self {
-            FailKind::UnknownWorker => ErrorKind::UnknownWorker,
-            FailKind::Serialization => ErrorKind::Serialization,
-            FailKind::TooLarge => ErrorKind::FrameTooLarge,
-            FailKind::Other => ErrorKind::Protocol,
-        }
     }
 }
 

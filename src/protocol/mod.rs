@@ -11,6 +11,7 @@
 //!   its answers.
 //! - [`store`]: a manager's store operations (dicts, lists, namespaces, values, hosted
 //!   objects), carried inside hub requests.
+//! - `cluster` (feature `nats`): a node's heartbeat and a task's outcome.
 //! - [`handshake`]: the frames that open a connection: a child's [`Hello`] on its socket pair,
 //!   a TCP manager's [`Welcome`] after the mutual challenge.
 //!
@@ -19,6 +20,8 @@
 //! `skip_serializing_if`) do not work in arguments and results (see [`Value`](crate::Value)).
 
 pub(crate) mod call;
+#[cfg(feature = "nats")]
+pub(crate) mod cluster;
 pub(crate) mod handshake;
 pub(crate) mod hub;
 pub(crate) mod store;

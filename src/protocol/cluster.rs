@@ -1,0 +1,59 @@
+//! The cluster's messages (feature `nats`): what a node publishes about itself and in answer
+//! to a task. A task itself travels as a batch of one call ([`call`](super::call)), with its
+//! id, reply subject and worker in NATS headers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind};
+
+/// What a node announces in its heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeInfo {
+    pub(crate) id: String,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) slots: usize,
+    pub(crate) fingerprint: String,
+    pub(crate) workers: Vec<String>,
+    /// Milliseconds since the Unix epoch when the heartbeat was written.
+    pub(crate) at_ms: u64,
+}
+
+/// The answer to a task, as a node publishes it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The encoded reply of the batch call: one `Result<Output, RemoteError>` per item.
+    Done(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Every delivery crashed; the task was removed after `attempts` deliveries.
+    GaveUp { attempts: u64, last: String },
+    /// The task cannot run (unknown worker, undecodable, result too large).
+    Failed { kind: FailKind, message: String },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) enum FailKind {
+    UnknownWorker,
+    Serialization,
+    TooLarge,
+    Other,
+}
+
+impl FailKind {
+    pub(crate) fn of(error: &Error) -> FailKind {
+        match error.kind() {
+            ErrorKind::UnknownWorker => FailKind::UnknownWorker,
+            ErrorKind::Serialization => FailKind::Serialization,
+            ErrorKind::FrameTooLarge => FailKind::TooLarge,
+            _ => FailKind::Other,
+        }
+    }
+
+    pub(crate) fn kind(self) -> ErrorKind {
+        match self {
+            FailKind::UnknownWorker => ErrorKind::UnknownWorker,
+            FailKind::Serialization => ErrorKind::Serialization,
+            FailKind::TooLarge => ErrorKind::FrameTooLarge,
+            FailKind::Other => ErrorKind::Protocol,
+        }
+    }
+}
