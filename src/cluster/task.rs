@@ -7,9 +7,8 @@
 //! the real worker inside a task-local scope holding the id. A local pool never goes through
 //! it, so there `task_id()` is `None`.
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::RemoteError;
+use crate::protocol::cluster::WithTask;
 use crate::protocol::encode;
 use crate::registry::{self, WorkerEntry};
 
@@ -22,15 +21,6 @@ pub(crate) const WITH_TASK: &str = "multiproc::cluster::with_task";
 
 inventory::submit! {
     WorkerEntry::new(|| WITH_TASK, with_task, false)
-}
-
-/// The arguments of [`WITH_TASK`]: a task, and the batch call it is.
-#[derive(Serialize, Deserialize)]
-struct WithTask<'a> {
-    task: &'a str,
-    worker: &'a str,
-    #[serde(with = "serde_bytes")]
-    payload: &'a [u8],
 }
 
 /// The id of the cluster task this worker runs in, inside a `#[worker]` run by a
@@ -79,12 +69,10 @@ fn with_task(
     _batch: bool,
 ) -> futures::future::LocalBoxFuture<'static, Result<Vec<u8>, RemoteError>> {
     // Borrowed from the frame, so the batch is not copied again.
-    let call = match postcard::from_bytes::<WithTask<'_>>(payload) {
+    let call = match WithTask::decode(payload) {
         Ok(call) => call,
-        Err(source) => {
-            let error = RemoteError::Serialization(
-                crate::Error::serialization("a task", source).to_string(),
-            );
+        Err(error) => {
+            let error = RemoteError::Serialization(error.to_string());
             return Box::pin(async move { Err(error) });
         }
     };

@@ -57,3 +57,20 @@ impl FailKind {
         }
     }
 }
+
+/// The arguments of the cluster's internal worker `with_task`: a task, and the batch call it
+/// is. Borrowed from the frame when decoded, so the batch is not copied again.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WithTask<'a> {
+    pub(crate) task: &'a str,
+    pub(crate) worker: &'a str,
+    #[serde(with = "serde_bytes")]
+    pub(crate) payload: &'a [u8],
+}
+
+impl<'a> WithTask<'a> {
+    /// Decodes `payload` without copying the batch it carries.
+    pub(crate) fn decode(payload: &'a [u8]) -> crate::Result<Self> {
+        postcard::from_bytes(payload).map_err(|source| Error::serialization("a task", source))
+    }
+}
