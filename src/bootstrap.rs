@@ -1,7 +1,8 @@
 //! The contract between a parent and the child it starts.
 //!
 //! A child is this same binary run again. It learns that it is a child, and who it is, from
-//! one environment variable, [`BOOTSTRAP_ENV`], holding a hex-encoded [`Bootstrap`]: its
+//! one environment variable, [`BOOTSTRAP_ENV`], holding a hex-encoded [`Bootstrap`] (a message
+//! like the others, so its type is in [`protocol`](crate::protocol)): its
 //! name and identity, its parent, how deeply it is nested, the log level it inherits and the
 //! frame limit. Nothing secret travels there: the key comes first on the socket the child
 //! inherits as its standard input (see [`transport::auth`](crate::transport::auth)), so it
@@ -12,9 +13,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use serde::{Deserialize, Serialize};
-
-use crate::current::ProcessInfo;
+pub(crate) use crate::protocol::Bootstrap;
 
 /// The environment variable that tells a re-executed binary it is a child.
 pub(crate) const BOOTSTRAP_ENV: &str = "MULTIPROC_BOOTSTRAP";
@@ -26,46 +25,10 @@ pub(crate) const MAX_DEPTH: u32 = 16;
 /// application's `main` again in the child.
 pub(crate) static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
-/// What a child needs to know about itself; travels hex-encoded in [`BOOTSTRAP_ENV`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Bootstrap {
-    pub(crate) name: String,
-    pub(crate) identity: Vec<u32>,
-    pub(crate) daemon: bool,
-    pub(crate) parent: ProcessInfo,
-    pub(crate) depth: u32,
-    pub(crate) log_level: u8,
-    pub(crate) max_frame_len: u64,
-    /// Stall before connecting back; lets tests exercise the start-up timeout.
-    pub(crate) stall: bool,
-    /// A [`Process`](crate::Process): one call follows the key; the child runs it and exits.
-    pub(crate) one_call: bool,
-    /// Started by the parent's main thread, which ends only with the parent (see the child's
-    /// `watch_parent`).
-    pub(crate) spawned_by_main_thread: bool,
-}
-
-impl Bootstrap {
-    pub(crate) fn encode(&self) -> String {
-        let bytes = postcard::to_stdvec(self).expect("a bootstrap always serializes");
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    pub(crate) fn decode(hex: &str) -> Option<Self> {
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-            })
-            .collect();
-        postcard::from_bytes(&bytes?).ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::current::ProcessInfo;
 
     #[test]
     fn a_bootstrap_survives_its_encoding_and_garbage_is_refused() {

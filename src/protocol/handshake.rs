@@ -1,6 +1,7 @@
 //! The frames that open a connection, before any call or request.
 //!
-//! A child's connection to its parent is a socket pair nobody else can reach: the parent
+//! A child first learns who it is from its [`Bootstrap`], in an environment variable. Its
+//! connection to its parent is a socket pair nobody else can reach: the parent
 //! writes the key on it first (see [`transport::auth`](crate::transport::auth)), and the
 //! child answers with a [`Hello`] that proves it and says which process it is. A named socket
 //! or a TCP connection opens instead with the mutual challenge of `transport::auth`, whose
@@ -10,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ObjectId;
+use crate::current::ProcessInfo;
 
 /// The length of the secret key in bytes.
 pub(crate) const KEY_LEN: usize = 32;
@@ -30,4 +32,41 @@ pub(crate) struct Hello {
 pub(crate) struct Welcome {
     pub(crate) store: ObjectId,
     pub(crate) run: u64,
+}
+
+/// What a child needs to know about itself; travels hex-encoded in [`BOOTSTRAP_ENV`](crate::bootstrap::BOOTSTRAP_ENV).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Bootstrap {
+    pub(crate) name: String,
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    pub(crate) parent: ProcessInfo,
+    pub(crate) depth: u32,
+    pub(crate) log_level: u8,
+    pub(crate) max_frame_len: u64,
+    /// Stall before connecting back; lets tests exercise the start-up timeout.
+    pub(crate) stall: bool,
+    /// A [`Process`](crate::Process): one call follows the key; the child runs it and exits.
+    pub(crate) one_call: bool,
+    /// Started by the parent's main thread, which ends only with the parent (see the child's
+    /// `watch_parent`).
+    pub(crate) spawned_by_main_thread: bool,
+}
+
+impl Bootstrap {
+    pub(crate) fn encode(&self) -> String {
+        let bytes = postcard::to_stdvec(self).expect("a bootstrap always serializes");
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn decode(hex: &str) -> Option<Self> {
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+            })
+            .collect();
+        postcard::from_bytes(&bytes?).ok()
+    }
 }

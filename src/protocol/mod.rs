@@ -12,7 +12,8 @@
 //! - [`store`]: a manager's store operations (dicts, lists, namespaces, values, hosted
 //!   objects), carried inside hub requests.
 //! - `cluster` (feature `nats`): a node's heartbeat and a task's outcome.
-//! - [`handshake`]: the frames that open a connection: a child's [`Hello`] on its socket pair,
+//! - [`handshake`]: what a child is told in its environment ([`Bootstrap`]), and the frames
+//!   that open a connection: a child's [`Hello`] on its socket pair,
 //!   a TCP manager's [`Welcome`] after the mutual challenge.
 //!
 //! Postcard is compact and fast, and not self-describing: a value decodes only as the type it
@@ -29,7 +30,7 @@ pub(crate) mod store;
 use serde::Serialize;
 
 pub(crate) use call::{BatchResults, FromChild, ToChild};
-pub(crate) use handshake::{Hello, KEY_LEN, Key, Welcome};
+pub(crate) use handshake::{Bootstrap, Hello, KEY_LEN, Key, Welcome};
 
 /// The id of an object (a queue, a lock, a manager's store) in the hub of the process that
 /// serves it.
