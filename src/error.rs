@@ -135,8 +135,11 @@ pub enum ErrorKind {
     BrokenBarrier,
     /// The process holding a lock or semaphore died; it was released on its behalf.
     OwnerDied,
-    /// A value was not found (a missing key on a manager).
+    /// A value was not found (a missing key on a manager), or a shared memory segment could
+    /// not be opened here (no process holding it is left on this machine).
     NotFound,
+    /// The object belongs to another user (a shared memory segment opened by name).
+    PermissionDenied,
     /// An argument was invalid (a pool of 0 processes, ...).
     InvalidInput,
     /// The peer broke the protocol.

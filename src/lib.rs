@@ -129,6 +129,7 @@ mod protocol;
 mod reaper;
 mod registry;
 pub mod shared;
+mod shm;
 mod spawn;
 mod supervisor;
 mod test_harness;

@@ -1,6 +1,7 @@
 //! A process that serves queues and locks stops (SIGSTOP) or dies (SIGKILL) under its
 //! callers: every timed call returns within its bound, nothing granted late is kept by
-//! nobody, and an untimed call to a dead hub fails instead of hanging.
+//! nobody, an untimed call to a dead hub fails instead of hanging, and a lock in shared
+//! memory keeps working between the processes that remain.
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,9 @@ async fn timed_calls_to_a_stopped_hub_keep_their_bound_and_give_back_late_grants
     within(queue.put(1)).await.unwrap();
     within(queue.put(2)).await.unwrap();
     let mut guard = within(condition.acquire()).await.unwrap();
+    // The lock is in shared memory: free, it is taken without asking its process at all;
+    // held, its waiters park at that process.
+    within(lock.acquire()).await.unwrap().forget();
     let bound = Duration::from_secs(1);
     let resumed = Instant::now() + STALL;
     let stopped = Stopped::new(child.pid());
@@ -159,11 +163,9 @@ async fn timed_calls_to_a_stopped_hub_keep_their_bound_and_give_back_late_grants
     .await;
     assert_eq!(within(queue.get()).await.unwrap(), 1);
     assert_eq!(within(queue.get()).await.unwrap(), 2);
+    within(lock.release()).await.unwrap();
     let lock_guard = within(lock.acquire_timeout(Duration::from_secs(5))).await;
-    assert!(
-        lock_guard.unwrap().is_some(),
-        "the late grant kept the lock"
-    );
+    assert!(lock_guard.unwrap().is_some(), "the lock is free again");
     let permit = within(semaphore.acquire_timeout(Duration::from_secs(5))).await;
     assert!(permit.unwrap().is_some(), "the late grant kept the permit");
     drop(guard);
@@ -180,7 +182,21 @@ async fn timed_waits_of_the_other_primitives_keep_their_bound() {
         .await
         .unwrap();
     let (rlock, semaphore, barrier) = within(handles.get()).await.unwrap();
-    within(rlock.is_locked()).await.unwrap();
+    // Held by another task, so that this one's acquire must park at the stopped process.
+    let (taken, held) = tokio::sync::oneshot::channel();
+    let (give_back, given_back) = tokio::sync::oneshot::channel::<()>();
+    let holder = tokio::spawn({
+        let rlock = rlock.clone();
+        async move {
+            let guard = rlock.acquire().await.unwrap();
+            taken.send(()).unwrap();
+            let _ = given_back.await;
+            drop(guard);
+        }
+    });
+    within(held).await.unwrap();
+    // Opens this process's connection to the child's hub while it still answers.
+    within(barrier.n_waiting()).await.unwrap();
     let bound = Duration::from_millis(500);
     let stopped = Stopped::new(child.pid());
     let acquired = within_bound(bound, "rlock acquire_timeout", rlock.acquire_timeout(bound)).await;
@@ -196,8 +212,10 @@ async fn timed_waits_of_the_other_primitives_keep_their_bound() {
     assert_eq!(passed.unwrap_err().kind(), ErrorKind::BrokenBarrier);
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(stopped);
+    give_back.send(()).unwrap();
+    within(holder).await.unwrap();
     let guard = within(rlock.acquire_timeout(Duration::from_secs(5))).await;
-    assert!(guard.unwrap().is_some(), "the late grant kept the rlock");
+    assert!(guard.unwrap().is_some(), "the rlock is free again");
     let permit = within(semaphore.acquire_timeout(Duration::from_secs(5))).await;
     assert!(permit.unwrap().is_some(), "the late grant kept the permit");
     child.kill();
@@ -224,8 +242,17 @@ async fn an_untimed_call_to_a_killed_hub_fails_within_a_second() {
         .unwrap()
         .unwrap_err();
     assert!(error.is_closed(), "{error}");
-    let error = within(acquiring).await.unwrap().unwrap_err();
-    assert!(error.is_closed(), "{error}");
+    // The lock is in shared memory: its waiter goes on waiting (without the dead process)
+    // and takes it once this process releases it.
+    within(lock.release()).await.unwrap();
+    within_bound(
+        Duration::from_secs(1),
+        "a waiter of a dead hub's lock",
+        acquiring,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let error = within_bound(Duration::from_secs(1), "a later call", queue.len())
         .await
         .unwrap_err();

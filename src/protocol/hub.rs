@@ -51,6 +51,9 @@ pub(crate) enum Answer {
     /// A lock or semaphore was granted; `owner_died` when the previous holder's process died
     /// while holding it and the hub released it on its behalf.
     Acquired { owner_died: bool },
+    /// A parked waiter of a cell in shared memory may try again: the cell changed, or a
+    /// wake was passed to it.
+    Woken,
 }
 
 /// Why a request failed.
@@ -104,6 +107,7 @@ pub(crate) enum Op {
     Condition(ConditionOp),
     Barrier(BarrierOp),
     Pipe(PipeOp),
+    Waiters(WaitersOp),
     /// An operation on one of a [`Manager`](crate::Manager)'s dicts, lists, namespaces or
     /// values, all held by one store object (see `crate::manager::store`).
     Manager(crate::protocol::store::StoreOp),
@@ -189,6 +193,16 @@ pub(crate) enum PipeOp {
     Close { end: PipeSide },
 }
 
+/// Waiting for a cell in shared memory (a lock word, an event flag) to change, at the hub of
+/// the process that created it. See `shared/waiters.rs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum WaitersOp {
+    /// Park until woken, unless the cell's word is no longer `expect`.
+    Park { expect: u64 },
+    /// Wake one parked waiter, or all of them.
+    Wake { all: bool },
+}
+
 /// The request that undoes what a request's answer granted, for an answer nobody is left to
 /// receive: taken items go back to the queue, a granted lock or permit is released.
 pub(crate) fn undo_of(op: &Op) -> Option<Op> {
@@ -202,11 +216,16 @@ pub(crate) fn undo_of(op: &Op) -> Option<Op> {
             Some(Op::Condition(ConditionOp::Release))
         }
         Op::Pipe(PipeOp::Recv { end }) => Some(Op::Pipe(PipeOp::Unrecv { end: *end })),
+        // A wake that reached a waiter who stopped waiting goes on to the next one.
+        Op::Waiters(WaitersOp::Park { .. }) => Some(Op::Waiters(WaitersOp::Wake { all: false })),
         _ => None,
     }
 }
 
 /// Whether an answer granted something [`undo_of`] must give back.
 pub(crate) fn grants(outcome: &Result<Answer, Failure>) -> bool {
-    matches!(outcome, Ok(Answer::Items | Answer::Acquired { .. }))
+    matches!(
+        outcome,
+        Ok(Answer::Items | Answer::Acquired { .. } | Answer::Woken)
+    )
 }

@@ -365,15 +365,20 @@ impl Remote {
     }
 }
 
-/// Identifies the calling tokio task, for lock ownership.
+/// Identifies the calling tokio task, for lock ownership; outside of any task (a sync worker,
+/// a blocking call), the calling thread.
 pub(crate) fn current_task() -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
     match tokio::task::try_id() {
         Some(id) => {
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
             id.hash(&mut hasher);
+            // Tasks are odd, threads even: they never collide, and never 0 ("nobody").
             hasher.finish() | 1
         }
-        None => 0,
+        None => {
+            std::thread::current().id().hash(&mut hasher);
+            (hasher.finish() & !1) | 2
+        }
     }
 }
 
@@ -583,10 +588,10 @@ pub(crate) async fn call_while_alive(handle: &Handle, op: Op, task: u64) -> Resu
 
 /// A sleep on the [shared runtime](super::hub::runtime), so that a bound holds from any
 /// executor (a sync worker may drive these futures with `futures::executor::block_on`).
-struct Timer(tokio::task::JoinHandle<()>);
+pub(crate) struct Timer(tokio::task::JoinHandle<()>);
 
 impl Timer {
-    fn after(duration: Duration) -> Self {
+    pub(crate) fn after(duration: Duration) -> Self {
         Timer(runtime().spawn(tokio::time::sleep(duration)))
     }
 }

@@ -1,15 +1,18 @@
 //! [`Event`]: a flag that processes can set, clear and wait for.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::client::{self, Handle};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
 use super::queue::expect_started;
+use super::waiters::{self, Waiters};
 use crate::error::Result;
 use crate::protocol::hub::{Answer, EventOp, Failure, Op};
+use crate::shm::arena::Cell;
+use crate::shm::event_cell::EventCell;
 
 /// An event's state on its hub.
 struct EventState {
@@ -76,7 +79,9 @@ impl Object for EventState {
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
+    /// Where waiters park (an event in shared memory), or the event itself (a manager's).
     handle: Handle,
+    memory: Option<Cell<EventCell>>,
 }
 
 /// A new, unset event's state, for whichever hub will hold it.
@@ -88,15 +93,42 @@ pub(crate) fn state() -> Box<dyn Object> {
 }
 
 impl Event {
-    /// An unset event, served by this process.
+    /// An unset event in shared memory; its waiters park at this process's hub.
     ///
     /// # Panics
     ///
-    /// If this process's hub cannot bind its socket.
+    /// If this process cannot create shared memory or bind its hub's socket (out of memory
+    /// or descriptors).
     #[allow(clippy::new_without_default)] // creating an event starts a server; keep it explicit
     pub fn new() -> Self {
-        let handle = expect_started(Handle::create(state()));
-        Event { handle }
+        let cell = expect_started(Cell::<EventCell>::new());
+        let (segment, offset) = cell.place();
+        let handle = expect_started(Handle::create(Box::new(Waiters::new(
+            segment.clone(),
+            offset,
+        ))));
+        Event {
+            handle,
+            memory: Some(cell),
+        }
+    }
+
+    /// Waits in shared memory until the flag is set, parking at the hub between looks;
+    /// `Ok(false)` once `timeout` has passed.
+    async fn wait_in_memory(&self, cell: &EventCell, timeout: Option<Duration>) -> Result<bool> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            if cell.is_set() {
+                return Ok(true);
+            }
+            let Some(slice) = waiters::next_slice(deadline) else {
+                return Ok(false);
+            };
+            let Some(expect) = cell.announce_waiter() else {
+                return Ok(true);
+            };
+            waiters::park(&self.handle, expect, slice, &self.describe()).await?;
+        }
     }
 
     fn describe(&self) -> String {
@@ -115,7 +147,9 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`is_closed`](crate::Error::is_closed) if the event's process has exited.
+    /// Never for an event made by [`Event::new`], which lives in shared memory. For a
+    /// [manager's](crate::Manager::event) event, [`is_closed`](crate::Error::is_closed) once
+    /// the manager is gone.
     ///
     /// # Cancel safety
     ///
@@ -129,6 +163,12 @@ impl Event {
     /// # Ok(()) }
     /// ```
     pub async fn set(&self) -> Result<()> {
+        if let Some(cell) = &self.memory {
+            if cell.set() {
+                waiters::wake(&self.handle, true);
+            }
+            return Ok(());
+        }
         self.ask(EventOp::Set, None).await.map(drop)
     }
 
@@ -150,6 +190,10 @@ impl Event {
     /// # Ok(()) }
     /// ```
     pub async fn clear(&self) -> Result<()> {
+        if let Some(cell) = &self.memory {
+            cell.clear();
+            return Ok(());
+        }
         self.ask(EventOp::Clear, None).await.map(drop)
     }
 
@@ -171,6 +215,9 @@ impl Event {
     /// # Ok(()) }
     /// ```
     pub async fn is_set(&self) -> Result<bool> {
+        if let Some(cell) = &self.memory {
+            return Ok(cell.is_set());
+        }
         Ok(self.ask(EventOp::IsSet, None).await? == Answer::Flag(true))
     }
 
@@ -178,7 +225,9 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// As [`set`](Self::set): a wait never hangs on an event whose process has exited.
+    /// As [`set`](Self::set). A wait on a manager's event never hangs once the manager is
+    /// gone; a wait on an event in shared memory goes on after its creator exits, since the
+    /// processes that remain may still set it.
     ///
     /// # Cancel safety
     ///
@@ -192,6 +241,9 @@ impl Event {
     /// # Ok(()) }
     /// ```
     pub async fn wait(&self) -> Result<()> {
+        if let Some(cell) = &self.memory {
+            return self.wait_in_memory(cell, None).await.map(drop);
+        }
         self.ask(EventOp::Wait, None).await.map(drop)
     }
 
@@ -215,6 +267,9 @@ impl Event {
     /// # Ok(()) }
     /// ```
     pub async fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        if let Some(cell) = &self.memory {
+            return self.wait_in_memory(cell, Some(timeout)).await;
+        }
         Ok(self.ask(EventOp::Wait, Some(timeout)).await? == Answer::Flag(true))
     }
 }

@@ -2,15 +2,18 @@
 //! holder that dies.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::client::{self, Handle, Link};
 use super::hub::{Caller, ConnId, Items, Object, Reply, Request, take_parked};
 use super::queue::expect_started;
-use crate::error::Result;
+use super::waiters::{self, Waiters};
+use crate::error::{Error, Result};
 use crate::protocol::hub::{Answer, Failure, LockOp, Op};
+use crate::shm::arena::Cell;
+use crate::shm::lock_cell::{Attempt, LockCell, NotReleased};
 
 /// A lock's state on its hub; `recursive` for an [`RLock`]. Also the lock inside a
 /// [`Condition`](super::Condition).
@@ -203,35 +206,161 @@ macro_rules! lock_guard {
     ($guard:ident, $lock:literal) => {
         #[doc = concat!("Holds a [`", $lock, "`] until dropped.")]
         ///
-        /// Dropping the guard releases the lock without waiting for the hub's answer; requests
-        /// this process makes afterwards reach the hub after the release.
+        /// Dropping the guard releases the lock at once: in shared memory, with a message to
+        /// the lock's process only if some process waits for it.
         #[derive(Debug)]
         #[must_use = "the lock is released as soon as the guard is dropped"]
         pub struct $guard {
-            held: Held,
+            grant: Grant,
         }
 
         impl $guard {
-            /// Whether the previous holder's process died holding the lock, so the hub
-            /// released it on its behalf (like `EOWNERDEAD`): whatever it protected may be
+            /// Whether the previous holder's process died holding the lock, so it was taken
+            /// back on its behalf (like `EOWNERDEAD`): whatever it protected may be
             /// half-updated.
             pub fn owner_died(&self) -> bool {
-                self.held.owner_died
+                self.grant.owner_died()
             }
 
             /// Keeps the lock held after the guard is gone (Python's `acquire` without
             /// `release`); release it later with the lock's `release`.
             pub fn forget(mut self) {
-                self.held.release = false;
+                self.grant.disarm();
             }
         }
 
         impl Drop for $guard {
             fn drop(&mut self) {
-                self.held.release_with(Op::Lock(LockOp::Release));
+                self.grant.release();
             }
         }
     };
+}
+
+/// What a lock guard holds: a grant of a lock in shared memory, or of one served by a hub (a
+/// manager's lock).
+#[derive(Debug)]
+enum Grant {
+    Memory(MemoryGrant),
+    Hub(Held),
+}
+
+impl Grant {
+    fn owner_died(&self) -> bool {
+        match self {
+            Grant::Memory(grant) => grant.owner_died,
+            Grant::Hub(held) => held.owner_died,
+        }
+    }
+
+    fn disarm(&mut self) {
+        match self {
+            Grant::Memory(grant) => grant.armed = false,
+            Grant::Hub(held) => held.release = false,
+        }
+    }
+
+    fn release(&mut self) {
+        match self {
+            Grant::Memory(grant) => {
+                if std::mem::take(&mut grant.armed) {
+                    // A plain lock someone else released meanwhile is left alone.
+                    if let Ok(true) = grant.lock.cell.release(grant.task, true) {
+                        waiters::wake(&grant.lock.handle, false);
+                    }
+                }
+            }
+            Grant::Hub(held) => held.release_with(Op::Lock(LockOp::Release)),
+        }
+    }
+}
+
+/// A lock in shared memory and the hub where its waiters park.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MemoryLock {
+    cell: Cell<LockCell>,
+    handle: Handle,
+}
+
+/// A held [`MemoryLock`]: the task that took it (for a recursive lock) and whether its last
+/// holder had died.
+#[derive(Debug)]
+struct MemoryGrant {
+    lock: MemoryLock,
+    task: Option<u64>,
+    owner_died: bool,
+    armed: bool,
+}
+
+impl MemoryLock {
+    /// A free lock whose waiters park at this process's hub.
+    fn new() -> Result<Self> {
+        let cell = Cell::<LockCell>::new()?;
+        let (segment, offset) = cell.place();
+        let handle = Handle::create(Box::new(Waiters::new(segment.clone(), offset)))?;
+        Ok(MemoryLock { cell, handle })
+    }
+
+    /// Takes the lock: at once if it is free (a compare-and-swap), else parked at its hub
+    /// until it is released, its holder dies, or `timeout` passes (`None`). Without `wait`,
+    /// only tries. `task` is `Some` for a recursive lock.
+    async fn take(
+        &self,
+        task: Option<u64>,
+        wait: bool,
+        timeout: Option<Duration>,
+        what: &str,
+    ) -> Result<Option<MemoryGrant>> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut parked = false;
+        loop {
+            let seen = match self.cell.take_spinning(task) {
+                Attempt::Taken { owner_died } => return Ok(Some(self.grant(task, owner_died))),
+                Attempt::Again => return Ok(Some(self.grant(task, false))),
+                Attempt::Held(seen) => seen,
+            };
+            // A holder found again after a park, or by a try, may have died: look (a read
+            // of /proc) only then, not on the first contended look.
+            if (parked || !wait) && self.cell.recover_from_dead(seen) {
+                continue;
+            }
+            let Some(slice) = waiters::next_slice(deadline).filter(|_| wait) else {
+                return Ok(None);
+            };
+            let Some(expect) = self.cell.announce_waiter(seen) else {
+                continue;
+            };
+            waiters::park(&self.handle, expect, slice, what).await?;
+            parked = true;
+        }
+    }
+
+    fn grant(&self, task: Option<u64>, owner_died: bool) -> MemoryGrant {
+        MemoryGrant {
+            lock: self.clone(),
+            task,
+            owner_died,
+            armed: true,
+        }
+    }
+
+    /// Releases on behalf of whoever holds it (a plain lock) or of `task` (a recursive one).
+    fn release(&self, task: Option<u64>, what: &str) -> Result<()> {
+        match self.cell.release(task, false) {
+            Ok(wake) => {
+                if wake {
+                    waiters::wake(&self.handle, false);
+                }
+                Ok(())
+            }
+            Err(NotReleased::NotLocked) => Err(Error::invalid_state(format!(
+                "{what}: release of an unlocked lock"
+            ))),
+            Err(NotReleased::NotOwner) => Err(Error::invalid_state(format!(
+                "{what}: release of a recursive lock by a task that does not own it"
+            ))),
+        }
+    }
 }
 
 lock_guard!(LockGuard, "Lock");
@@ -240,22 +369,31 @@ lock_guard!(RLockGuard, "RLock");
 macro_rules! lock_handle {
     ($lock:ident, $guard:ident, $recursive:expr, $noun:literal) => {
         impl $lock {
-            #[doc = concat!("An unlocked ", $noun, ", served by this process.")]
+            #[doc = concat!("An unlocked ", $noun, " in shared memory; its waiters park at this process's hub.")]
             ///
             /// # Panics
             ///
-            /// If this process's hub cannot bind its socket.
+            /// If this process cannot create shared memory or bind its hub's socket (out of
+            /// memory or descriptors).
             #[allow(clippy::new_without_default)] // creating a lock starts a server
             pub fn new() -> Self {
-                let handle = expect_started(Handle::create(Box::new(LockState::new($recursive))));
-                $lock { handle }
+                let lock = expect_started(MemoryLock::new());
+                $lock { handle: lock.handle.clone(), memory: Some(lock) }
             }
 
             fn describe(&self) -> String {
                 format!("{} {}", $noun, self.handle.object)
             }
 
+            fn owner(&self) -> Option<u64> {
+                $recursive.then(client::current_task)
+            }
+
             async fn acquire_with(&self, wait: bool, timeout: Option<Duration>) -> Result<Option<$guard>> {
+                if let Some(lock) = &self.memory {
+                    let grant = lock.take(self.owner(), wait, timeout, &self.describe()).await?;
+                    return Ok(grant.map(|grant| $guard { grant: Grant::Memory(grant) }));
+                }
                 let held = acquire(
                     &self.handle,
                     Op::Lock(LockOp::Acquire { wait }),
@@ -263,7 +401,7 @@ macro_rules! lock_handle {
                     &self.describe(),
                 )
                 .await?;
-                Ok(held.map(|held| $guard { held }))
+                Ok(held.map(|held| $guard { grant: Grant::Hub(held) }))
             }
 
             /// Waits for the lock; the guard releases it when dropped. Waiters are served
@@ -363,6 +501,9 @@ macro_rules! lock_handle {
             /// # Ok(()) }
             /// ```
             pub async fn release(&self) -> Result<()> {
+                if let Some(lock) = &self.memory {
+                    return lock.release(self.owner(), &self.describe());
+                }
                 match client::ask(&self.handle, Op::Lock(LockOp::Release), None).await? {
                     Ok(_) => Ok(()),
                     Err(failure) => Err(failure.into_error(&self.describe())),
@@ -387,6 +528,9 @@ macro_rules! lock_handle {
             /// # Ok(()) }
             /// ```
             pub async fn is_locked(&self) -> Result<bool> {
+                if let Some(lock) = &self.memory {
+                    return Ok(lock.cell.is_locked());
+                }
                 match client::ask(&self.handle, Op::Lock(LockOp::IsLocked), None).await? {
                     Ok(answer) => Ok(answer == Answer::Flag(true)),
                     Err(failure) => Err(failure.into_error(&self.describe())),
@@ -414,7 +558,9 @@ macro_rules! lock_handle {
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lock {
+    /// Where waiters park (a lock in shared memory), or the lock itself (a manager's).
     handle: Handle,
+    memory: Option<MemoryLock>,
 }
 
 /// A recursive lock shared between processes: Python's `multiprocessing.RLock`.
@@ -423,7 +569,9 @@ pub struct Lock {
 /// owner is the (process, tokio task) that acquired it: only the owner may release it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RLock {
+    /// As [`Lock`]'s.
     handle: Handle,
+    memory: Option<MemoryLock>,
 }
 
 lock_handle!(Lock, LockGuard, false, "lock");

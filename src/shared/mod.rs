@@ -73,6 +73,7 @@ pub(crate) mod lock;
 mod pipe;
 pub(crate) mod queue;
 pub(crate) mod semaphore;
+pub(crate) mod waiters;
 
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
