@@ -121,6 +121,7 @@ mod error;
 pub mod __fuzz;
 mod logging;
 pub mod manager;
+pub mod output;
 mod panic;
 pub mod pool;
 pub mod process;
@@ -144,7 +145,10 @@ pub use current::{ProcessInfo, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
-pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
+pub use manager::{
+    DictProxy, ListProxy, Manager, ManagerBuilder, Namespace, SHUTDOWN_GRACE, ValueProxy,
+};
+pub use output::{OutputLine, OutputLines, StdStream, Stdio};
 pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
