@@ -212,7 +212,7 @@ macro_rules! child_config_methods {
 
         #[doc = concat!("Where the standard error of ", $whom, " goes: inherited by default;")]
         /// see [`Stdio`](crate::Stdio) (a [`File`](std::fs::File) converts into one). Panic
-        /// messages and [`log_to_stderr`](crate::log_to_stderr) output go there too.
+        /// messages and the output of `log_to_stderr` go there too.
         pub fn stderr(mut self, stderr: impl Into<$crate::Stdio>) -> Self {
             self.child.stderr(stderr.into());
             self
