@@ -10,7 +10,7 @@
 //! |---|---|
 //! | [`Inherit`](Stdio::Inherit) (the default) | the parent's own stream |
 //! | [`Null`](Stdio::Null) | `/dev/null` |
-//! | [`File`](Stdio::File) | a file of yours (every worker of a pool writes to the same file) |
+//! | [`File`](Stdio::File) | a file of yours (all the workers of a pool write to it) |
 //! | [`Lines`](Stdio::Lines) | the parent, as a [`Stream`] of [`OutputLine`]s, each tagged with the child's name and pid and with the stream it came from |
 //!
 //! A child's standard input is not configurable: it is the child's connection to its parent
@@ -88,10 +88,9 @@ pub enum Stdio {
     Inherit,
     /// Discarded (`/dev/null`).
     Null,
-    /// Written to this file. Each child gets its own descriptor of it (a duplicate), so the
-    /// workers of a pool append to the same file; open it with
-    /// [`append`](std::fs::OpenOptions::append) so that their writes do not overwrite each
-    /// other.
+    /// Written to this file, which must be open for writing. Each child gets a duplicate of
+    /// its descriptor, sharing its offset, so the workers of a pool write one after the
+    /// other into the same file, as the commands of `(a; b) > file` do in a shell.
     File(std::fs::File),
     /// Piped to the parent, and read as [`OutputLine`]s from `take_output()`.
     Lines,

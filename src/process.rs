@@ -515,6 +515,8 @@ impl<T> fmt::Debug for ProcessBuilder<T> {
         f.debug_struct("ProcessBuilder")
             .field("name", &self.name)
             .field("daemon", &self.daemon)
+            .field("child", &self.child)
+            .field("kill_on_drop", &self.kill_on_drop)
             .finish()
     }
 }

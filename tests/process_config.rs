@@ -178,6 +178,16 @@ async fn null_and_file_outputs_are_where_the_child_writes() {
 }
 
 #[tokio::test]
+async fn an_explicit_inherit_gives_the_child_this_process_stdout() {
+    // A test binary's children have their stdout discarded by default unless the runner
+    // shows output; an explicit choice wins.
+    let ours = std::fs::read_link("/proc/self/fd/1").unwrap();
+    let p = Process::new(fd_target, (1,)).stdout(Stdio::Inherit).start();
+    let p = within(p).await.unwrap();
+    assert_eq!(within(p.join()).await.unwrap(), ours);
+}
+
+#[tokio::test]
 async fn piped_lines_come_tagged_with_the_childs_name_pid_and_stream() {
     let p = Process::new(say, (strings(&["one", "two"]), strings(&["oops"])))
         .name("talker")
@@ -268,9 +278,9 @@ async fn a_pools_workers_lines_are_merged_tagged_and_in_order_per_worker() {
     let pids = within(pool.map(announce, 0..40u32).chunksize(1))
         .await
         .unwrap();
-    let lines = next_lines(&mut lines, 40).await;
+    let printed = next_lines(&mut lines, 40).await;
     let mut items_by_pid: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for line in &lines {
+    for line in &printed {
         assert!(line.name.starts_with("PoolWorker-"), "{line:?}");
         assert_eq!(line.stream, StdStream::Stdout);
         let item: u32 = line.line.strip_prefix("item ").unwrap().parse().unwrap();
@@ -290,6 +300,11 @@ async fn a_pools_workers_lines_are_merged_tagged_and_in_order_per_worker() {
         );
     }
     within(pool.terminate()).await.unwrap();
+    drop(pool);
+    assert!(
+        within(lines.next()).await.is_none(),
+        "the stream ends with the pool"
+    );
 }
 
 #[tokio::test]

@@ -211,6 +211,7 @@ impl fmt::Debug for PoolBuilder {
             )
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("task_timeout", &self.task_timeout)
+            .field("child", &self.child)
             .finish()
     }
 }
