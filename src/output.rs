@@ -92,7 +92,9 @@ pub enum Stdio {
     /// its descriptor, sharing its offset, so the workers of a pool write one after the
     /// other into the same file, as the commands of `(a; b) > file` do in a shell.
     File(std::fs::File),
-    /// Piped to the parent, and read as [`OutputLine`]s from `take_output()`.
+    /// Piped to the parent, and read as [`OutputLine`]s from `take_output()`. Read them, or
+    /// drop the stream to discard them: a child blocks once about a thousand of its lines
+    /// wait unread (see the [module docs](self)).
     Lines,
 }
 

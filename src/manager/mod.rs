@@ -8,6 +8,8 @@
 //! manager-hosted [`Queue`], [`JoinableQueue`], [`Event`], [`Lock`], [`RLock`],
 //! [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and [`Barrier`]. Proxies are
 //! `Clone + Serialize + Deserialize`: pass them to workers as arguments.
+//! [`Manager::builder`] sets the environment, working directory and output of the manager's
+//! process first, as `std::process::Command` does.
 //!
 //! ```no_run
 //! use multiproc::{worker, DictProxy, Manager, Process};
