@@ -239,6 +239,18 @@ async fn only_the_stream_set_to_lines_is_piped() {
 }
 
 #[tokio::test]
+async fn a_child_whose_lines_are_dropped_writes_freely() {
+    // Far more lines than wait for a reader: the child would block if they were kept.
+    let many: Vec<String> = (0..20_000).map(|n| format!("line {n}")).collect();
+    let p = Process::new(say, (many, vec![]))
+        .stdout(Stdio::Lines)
+        .start();
+    let p = within(p).await.unwrap();
+    drop(p.take_output());
+    within(p.join()).await.unwrap();
+}
+
+#[tokio::test]
 async fn kill_on_drop_kills_the_child_when_the_last_handle_goes() {
     let p = within(Process::new(sleep_ms, (60_000,)).kill_on_drop(true).start())
         .await
