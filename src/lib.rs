@@ -31,6 +31,8 @@
 //! | `Queue`, `JoinableQueue`, `Pipe` | [`Queue`], [`JoinableQueue`], [`pipe`] |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
+//! | set `os.environ` or `os.chdir` before `start()` | `.env(k, v)`, `.env_remove(k)`, `.env_clear()`, `.current_dir(d)` on [`ProcessBuilder`], [`PoolBuilder`] (every worker) and [`ManagerBuilder`] |
+//! | redirect `sys.stdout` / `sys.stderr` in the child | `.stdout(s)`, `.stderr(s)` on the same builders, with [`Stdio`]: inherit, null, a file, or [`Stdio::Lines`], a stream of [`OutputLine`]s tagged with the child's name and pid (see [`output`]) |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
 //!
@@ -93,7 +95,7 @@
 //! a child, the binary is started as `<test binary> __multiproc_child --exact`, so libtest runs
 //! only that helper, which calls [`init`] and serves the child's calls. No test body runs in a
 //! child. The child's stdout is discarded unless the runner shows output (`--nocapture`, as
-//! nextest always passes); its stderr is inherited.
+//! nextest always passes) or the builder's `stdout` says otherwise; its stderr is inherited.
 //!
 //! # Platform support
 //!
@@ -121,6 +123,7 @@ mod error;
 pub mod __fuzz;
 mod logging;
 pub mod manager;
+pub mod output;
 mod panic;
 pub mod pool;
 pub mod process;
@@ -145,7 +148,10 @@ pub use current::{ProcessInfo, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
-pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
+pub use manager::{
+    DictProxy, ListProxy, Manager, ManagerBuilder, Namespace, SHUTDOWN_GRACE, ValueProxy,
+};
+pub use output::{OutputLine, OutputLines, StdStream, Stdio};
 pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;

@@ -2,8 +2,9 @@
 //!
 //! The Rust form of Python's `multiprocessing.Process`. A process is built with
 //! [`Process::new`] (a `#[worker]` function and its arguments) or [`Process::from_run`] (a
-//! value of yours that implements [`Run`]), configured with [`name`](ProcessBuilder::name) and
-//! [`daemon`](ProcessBuilder::daemon), and started with [`start`](ProcessBuilder::start).
+//! value of yours that implements [`Run`]), configured with [`name`](ProcessBuilder::name),
+//! [`daemon`](ProcessBuilder::daemon) and the options below, and started with
+//! [`start`](ProcessBuilder::start).
 //! [`join`](Process::join) waits for it and hands back what the function returned.
 //!
 //! ```no_run
@@ -43,6 +44,46 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Shaping the child
+//!
+//! As with `std::process::Command`, the builder sets the child's environment
+//! ([`env`](ProcessBuilder::env), [`envs`](ProcessBuilder::envs),
+//! [`env_remove`](ProcessBuilder::env_remove), [`env_clear`](ProcessBuilder::env_clear)), its
+//! working directory ([`current_dir`](ProcessBuilder::current_dir)), and where its
+//! [`stdout`](ProcessBuilder::stdout) and [`stderr`](ProcessBuilder::stderr) go: inherited
+//! (the default), discarded, to a file, or to this process as a stream of lines tagged with
+//! the child's name and pid ([`Stdio::Lines`](crate::Stdio::Lines), read with
+//! [`take_output`](Process::take_output); see the [`output`](crate::output) module).
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use multiproc::{worker, Process, Stdio};
+//!
+//! #[worker]
+//! fn report() { println!("{}", std::env::var("GREETING").unwrap_or_default()) }
+//!
+//! # async fn demo() -> multiproc::Result<()> {
+//! let p = Process::new(report, ())
+//!     .env_clear()
+//!     .env("GREETING", "hello")
+//!     .current_dir("/tmp")
+//!     .stdout(Stdio::Lines)
+//!     .start()
+//!     .await?;
+//! let mut lines = p.take_output().expect("stdout is piped");
+//! assert_eq!(lines.next().await.map(|line| line.line).as_deref(), Some("hello"));
+//! p.join().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Dropping the handle
+//!
+//! By default, dropping every handle to a process leaves the child running, as dropping a
+//! `std::process::Child` does: the crate still reaps it when it exits, and when this process
+//! exits normally it is joined (or terminated, if it is a daemon; see below).
+//! [`kill_on_drop(true)`](ProcessBuilder::kill_on_drop) makes the drop of the last handle
+//! kill the child (`SIGKILL`) instead, as tokio's `Command::kill_on_drop` does.
+//!
 //! # Exit codes
 //!
 //! [`exitcode`](Process::exitcode) follows Python's table: `None` until the child has been
@@ -60,17 +101,18 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::current;
 use crate::error::{Error, Result};
+use crate::output::OutputLines;
 use crate::protocol::ToChild;
 use crate::protocol::{decode, encode};
 use crate::registry::{self, RUN_HINT, WORKER_HINT};
-use crate::spawn::{self, ChildSpec, DEFAULT_START_TIMEOUT};
+use crate::spawn::{self, ChildConfig, ChildSpec, DEFAULT_START_TIMEOUT, child_config_methods};
 use crate::supervisor::{CallReply, FIRST_CALL_ID, Supervised};
 use crate::transport::{DEFAULT_MAX_FRAME_LEN, OutFrame, check_payload_len};
 use crate::worker::{Run, Value, Worker, worker_name};
@@ -86,6 +128,8 @@ pub struct ProcessBuilder<T> {
     start_timeout: Duration,
     max_frame_len: usize,
     stall: bool,
+    child: ChildConfig,
+    kill_on_drop: bool,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -116,6 +160,17 @@ struct Inner {
     daemon: bool,
     supervised: Supervised,
     reply: tokio::sync::Mutex<ReplySlot>,
+    /// The child's lines, until [`Process::take_output`] takes them.
+    output: Mutex<Option<OutputLines>>,
+    kill_on_drop: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.kill_on_drop {
+            self.supervised.signal(libc::SIGKILL);
+        }
+    }
 }
 
 enum ReplySlot {
@@ -185,6 +240,8 @@ impl<T: Value> ProcessBuilder<T> {
             start_timeout: DEFAULT_START_TIMEOUT,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             stall: false,
+            child: ChildConfig::default(),
+            kill_on_drop: false,
             _output: PhantomData,
         }
     }
@@ -217,6 +274,17 @@ impl<T: Value> ProcessBuilder<T> {
         self
     }
 
+    child_config_methods!("the child");
+
+    /// Whether dropping the last handle to the started [`Process`] kills the child
+    /// (`SIGKILL`), as tokio's `Command::kill_on_drop`. Default `false`: the child runs on,
+    /// is reaped when it exits, and is joined (terminated, for a daemon) when this process
+    /// exits normally. Either way, it exits if this process dies.
+    pub fn kill_on_drop(mut self, kill_on_drop: bool) -> Self {
+        self.kill_on_drop = kill_on_drop;
+        self
+    }
+
     /// Makes the child hang before it says hello, so that tests can exercise the start-up
     /// timeout. Not for production use.
     #[doc(hidden)]
@@ -234,6 +302,8 @@ impl<T: Value> ProcessBuilder<T> {
     /// - [`FrameTooLarge`](crate::ErrorKind::FrameTooLarge) if they exceed the frame limit.
     /// - [`InvalidState`](crate::ErrorKind::InvalidState) if the current process is a daemon.
     /// - [`Spawn`](crate::ErrorKind::Spawn) if the child exits or hangs during start-up.
+    /// - [`Io`](crate::ErrorKind::Io) if it cannot be started: a
+    ///   [`current_dir`](Self::current_dir) that does not exist, say.
     ///
     /// # Cancel safety
     ///
@@ -249,13 +319,14 @@ impl<T: Value> ProcessBuilder<T> {
     /// assert_eq!(p.name(), "squarer");
     /// # Ok(()) }
     /// ```
-    pub async fn start(self) -> Result<Process<T>> {
+    pub async fn start(mut self) -> Result<Process<T>> {
         let job = self.job?;
         check_payload_len(
             job.payload.len(),
             self.max_frame_len,
             &format!("the arguments of `{}`", job.worker),
         )?;
+        let output = self.child.pipe_lines();
         let spec = ChildSpec {
             name: self.name.clone(),
             identity: self.identity,
@@ -264,6 +335,7 @@ impl<T: Value> ProcessBuilder<T> {
             start_timeout: self.start_timeout,
             max_frame_len: self.max_frame_len,
             stall: self.stall,
+            config: Arc::new(self.child),
         };
         // The call travels with the key, so the child runs it as soon as it is up (and it
         // cannot be lost if this runtime ends right after `start`).
@@ -281,6 +353,8 @@ impl<T: Value> ProcessBuilder<T> {
                 daemon: self.daemon,
                 supervised,
                 reply: tokio::sync::Mutex::new(ReplySlot::Waiting(receiver)),
+                output: Mutex::new(output),
+                kill_on_drop: self.kill_on_drop,
             }),
             _output: PhantomData,
         })
@@ -329,6 +403,14 @@ impl<T> Process<T> {
     /// Sends `SIGKILL`; the exit code becomes `-9`. Otherwise as [`terminate`](Self::terminate).
     pub fn kill(&self) {
         self.inner.supervised.signal(libc::SIGKILL);
+    }
+
+    /// The lines the child writes to a stream set to [`Stdio::Lines`](crate::Stdio::Lines),
+    /// tagged with its name and pid; see the [`output`](crate::output) module. Returns them
+    /// once, to the first caller of any clone of this handle: `None` afterwards, and when
+    /// neither stdout nor stderr was set to `Lines`.
+    pub fn take_output(&self) -> Option<OutputLines> {
+        self.inner.output.lock().expect("output lock").take()
     }
 }
 
@@ -433,6 +515,8 @@ impl<T> fmt::Debug for ProcessBuilder<T> {
         f.debug_struct("ProcessBuilder")
             .field("name", &self.name)
             .field("daemon", &self.daemon)
+            .field("child", &self.child)
+            .field("kill_on_drop", &self.kill_on_drop)
             .finish()
     }
 }

@@ -13,13 +13,24 @@
 //! as soon as it is up, on its main thread and with blocking reads and writes. The
 //! child opens with a hello that proves the key; if it exits, or sends no hello within the
 //! start-up timeout, the caller gets an error, never a hang.
+//!
+//! The caller shapes the child with a [`ChildConfig`], as with `std::process::Command`: its
+//! environment, working directory, and where its stdout and stderr go (see
+//! [`output`](crate::output)). The builders of `Process`, `Pool` and `Manager` share its
+//! methods ([`child_config_methods!`]). Whatever the caller does to the environment, even
+//! `env_clear`, the bootstrap variable is set last, so it always reaches the child; and the
+//! key is never in the environment in the first place.
 
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bootstrap::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED, MAX_DEPTH};
 use crate::current::{self, ProcessInfo};
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
+use crate::output::{self, LineSink, OutputLines, StdStream};
 use crate::transport::{Connection, OutFrame};
 use crate::{reaper, test_harness};
 
@@ -37,7 +48,178 @@ pub(crate) struct ChildSpec {
     pub(crate) start_timeout: Duration,
     pub(crate) max_frame_len: usize,
     pub(crate) stall: bool,
+    /// What the caller set: environment, working directory, stdout and stderr.
+    pub(crate) config: Arc<ChildConfig>,
 }
+
+/// How the caller shaped a child, as with `std::process::Command`: set on a builder with the
+/// methods of [`child_config_methods!`], applied by [`spawn`] to each child started with it
+/// (every worker of a pool, replacements included).
+#[derive(Debug, Default)]
+pub(crate) struct ChildConfig {
+    /// The changes to the inherited environment, in the order they were asked for, as
+    /// `std::process::Command` records them (so an `env_clear` forgets earlier `env` calls).
+    env: Vec<EnvChange>,
+    current_dir: Option<PathBuf>,
+    /// `None`: the default, which in a test binary may differ from `Inherit` (see
+    /// [`test_harness`]).
+    stdout: Option<output::Stdio>,
+    stderr: Option<output::Stdio>,
+    /// Where the lines go when stdout or stderr is [`Lines`](output::Stdio::Lines).
+    lines: Option<LineSink>,
+}
+
+#[derive(Debug)]
+enum EnvChange {
+    Set(OsString, OsString),
+    Remove(OsString),
+    Clear,
+}
+
+impl ChildConfig {
+    pub(crate) fn env(&mut self, key: &OsStr, value: &OsStr) {
+        self.env.push(EnvChange::Set(key.into(), value.into()));
+    }
+
+    pub(crate) fn env_remove(&mut self, key: &OsStr) {
+        self.env.push(EnvChange::Remove(key.into()));
+    }
+
+    pub(crate) fn env_clear(&mut self) {
+        self.env.push(EnvChange::Clear);
+    }
+
+    pub(crate) fn current_dir(&mut self, dir: &Path) {
+        self.current_dir = Some(dir.into());
+    }
+
+    pub(crate) fn stdout(&mut self, stdio: output::Stdio) {
+        self.stdout = Some(stdio);
+    }
+
+    pub(crate) fn stderr(&mut self, stdio: output::Stdio) {
+        self.stderr = Some(stdio);
+    }
+
+    /// The stream of the children's lines, if stdout or stderr is
+    /// [`Lines`](output::Stdio::Lines); call once, before the config is shared.
+    pub(crate) fn pipe_lines(&mut self) -> Option<OutputLines> {
+        let piped = |stdio: &Option<output::Stdio>| matches!(stdio, Some(output::Stdio::Lines));
+        if !piped(&self.stdout) && !piped(&self.stderr) {
+            return None;
+        }
+        let (sink, lines) = output::channel();
+        self.lines = Some(sink);
+        Some(lines)
+    }
+
+    /// Applies the environment, directory and output to `command`, after the test harness
+    /// (an explicit choice overrides the harness's default) and before the bootstrap
+    /// variable (which nothing here may remove).
+    fn apply(&self, command: &mut tokio::process::Command) -> Result<()> {
+        for change in &self.env {
+            match change {
+                EnvChange::Set(key, value) => command.env(key, value),
+                EnvChange::Remove(key) => command.env_remove(key),
+                EnvChange::Clear => command.env_clear(),
+            };
+        }
+        if let Some(dir) = &self.current_dir {
+            command.current_dir(dir);
+        }
+        if let Some(stdout) = &self.stdout {
+            command.stdout(stdout.to_std()?);
+        }
+        if let Some(stderr) = &self.stderr {
+            command.stderr(stderr.to_std()?);
+        }
+        Ok(())
+    }
+
+    /// Starts reading the pipes of a child whose stdout or stderr is `Lines`.
+    fn read_lines(&self, child: &mut tokio::process::Child, name: &str, pid: u32) {
+        let Some(sink) = &self.lines else { return };
+        if let Some(stdout) = child.stdout.take() {
+            let in_test = test_harness::harness().is_some();
+            sink.read(stdout, name.to_string(), pid, StdStream::Stdout, in_test);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            sink.read(stderr, name.to_string(), pid, StdStream::Stderr, false);
+        }
+    }
+}
+
+/// The builder methods that shape a child ([`ChildConfig`]), for a builder with a
+/// `child: ChildConfig` field; `$whom` says whom they shape, in the docs ("the child",
+/// "every worker").
+macro_rules! child_config_methods {
+    ($whom:literal) => {
+        #[doc = concat!("Sets the environment variable `key` to `value` for ", $whom, ", as")]
+        /// [`std::process::Command::env`]. By default a child inherits this process's
+        /// environment.
+        pub fn env(mut self, key: impl AsRef<std::ffi::OsStr>, value: impl AsRef<std::ffi::OsStr>) -> Self {
+            self.child.env(key.as_ref(), value.as_ref());
+            self
+        }
+
+        #[doc = concat!("Sets several environment variables for ", $whom, ", as")]
+        /// [`std::process::Command::envs`].
+        pub fn envs<I, K, V>(mut self, vars: I) -> Self
+        where
+            I: IntoIterator<Item = (K, V)>,
+            K: AsRef<std::ffi::OsStr>,
+            V: AsRef<std::ffi::OsStr>,
+        {
+            for (key, value) in vars {
+                self.child.env(key.as_ref(), value.as_ref());
+            }
+            self
+        }
+
+        #[doc = concat!("Removes the environment variable `key` from what ", $whom, " inherits, as")]
+        /// [`std::process::Command::env_remove`].
+        pub fn env_remove(mut self, key: impl AsRef<std::ffi::OsStr>) -> Self {
+            self.child.env_remove(key.as_ref());
+            self
+        }
+
+        #[doc = concat!("Clears the environment ", $whom, " inherits, as")]
+        /// [`std::process::Command::env_clear`]: only the variables set after this call
+        /// reach the child. The crate's own start-up still works: what a child needs to
+        /// know it is a child travels in a variable that is set after yours and removed by
+        /// the child as it starts, and the key is handed over on a socket, never in the
+        /// environment.
+        pub fn env_clear(mut self) -> Self {
+            self.child.env_clear();
+            self
+        }
+
+        #[doc = concat!("Sets the working directory of ", $whom, ", as")]
+        /// [`std::process::Command::current_dir`]; by default, this process's. A directory
+        /// that does not exist makes the start fail with an [`Io`](crate::ErrorKind::Io)
+        /// error.
+        pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+            self.child.current_dir(dir.as_ref());
+            self
+        }
+
+        #[doc = concat!("Where the standard output of ", $whom, " goes: inherited by default;")]
+        /// see [`Stdio`](crate::Stdio) (a [`File`](std::fs::File) converts into one).
+        pub fn stdout(mut self, stdout: impl Into<$crate::Stdio>) -> Self {
+            self.child.stdout(stdout.into());
+            self
+        }
+
+        #[doc = concat!("Where the standard error of ", $whom, " goes: inherited by default;")]
+        /// see [`Stdio`](crate::Stdio) (a [`File`](std::fs::File) converts into one). Panic
+        /// messages and the output of `log_to_stderr` go there too.
+        pub fn stderr(mut self, stderr: impl Into<$crate::Stdio>) -> Self {
+            self.child.stderr(stderr.into());
+            self
+        }
+    };
+}
+pub(crate) use child_config_methods;
 
 /// A started, connected, authenticated child.
 #[derive(Debug)]
@@ -60,7 +242,7 @@ pub(crate) async fn spawn_with_call(
 ) -> Result<Spawned> {
     check_may_spawn(spec)?;
     let (ours, inherited) = crate::transport::child_pair()?;
-    let mut command = child_command(spec, first_call.is_some());
+    let mut command = child_command(spec, first_call.is_some())?;
     command.stdin(Stdio::from(inherited));
     let spawned = command.spawn();
     // The command holds our copy of the child's end; only the child may keep it open, so
@@ -69,6 +251,7 @@ pub(crate) async fn spawn_with_call(
     let mut child =
         spawned.map_err(|error| Error::io(&format!("starting {}", spec.name), error))?;
     let pid = child.id().expect("a child that was just spawned has a pid");
+    spec.config.read_lines(&mut child, &spec.name, pid);
     reaper::remember_child(
         ProcessInfo {
             name: spec.name.clone(),
@@ -130,8 +313,9 @@ fn check_may_spawn(spec: &ChildSpec) -> Result<()> {
     Ok(())
 }
 
-/// This binary, run again with the child's [`Bootstrap`] in its environment.
-fn child_command(spec: &ChildSpec, one_call: bool) -> tokio::process::Command {
+/// This binary, run again with the caller's configuration and the child's [`Bootstrap`] in
+/// its environment.
+fn child_command(spec: &ChildSpec, one_call: bool) -> Result<tokio::process::Command> {
     let this = current::this();
     let bootstrap = Bootstrap {
         name: spec.name.clone(),
@@ -146,13 +330,15 @@ fn child_command(spec: &ChildSpec, one_call: bool) -> tokio::process::Command {
         spawned_by_main_thread: is_main_thread(),
     };
     let mut command = tokio::process::Command::new(executable());
-    command
-        .env(BOOTSTRAP_ENV, bootstrap.encode())
-        .kill_on_drop(false);
+    // The handles decide when a child is stopped (`Process::kill_on_drop`, a pool's drop),
+    // never tokio's `Child`.
+    command.kill_on_drop(false);
     if let Some(harness) = test_harness::harness() {
         harness.configure(&mut command);
     }
-    command
+    spec.config.apply(&mut command)?;
+    command.env(BOOTSTRAP_ENV, bootstrap.encode());
+    Ok(command)
 }
 
 /// Waits for the child's hello, or says how it failed: it exited, or it stayed silent past

@@ -8,6 +8,8 @@
 //! manager-hosted [`Queue`], [`JoinableQueue`], [`Event`], [`Lock`], [`RLock`],
 //! [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and [`Barrier`]. Proxies are
 //! `Clone + Serialize + Deserialize`: pass them to workers as arguments.
+//! [`Manager::builder`] sets the environment, working directory and output of the manager's
+//! process first, as `std::process::Command` does.
 //!
 //! ```no_run
 //! use multiproc::{worker, DictProxy, Manager, Process};
@@ -139,6 +141,7 @@
 //! - A proxy of a manager that was restarted fails with a clear error instead of reaching an
 //!   object of the new run that happens to have the same id.
 
+mod builder;
 mod dict;
 mod entry;
 mod list;
@@ -148,6 +151,8 @@ pub(crate) mod tcp;
 mod value;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -155,6 +160,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::protocol::store::{Hosted, HostedObject, Kind, StoreOp};
+pub use builder::ManagerBuilder;
 pub use dict::DictProxy;
 use entry::Target;
 pub use list::ListProxy;
@@ -163,11 +169,12 @@ use store::Store;
 pub use value::ValueProxy;
 
 use crate::error::{Error, Result};
+use crate::output::OutputLines;
 use crate::protocol::hub::{Answer, Op};
 use crate::protocol::{decode, encode};
 use crate::shared::client::{self, Handle};
 use crate::shared::hub::Hub;
-use crate::spawn::{self, ChildSpec, DEFAULT_START_TIMEOUT};
+use crate::spawn::{self, ChildConfig, ChildSpec, DEFAULT_START_TIMEOUT};
 use crate::supervisor::Supervised;
 use crate::worker::{Value, worker_name};
 use crate::{
@@ -189,6 +196,8 @@ pub struct Manager {
     store: Handle,
     server: Server,
     closed: AtomicBool,
+    /// The lines of the manager's process, until [`Manager::take_output`] takes them.
+    output: Mutex<Option<OutputLines>>,
 }
 
 #[derive(Debug)]
@@ -236,6 +245,18 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn start() -> Result<Manager> {
+        Manager::builder().start().await
+    }
+
+    /// A builder for a manager process whose environment, working directory or output is
+    /// set; see [`ManagerBuilder`].
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::new()
+    }
+
+    /// Starts a manager process shaped by `child`, and waits until it serves.
+    async fn start_child(mut child: ChildConfig) -> Result<Manager> {
+        let output = child.pipe_lines();
         let identity = current::next_identity();
         let spec = ChildSpec {
             name: current::default_name("SyncManager", &identity),
@@ -246,6 +267,7 @@ impl Manager {
             start_timeout: DEFAULT_START_TIMEOUT,
             max_frame_len: crate::DEFAULT_MAX_FRAME_LEN,
             stall: false,
+            config: Arc::new(child),
         };
         let spawned = spawn::spawn(&spec).await?;
         let supervised = Supervised::start(spawned, spec.name);
@@ -256,6 +278,7 @@ impl Manager {
             },
             server: Server::Child(supervised),
             closed: AtomicBool::new(false),
+            output: Mutex::new(output),
         };
         let store: std::result::Result<Handle, String> = manager
             .run(name_of(manager_start_store), &(), "starting the manager")
@@ -331,6 +354,7 @@ impl Manager {
             store,
             server: Server::Serving(front),
             closed: AtomicBool::new(false),
+            output: Mutex::new(None),
         })
     }
 
@@ -360,6 +384,7 @@ impl Manager {
             store: Handle { hub, object },
             server: Server::Connected(addr),
             closed: AtomicBool::new(false),
+            output: Mutex::new(None),
         })
     }
 
@@ -380,6 +405,15 @@ impl Manager {
             Server::Child(server) => Some(server.pid()),
             _ => None,
         }
+    }
+
+    /// The lines the manager's process writes to a stream set to
+    /// [`Stdio::Lines`](crate::Stdio::Lines) on its [builder](ManagerBuilder::stdout), tagged
+    /// with its name and pid; see the [`output`](crate::output) module. Returns them once:
+    /// `None` afterwards, when neither stdout nor stderr was set to `Lines`, and for a
+    /// manager from [`serve`](Self::serve) or [`connect`](Self::connect).
+    pub fn take_output(&self) -> Option<OutputLines> {
+        self.output.lock().expect("output lock").take()
     }
 
     fn check_open(&self) -> Result<()> {

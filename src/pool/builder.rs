@@ -1,5 +1,5 @@
-//! [`PoolBuilder`]: the size, initializer and limits of a [`Pool`], checked before anything
-//! starts.
+//! [`PoolBuilder`]: the size, initializer and limits of a [`Pool`], and how its workers are
+//! shaped (environment, working directory, output), checked before anything starts.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::encode;
 use crate::registry::{self, WORKER_HINT};
-use crate::spawn::DEFAULT_START_TIMEOUT;
+use crate::spawn::{ChildConfig, DEFAULT_START_TIMEOUT, child_config_methods};
 use crate::transport::DEFAULT_MAX_FRAME_LEN;
 use crate::worker::{Worker, worker_name};
 
@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) start_timeout: Duration,
     pub(crate) max_frame_len: usize,
     pub(crate) task_timeout: Option<Duration>,
+    /// Every worker's environment, directory and output, replacements' too.
+    pub(crate) child: Arc<ChildConfig>,
 }
 
 /// The initializer's registered name and its encoded arguments, sent to every new worker.
@@ -41,10 +43,18 @@ pub(crate) struct Initializer {
 ///     .processes(4)
 ///     .initializer(setup, (3,))
 ///     .max_tasks_per_child(1_000)
+///     .env("RAYON_NUM_THREADS", "1")
+///     .stderr(multiproc::Stdio::Lines)
 ///     .build()
 ///     .await?;
+/// let mut errors = pool.take_output().expect("stderr is piped"); // every worker's lines
 /// # Ok(()) }
 /// ```
+///
+/// The environment, working directory and output options apply to every worker, and to
+/// every replacement of a worker that died or retired, as with `std::process::Command`; a
+/// pool's [`Stdio::Lines`](crate::Stdio::Lines) merges the lines of all its workers into the
+/// one stream of [`Pool::take_output`].
 #[must_use = "a pool starts only when built"]
 pub struct PoolBuilder {
     processes: Option<usize>,
@@ -53,6 +63,7 @@ pub struct PoolBuilder {
     start_timeout: Duration,
     max_frame_len: usize,
     task_timeout: Option<Duration>,
+    child: ChildConfig,
 }
 
 impl PoolBuilder {
@@ -64,6 +75,7 @@ impl PoolBuilder {
             start_timeout: DEFAULT_START_TIMEOUT,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             task_timeout: None,
+            child: ChildConfig::default(),
         }
     }
 
@@ -129,6 +141,8 @@ impl PoolBuilder {
         self
     }
 
+    child_config_methods!("every worker");
+
     /// Starts the workers, runs the initializer in each, and returns once all of them are
     /// ready.
     ///
@@ -136,6 +150,8 @@ impl PoolBuilder {
     ///
     /// - [`InvalidInput`](ErrorKind::InvalidInput) for 0 processes or a
     ///   `max_tasks_per_child` of 0.
+    /// - An [`Io`](ErrorKind::Io) error if no worker can be started (a
+    ///   [`current_dir`](Self::current_dir) that does not exist, say), after ten attempts.
     /// - [`UnknownWorker`](ErrorKind::UnknownWorker) or
     ///   [`Serialization`](ErrorKind::Serialization) for an unusable initializer.
     /// - The last start error (a [`Spawn`](ErrorKind::Spawn) error, or the initializer's
@@ -153,7 +169,7 @@ impl PoolBuilder {
     /// assert_eq!(pool.processes(), 2);
     /// # Ok(()) }
     /// ```
-    pub async fn build(self) -> Result<Pool> {
+    pub async fn build(mut self) -> Result<Pool> {
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::new(
@@ -168,6 +184,7 @@ impl PoolBuilder {
             ));
         }
         let initializer = self.initializer.transpose()?;
+        let output = self.child.pipe_lines();
         let config = Arc::new(Config {
             processes,
             initializer,
@@ -175,8 +192,9 @@ impl PoolBuilder {
             start_timeout: self.start_timeout,
             max_frame_len: self.max_frame_len,
             task_timeout: self.task_timeout,
+            child: Arc::new(self.child),
         });
-        Pool::start(config).await
+        Pool::start(config, output).await
     }
 }
 
@@ -193,6 +211,7 @@ impl fmt::Debug for PoolBuilder {
             )
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("task_timeout", &self.task_timeout)
+            .field("child", &self.child)
             .finish()
     }
 }

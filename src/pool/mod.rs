@@ -134,6 +134,7 @@ pub use builder::PoolBuilder;
 pub use map::{Imap, Map};
 
 use crate::error::{Error, Result};
+use crate::output::OutputLines;
 use crate::protocol::{decode, encode};
 use crate::registry::{self, WORKER_HINT};
 use crate::supervisor::CallReply;
@@ -212,6 +213,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
 struct LocalBackend {
     config: Arc<Config>,
     dispatch: Arc<Dispatch>,
+    /// The workers' lines, until [`Pool::take_output`] takes them.
+    output: Mutex<Option<OutputLines>>,
 }
 
 impl Backend for LocalBackend {
@@ -279,13 +282,19 @@ impl Pool {
         PoolBuilder::new().build().await
     }
 
-    pub(crate) async fn start(config: Arc<Config>) -> Result<Pool> {
+    pub(crate) async fn start(config: Arc<Config>, output: Option<OutputLines>) -> Result<Pool> {
         let shared = Arc::new(PoolState::default());
         let (commands, receiver) = mpsc::unbounded_channel();
         let (ready, is_ready) = oneshot::channel();
         let (scheduler, dispatch) = Scheduler::new(config.clone(), shared.clone(), receiver, ready);
         tokio::spawn(scheduler.run());
-        let pool = Pool::with_backend(LocalBackend { config, dispatch }, shared, commands);
+        let output = Mutex::new(output);
+        let backend = LocalBackend {
+            config,
+            dispatch,
+            output,
+        };
+        let pool = Pool::with_backend(backend, shared, commands);
         is_ready
             .await
             .unwrap_or_else(|_| Err(Error::cancelled("the pool's scheduler stopped")))?;
@@ -325,6 +334,17 @@ impl Pool {
     /// workers are replaced. Empty for a pool on a cluster.
     pub fn pids(&self) -> Vec<u32> {
         self.inner.shared.pids.lock().expect("pool lock").clone()
+    }
+
+    /// The lines the workers write to a stream set to [`Stdio::Lines`](crate::Stdio::Lines)
+    /// on the [builder](PoolBuilder::stdout), merged, each tagged with its worker's name and
+    /// pid (in order per worker and stream); see the [`output`](crate::output) module.
+    /// Returns them once, to the first caller of any clone of this handle: `None`
+    /// afterwards, when neither stdout nor stderr was set to `Lines`, and for a pool on a
+    /// cluster. The stream ends once the pool is gone and its workers have exited.
+    pub fn take_output(&self) -> Option<OutputLines> {
+        let local = self.backend::<LocalBackend>()?;
+        local.output.lock().expect("pool lock").take()
     }
 
     /// Whether [`close`](Self::close) or [`terminate`](Self::terminate) was called.

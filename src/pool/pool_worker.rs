@@ -146,6 +146,7 @@ pub(crate) async fn start(config: Arc<Config>, delay: Duration) -> Result<Superv
         start_timeout: config.start_timeout,
         max_frame_len: config.max_frame_len,
         stall: false,
+        config: config.child.clone(),
     };
     let spawned = spawn::spawn(&spec).await?;
     let supervised = Supervised::start_tracked(spawned, spec.name);
