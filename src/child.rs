@@ -157,7 +157,7 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         None => Err(unknown_worker(&worker)),
     };
     let panicked = matches!(outcome, Err(RemoteError::Panic(_)));
-    let reply = reply_frame(id, &worker, outcome, max_frame_len);
+    let reply = reply_frame(id, &worker, (outcome, 0), max_frame_len);
     if let Err(error) = reply.write_blocking(&mut connection) {
         tracing::warn!(target: "multiproc", "answering the parent: {error}");
         return 1;
@@ -216,27 +216,33 @@ fn unknown_worker(worker: &str) -> RemoteError {
     ))
 }
 
-/// The frame that answers call `id`: its result, or why there is none. A result too large
-/// for a frame is answered with that error.
+/// The frame that answers call `id`: its result and how many of its items failed inside it,
+/// or why there is none. A result too large for a frame is answered with that error.
 fn reply_frame(
     id: u64,
     worker: &str,
-    outcome: Result<Vec<u8>, RemoteError>,
+    (outcome, failed_items): (Result<Vec<u8>, RemoteError>, u32),
     max_frame_len: usize,
 ) -> OutFrame {
     let (outcome, payload) = match outcome {
         Ok(payload) => (Ok(()), payload),
         Err(error) => (Err(error), Vec::new()),
     };
-    OutFrame::new(&FromChild::Done { id, outcome }, payload, max_frame_len).unwrap_or_else(
-        |error| {
-            let outcome = Err(RemoteError::TooLarge(format!(
+    let done = FromChild::Done {
+        id,
+        outcome,
+        failed_items,
+    };
+    OutFrame::new(&done, payload, max_frame_len).unwrap_or_else(|error| {
+        let done = FromChild::Done {
+            id,
+            outcome: Err(RemoteError::TooLarge(format!(
                 "the result of `{worker}`: {error}"
-            )));
-            OutFrame::new(&FromChild::Done { id, outcome }, Vec::new(), max_frame_len)
-                .expect("an error message fits in a frame")
-        },
-    )
+            ))),
+            failed_items: 0,
+        };
+        OutFrame::new(&done, Vec::new(), max_frame_len).expect("an error message fits in a frame")
+    })
 }
 
 /// A reply is held for the next call only after a call quicker than this (see `serve`).
@@ -367,7 +373,7 @@ fn admit(
         .hold(reply_frame(
             call.id,
             &call.worker,
-            Err(withdrawn),
+            (Err(withdrawn), 0),
             max_frame_len,
         ))
         .map_err(drop)?;
@@ -433,12 +439,20 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
             Err(()) => break 1,
         };
         let started = Instant::now();
+        let panics_before = crate::panic::caught();
         let outcome = match registry::lookup(&worker) {
             Some(registered) => (registered.dispatch)(frame.payload(), batch).await,
             None => Err(unknown_worker(&worker)),
         };
+        let failed_items =
+            u32::try_from(crate::panic::caught() - panics_before).unwrap_or(u32::MAX);
         if writer
-            .hold(reply_frame(id, &worker, outcome, max_frame_len))
+            .hold(reply_frame(
+                id,
+                &worker,
+                (outcome, failed_items),
+                max_frame_len,
+            ))
             .is_err()
         {
             break 1;

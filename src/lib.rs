@@ -32,6 +32,7 @@
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
+//! | (nothing public: `pool._cache`, `pool._pool`) | [`Pool::stats`] gives a [`PoolStats`]: tasks queued, running, done, failed; restarts; what each worker runs |
 //! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
 //!
 //! # How it works
@@ -146,6 +147,7 @@ pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 pub use logging::log_to_stderr;
 pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
 pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
+pub use pool::{PoolStats, RunningCall, WorkerStats};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{

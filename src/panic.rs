@@ -13,13 +13,16 @@
 
 use std::any::Any;
 use std::backtrace::{Backtrace, BacktraceStatus};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::PanicInfo;
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<PanicInfo>> = const { RefCell::new(None) };
+    /// How many panics of worker calls this thread has caught, so that a serving child can
+    /// tell its parent how many items of a batch failed (see [`caught`]).
+    static CAUGHT: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Whether the hook also prints panics to stderr: a [`Process`](crate::Process) does, as
@@ -61,9 +64,16 @@ pub(crate) fn set_printing(print: bool) {
 
 /// The panic just caught on this thread, with what the hook saw of it.
 pub(crate) fn take(payload: Box<dyn Any + Send>) -> PanicInfo {
+    CAUGHT.with(|caught| caught.set(caught.get() + 1));
     LAST_PANIC
         .with(|last| last.borrow_mut().take())
         .unwrap_or_else(|| PanicInfo::new(payload_message(&*payload), None, None))
+}
+
+/// How many panics [`take`] has handed over on this thread: the difference across a call is
+/// the number of its items that panicked.
+pub(crate) fn caught() -> u64 {
+    CAUGHT.with(Cell::get)
 }
 
 fn payload_message(payload: &(dyn Any + Send)) -> String {

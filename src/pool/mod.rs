@@ -118,6 +118,7 @@ mod builder;
 pub(crate) mod map;
 mod pool_worker;
 mod scheduler;
+mod stats;
 
 use std::fmt;
 use std::future::Future;
@@ -132,6 +133,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use builder::PoolBuilder;
 pub use map::{Imap, Map};
+pub use stats::{PoolStats, RunningCall, WorkerStats};
 
 use crate::error::{Error, Result};
 use crate::protocol::{decode, encode};
@@ -202,6 +204,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
             .map_err(|_| Error::closed("the pool's scheduler has stopped"))
     }
 
+    /// What the backend is doing, for [`Pool::stats`]; by default nothing is known.
+    fn stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
+
     /// The backend itself, so that the part of the crate that built it can reach it again
     /// from a [`Pool`] ([`Pool::backend`]).
     fn as_any(&self) -> &dyn std::any::Any;
@@ -222,6 +229,10 @@ impl Backend for LocalBackend {
     fn submit(&self, group: u64, jobs: Vec<Job>, _: &mpsc::UnboundedSender<Command>) -> Result<()> {
         self.dispatch.submit(group, jobs);
         Ok(())
+    }
+
+    fn stats(&self) -> PoolStats {
+        self.dispatch.stats()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -325,6 +336,29 @@ impl Pool {
     /// workers are replaced. Empty for a pool on a cluster.
     pub fn pids(&self) -> Vec<u32> {
         self.inner.shared.pids.lock().expect("pool lock").clone()
+    }
+
+    /// What the pool is doing: tasks queued and running, tasks completed and failed and
+    /// workers restarted since it started, and each worker's pid and the function it runs. A
+    /// snapshot for a service to export as health metrics; see [`PoolStats`] for what each
+    /// count means. Reading it sends nothing to the workers.
+    ///
+    /// A pool on a cluster (`Pool::connect`, feature `nats`) reports no counts and no workers
+    /// yet: every field is zero or empty.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// pool.map(square, 0..100u64).await?;
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.completed, 100);
+    /// assert_eq!((stats.queued, stats.running), (0, 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        self.inner.backend.stats()
     }
 
     /// Whether [`close`](Self::close) or [`terminate`](Self::terminate) was called.

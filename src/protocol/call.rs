@@ -36,6 +36,9 @@ pub(crate) enum FromChild {
     Done {
         id: u64,
         outcome: Result<(), RemoteError>,
+        /// How many items of a batch failed (panicked) inside an `Ok` reply, for the pool's
+        /// counts: the parent does not decode the results, whose type it does not know.
+        failed_items: u32,
     },
     /// The child could not open the progress page of [`ToChild::Track`]: the parent cannot
     /// tell from it which call runs.
