@@ -23,7 +23,8 @@
 //! connection ends a serving child too.
 
 use std::os::unix::net::UnixStream;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::bootstrap::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
@@ -92,7 +93,9 @@ fn run(bootstrap: Bootstrap, connection: UnixStream) -> ! {
         parent: Some(bootstrap.parent.clone()),
     });
     crate::panic::install_hook();
-    crate::logging::inherit(bootstrap.log_level);
+    if !crate::logging::forward_from_child(bootstrap.forward_level, forward_event) {
+        crate::logging::inherit(bootstrap.log_level);
+    }
     keep_freed_buffers();
     watch_parent(bootstrap.parent.pid, bootstrap.spawned_by_main_thread);
     if bootstrap.stall {
@@ -147,6 +150,10 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         Err(code) => return code,
     };
     crate::panic::set_printing(true);
+    if let Ok(clone) = connection.try_clone() {
+        *lock_parent_link() = Some(ParentLink::Stream(clone, max_frame_len));
+    }
+    RUNNING_CALL.store(id, Ordering::SeqCst);
     tracing::info!(target: "multiproc", "child process calling run()");
     let outcome = match registry::lookup(&worker) {
         // Only a plain fn is polled without a runtime: another may use tokio at once.
@@ -156,13 +163,60 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         Some(registered) => runtime().block_on((registered.dispatch)(frame.payload(), batch)),
         None => Err(unknown_worker(&worker)),
     };
+    RUNNING_CALL.store(NO_CALL, Ordering::SeqCst);
     let panicked = matches!(outcome, Err(RemoteError::Panic(_)));
     let reply = reply_frame(id, &worker, (outcome, 0), max_frame_len);
-    if let Err(error) = reply.write_blocking(&mut connection) {
+    // Under the lock forwarded events are written under, so that frames never interleave.
+    let written = {
+        let _link = lock_parent_link();
+        reply.write_blocking(&mut connection)
+    };
+    if let Err(error) = written {
         tracing::warn!(target: "multiproc", "answering the parent: {error}");
         return 1;
     }
     i32::from(panicked)
+}
+
+/// This child's connection to its parent, as its forwarded `tracing` events reach it (see
+/// [`forward_tracing`](crate::forward_tracing)); set once the connection is open.
+enum ParentLink {
+    /// A `Process`'s socket, written with blocking calls, and its frame limit.
+    Stream(UnixStream, usize),
+    /// A serving child's frame writer.
+    Frames(FrameWriter),
+}
+
+static PARENT_LINK: Mutex<Option<ParentLink>> = Mutex::new(None);
+
+/// The id of the call this child runs, which its forwarded events name; [`NO_CALL`] between
+/// calls. A child runs one call at a time.
+static RUNNING_CALL: AtomicU64 = AtomicU64::new(NO_CALL);
+
+const NO_CALL: u64 = u64::MAX;
+
+fn lock_parent_link() -> std::sync::MutexGuard<'static, Option<ParentLink>> {
+    PARENT_LINK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sends one of this child's `tracing` events to the parent, naming the call it runs. An
+/// event with no connection to go on (before it opens, after it closes) is dropped.
+fn forward_event(event: crate::logging::ForwardedEvent) {
+    let call = Some(RUNNING_CALL.load(Ordering::SeqCst)).filter(|&call| call != NO_CALL);
+    let message = FromChild::Event { call, event };
+    match &mut *lock_parent_link() {
+        Some(ParentLink::Stream(stream, max_frame_len)) => {
+            if let Ok(frame) = OutFrame::new(&message, Vec::new(), *max_frame_len) {
+                let _ = frame.write_blocking(stream);
+            }
+        }
+        Some(ParentLink::Frames(writer)) => {
+            let _ = writer.send(&message, Vec::new());
+        }
+        None => {}
+    }
 }
 
 /// A call from the parent, its arguments still encoded in `frame`.
@@ -396,6 +450,7 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
         writer_task,
         ..
     } = connection;
+    *lock_parent_link() = Some(ParentLink::Frames(writer.clone()));
     // The worker and duration of the call just answered.
     let mut last_call: Option<(String, Duration)> = None;
     // Where the start of each call is reported, once the parent asks for it.
@@ -440,10 +495,12 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
         };
         let started = Instant::now();
         let panics_before = crate::panic::caught();
+        RUNNING_CALL.store(id, Ordering::SeqCst);
         let outcome = match registry::lookup(&worker) {
             Some(registered) => (registered.dispatch)(frame.payload(), batch).await,
             None => Err(unknown_worker(&worker)),
         };
+        RUNNING_CALL.store(NO_CALL, Ordering::SeqCst);
         let failed_items =
             u32::try_from(crate::panic::caught() - panics_before).unwrap_or(u32::MAX);
         if writer
@@ -459,6 +516,8 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
         }
         last_call = Some((worker, started.elapsed()));
     };
+    // The link's clone of the writer would keep the connection open.
+    lock_parent_link().take();
     drop(writer);
     let _ = writer_task.await;
     code

@@ -32,6 +32,7 @@
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
+//! | a `QueueHandler` in each worker and a `QueueListener` in the parent | [`forward_tracing`]: children's `tracing` events reach the parent's subscriber |
 //! | (nothing public: `pool._cache`, `pool._pool`) | [`Pool::stats`] gives a [`PoolStats`]: tasks queued, running, done, failed; restarts; what each worker runs |
 //! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
 //!
@@ -143,6 +144,7 @@ pub use child::init;
 pub use cluster::{Node, NodeBuilder, RemotePoolBuilder};
 pub use current::{ProcessInfo, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
+pub use logging::forward_tracing;
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
 pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};

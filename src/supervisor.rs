@@ -56,6 +56,9 @@ pub(crate) struct Outgoing<'a> {
     /// Stop the call (kill the child) if it runs longer than this; for a child started
     /// with [`start_tracked`](Supervised::start_tracked) only.
     pub(crate) deadline: Option<Duration>,
+    /// The span the child's forwarded events of this call are emitted under (see
+    /// [`call_span`](crate::logging::call_span)).
+    pub(crate) span: Option<tracing::Span>,
 }
 
 /// A call that could not be sent: why, its callback, uncalled, and its payload when it was
@@ -97,6 +100,7 @@ struct Pending {
     /// The payload's copy, for a resendable call.
     kept: Option<Vec<u8>>,
     deadline: Option<Duration>,
+    span: Option<tracing::Span>,
 }
 
 #[derive(Default)]
@@ -190,6 +194,7 @@ impl Supervised {
                 worker: worker.to_string(),
                 kept: None,
                 deadline: None,
+                span: crate::logging::call_span(),
             };
             let mut calls = shared.calls.lock().expect("calls lock");
             calls.pending.insert(FIRST_CALL_ID, pending);
@@ -233,6 +238,7 @@ impl Supervised {
             batch,
             resendable: false,
             deadline: None,
+            span: crate::logging::call_span(),
         };
         self.call_then(call, on_answer)
             .map_err(|unsent| unsent.error)?;
@@ -255,6 +261,7 @@ impl Supervised {
             batch,
             resendable,
             deadline,
+            span,
         } = call;
         let kept = resendable.then(|| {
             let mut kept = crate::buffers::with_capacity(payload.len());
@@ -281,6 +288,7 @@ impl Supervised {
                 worker: worker.to_string(),
                 kept,
                 deadline,
+                span,
             };
             calls.pending.insert(id, pending);
             id
@@ -582,6 +590,14 @@ async fn read_replies(shared: &ChildLink, reader: &mut FrameReader<SharedStream>
             }) => (id, outcome, failed_items),
             Ok(FromChild::Untracked) => {
                 shared.untracked.store(true, Ordering::SeqCst);
+                return ControlFlow::Continue(());
+            }
+            Ok(FromChild::Event { call, event }) => {
+                let span = call.and_then(|id| {
+                    let calls = shared.calls.lock().expect("calls lock");
+                    calls.pending.get(&id)?.span.clone()
+                });
+                crate::logging::emit_forwarded(event, &shared.name, shared.pid, span.as_ref());
                 return ControlFlow::Continue(());
             }
             Err(_) => {

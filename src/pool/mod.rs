@@ -709,6 +709,7 @@ impl Job {
                 reply,
                 task_timeout: None,
                 control: None,
+                span: crate::logging::call_span(),
             },
             receiver,
         )

@@ -67,6 +67,8 @@ pub(crate) struct Job {
     pub(crate) task_timeout: Option<Duration>,
     /// Set for a call whose caller can cancel it.
     pub(crate) control: Option<Arc<Control>>,
+    /// The caller's span, for the events the child forwards while it runs the call.
+    pub(crate) span: Option<tracing::Span>,
 }
 
 /// Where a call that its caller can cancel is, so that a cancel withdraws it or stops it.
@@ -370,6 +372,7 @@ impl Dispatch {
                 .task_timeout
                 .or(self.task_timeout)
                 .map(|timeout| timeout.saturating_mul(items)),
+            span: job.span.clone(),
         };
         let dispatch = self.clone();
         let on_answer: OnAnswer = Box::new(move |answer| {
@@ -658,11 +661,14 @@ impl Scheduler {
         if worker.retiring {
             return; // its replacement was started when it began to retire
         }
-        tracing::info!(target: "multiproc", "{} (pid {}) ended with {status}; starting a replacement", worker.supervised.name(), worker.supervised.pid());
+        let (name, pid) = (worker.supervised.name(), worker.supervised.pid());
         let work_left = self.state == State::Running || queued;
         if work_left && self.shared.broken().is_none() {
+            tracing::info!(target: "multiproc", "{name} (pid {pid}) ended with {status}; starting a replacement");
             self.dispatch.lock().counts.restarts += 1;
             self.start_worker();
+        } else {
+            tracing::debug!(target: "multiproc", "{name} (pid {pid}) ended with {status}");
         }
     }
 
