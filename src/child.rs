@@ -16,6 +16,11 @@
 //!   shares with its parent (see [`progress`](crate::progress)), so that the parent knows, when the worker
 //!   dies, which call was running, and can withdraw a call that has not started.
 //!
+//! A child whose parent asked for its `tracing` events (see
+//! [`forward_tracing`](crate::forward_tracing)) sends each one on the same connection, naming
+//! the call it runs: a `Process` from whichever thread emitted it, under the lock its reply is
+//! written under; a serving child through its frame writer, ahead of the reply of the call.
+//!
 //! A child never outlives its parent, even while a worker is busy in a long computation. A
 //! child started by its parent's main thread is killed by the kernel the moment the parent
 //! dies (Linux's parent death signal); any other child has a watchdog thread that notices the
@@ -150,7 +155,9 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         Err(code) => return code,
     };
     crate::panic::set_printing(true);
-    if let Ok(clone) = connection.try_clone() {
+    if crate::logging::forwarded_level() != 0
+        && let Ok(clone) = connection.try_clone()
+    {
         *lock_parent_link() = Some(ParentLink::Stream(clone, max_frame_len));
     }
     RUNNING_CALL.store(id, Ordering::SeqCst);
@@ -450,7 +457,9 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
         writer_task,
         ..
     } = connection;
-    *lock_parent_link() = Some(ParentLink::Frames(writer.clone()));
+    if crate::logging::forwarded_level() != 0 {
+        *lock_parent_link() = Some(ParentLink::Frames(writer.clone()));
+    }
     // The worker and duration of the call just answered.
     let mut last_call: Option<(String, Duration)> = None;
     // Where the start of each call is reported, once the parent asks for it.

@@ -59,7 +59,8 @@
 //! Where Python's pool hangs, this one answers:
 //!
 //! - A task that panics fails with a [`Panic`](crate::ErrorKind::Panic) error carrying the
-//!   message and location; the worker carries on.
+//!   message and location, and the worker's backtrace when `RUST_BACKTRACE` is set (see
+//!   [`PanicInfo::backtrace`](crate::PanicInfo::backtrace)); the worker carries on.
 //! - A worker that dies (killed, `std::process::exit`, a crash) fails only the call it was
 //!   running, with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid, exit
 //!   status and the function; it is replaced at once and the pool keeps its size. The calls it
