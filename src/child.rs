@@ -172,7 +172,7 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
     };
     RUNNING_CALL.store(NO_CALL, Ordering::SeqCst);
     let panicked = matches!(outcome, Err(RemoteError::Panic(_)));
-    let reply = reply_frame(id, &worker, (outcome, 0), max_frame_len);
+    let reply = reply_frame(id, &worker, outcome, 0, max_frame_len);
     // Under the lock forwarded events are written under, so that frames never interleave.
     let written = {
         let _link = lock_parent_link();
@@ -282,7 +282,8 @@ fn unknown_worker(worker: &str) -> RemoteError {
 fn reply_frame(
     id: u64,
     worker: &str,
-    (outcome, failed_items): (Result<Vec<u8>, RemoteError>, u32),
+    outcome: Result<Vec<u8>, RemoteError>,
+    failed_items: u32,
     max_frame_len: usize,
 ) -> OutFrame {
     let (outcome, payload) = match outcome {
@@ -434,7 +435,8 @@ fn admit(
         .hold(reply_frame(
             call.id,
             &call.worker,
-            (Err(withdrawn), 0),
+            Err(withdrawn),
+            0,
             max_frame_len,
         ))
         .map_err(drop)?;
@@ -516,7 +518,8 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
             .hold(reply_frame(
                 id,
                 &worker,
-                (outcome, failed_items),
+                outcome,
+                failed_items,
                 max_frame_len,
             ))
             .is_err()

@@ -388,22 +388,15 @@ impl Dispatch {
                 Answer::Reply {
                     reply: Err(error), ..
                 } => (Err(error), tasks),
-                Answer::Resend(payload) => {
-                    let resend = job.control.as_ref().is_none_or(|control| control.requeue());
+                Answer::Resend(payload)
+                    if job.control.as_ref().is_none_or(|control| control.requeue()) =>
+                {
                     job.payload = payload;
-                    let end = match resend {
-                        true => CallEnd::Resend(job),
-                        // Its caller cancelled it meanwhile: it ends here, failed.
-                        false => CallEnd::Answered {
-                            reply: job.reply,
-                            outcome: Err(Error::cancelled("the call was cancelled")),
-                            tasks,
-                            failed: tasks,
-                        },
-                    };
-                    dispatch.call_done(id, end);
+                    dispatch.call_done(id, CallEnd::Resend(job));
                     return;
                 }
+                // Handed back, but its caller cancelled it meanwhile: it ends here.
+                Answer::Resend(_) => (Err(Error::cancelled("the call was cancelled")), tasks),
             };
             let reply = job.reply;
             let end = CallEnd::Answered {
