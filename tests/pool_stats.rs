@@ -138,3 +138,18 @@ async fn a_long_call_shows_with_its_function_while_it_runs() {
     );
     within(pool.terminate()).await.unwrap();
 }
+
+#[tokio::test]
+async fn calls_beyond_what_the_workers_hold_count_as_queued() {
+    let pool = pool(1).await;
+    let pending: Vec<_> = (0..40)
+        .map(|_| pool.apply_async(sleep_ms, (60_000,)))
+        .collect();
+    let stats = stats_once(&pool, |stats| stats.workers[0].running.is_some()).await;
+    assert_eq!(stats.queued + stats.running, 40, "{stats:?}");
+    assert!(stats.queued > 0 && stats.running > 0, "{stats:?}");
+    within(pool.terminate()).await.unwrap();
+    for call in pending {
+        assert!(within(call).await.unwrap_err().is_cancelled());
+    }
+}
