@@ -43,6 +43,7 @@ mod tests {
             },
             depth: 2,
             log_level: 3,
+            forward_level: 0,
             max_frame_len: 1 << 20,
             stall: false,
             one_call: true,

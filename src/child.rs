@@ -16,6 +16,11 @@
 //!   shares with its parent (see [`progress`](crate::progress)), so that the parent knows, when the worker
 //!   dies, which call was running, and can withdraw a call that has not started.
 //!
+//! A child whose parent asked for its `tracing` events (see
+//! [`forward_tracing`](crate::forward_tracing)) sends each one on the same connection, naming
+//! the call it runs: a `Process` from whichever thread emitted it, under the lock its reply is
+//! written under; a serving child through its frame writer, ahead of the reply of the call.
+//!
 //! A child never outlives its parent, even while a worker is busy in a long computation. A
 //! child started by its parent's main thread is killed by the kernel the moment the parent
 //! dies (Linux's parent death signal); any other child has a watchdog thread that notices the
@@ -23,7 +28,8 @@
 //! connection ends a serving child too.
 
 use std::os::unix::net::UnixStream;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::bootstrap::{BOOTSTRAP_ENV, Bootstrap, INIT_CALLED};
@@ -92,7 +98,9 @@ fn run(bootstrap: Bootstrap, connection: UnixStream) -> ! {
         parent: Some(bootstrap.parent.clone()),
     });
     crate::panic::install_hook();
-    crate::logging::inherit(bootstrap.log_level);
+    if !crate::logging::forward_from_child(bootstrap.forward_level, forward_event) {
+        crate::logging::inherit(bootstrap.log_level);
+    }
     keep_freed_buffers();
     watch_parent(bootstrap.parent.pid, bootstrap.spawned_by_main_thread);
     if bootstrap.stall {
@@ -147,6 +155,12 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         Err(code) => return code,
     };
     crate::panic::set_printing(true);
+    if crate::logging::forwarded_level() != 0
+        && let Ok(clone) = connection.try_clone()
+    {
+        *lock_parent_link() = Some(ParentLink::Stream(clone, max_frame_len));
+    }
+    RUNNING_CALL.store(id, Ordering::SeqCst);
     tracing::info!(target: "multiproc", "child process calling run()");
     let outcome = match registry::lookup(&worker) {
         // Only a plain fn is polled without a runtime: another may use tokio at once.
@@ -156,13 +170,60 @@ fn run_one_call(bootstrap: &Bootstrap, mut connection: UnixStream) -> i32 {
         Some(registered) => runtime().block_on((registered.dispatch)(frame.payload(), batch)),
         None => Err(unknown_worker(&worker)),
     };
+    RUNNING_CALL.store(NO_CALL, Ordering::SeqCst);
     let panicked = matches!(outcome, Err(RemoteError::Panic(_)));
-    let reply = reply_frame(id, &worker, outcome, max_frame_len);
-    if let Err(error) = reply.write_blocking(&mut connection) {
+    let reply = reply_frame(id, &worker, outcome, 0, max_frame_len);
+    // Under the lock forwarded events are written under, so that frames never interleave.
+    let written = {
+        let _link = lock_parent_link();
+        reply.write_blocking(&mut connection)
+    };
+    if let Err(error) = written {
         tracing::warn!(target: "multiproc", "answering the parent: {error}");
         return 1;
     }
     i32::from(panicked)
+}
+
+/// This child's connection to its parent, as its forwarded `tracing` events reach it (see
+/// [`forward_tracing`](crate::forward_tracing)); set once the connection is open.
+enum ParentLink {
+    /// A `Process`'s socket, written with blocking calls, and its frame limit.
+    Stream(UnixStream, usize),
+    /// A serving child's frame writer.
+    Frames(FrameWriter),
+}
+
+static PARENT_LINK: Mutex<Option<ParentLink>> = Mutex::new(None);
+
+/// The id of the call this child runs, which its forwarded events name; [`NO_CALL`] between
+/// calls. A child runs one call at a time.
+static RUNNING_CALL: AtomicU64 = AtomicU64::new(NO_CALL);
+
+const NO_CALL: u64 = u64::MAX;
+
+fn lock_parent_link() -> std::sync::MutexGuard<'static, Option<ParentLink>> {
+    PARENT_LINK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sends one of this child's `tracing` events to the parent, naming the call it runs. An
+/// event with no connection to go on (before it opens, after it closes) is dropped.
+fn forward_event(event: crate::logging::ForwardedEvent) {
+    let call = Some(RUNNING_CALL.load(Ordering::SeqCst)).filter(|&call| call != NO_CALL);
+    let message = FromChild::Event { call, event };
+    match &mut *lock_parent_link() {
+        Some(ParentLink::Stream(stream, max_frame_len)) => {
+            if let Ok(frame) = OutFrame::new(&message, Vec::new(), *max_frame_len) {
+                let _ = frame.write_blocking(stream);
+            }
+        }
+        Some(ParentLink::Frames(writer)) => {
+            let _ = writer.send(&message, Vec::new());
+        }
+        None => {}
+    }
 }
 
 /// A call from the parent, its arguments still encoded in `frame`.
@@ -216,27 +277,34 @@ fn unknown_worker(worker: &str) -> RemoteError {
     ))
 }
 
-/// The frame that answers call `id`: its result, or why there is none. A result too large
-/// for a frame is answered with that error.
+/// The frame that answers call `id`: its result and how many of its items failed inside it,
+/// or why there is none. A result too large for a frame is answered with that error.
 fn reply_frame(
     id: u64,
     worker: &str,
     outcome: Result<Vec<u8>, RemoteError>,
+    failed_items: u32,
     max_frame_len: usize,
 ) -> OutFrame {
     let (outcome, payload) = match outcome {
         Ok(payload) => (Ok(()), payload),
         Err(error) => (Err(error), Vec::new()),
     };
-    OutFrame::new(&FromChild::Done { id, outcome }, payload, max_frame_len).unwrap_or_else(
-        |error| {
-            let outcome = Err(RemoteError::TooLarge(format!(
+    let done = FromChild::Done {
+        id,
+        outcome,
+        failed_items,
+    };
+    OutFrame::new(&done, payload, max_frame_len).unwrap_or_else(|error| {
+        let done = FromChild::Done {
+            id,
+            outcome: Err(RemoteError::TooLarge(format!(
                 "the result of `{worker}`: {error}"
-            )));
-            OutFrame::new(&FromChild::Done { id, outcome }, Vec::new(), max_frame_len)
-                .expect("an error message fits in a frame")
-        },
-    )
+            ))),
+            failed_items: 0,
+        };
+        OutFrame::new(&done, Vec::new(), max_frame_len).expect("an error message fits in a frame")
+    })
 }
 
 /// A reply is held for the next call only after a call quicker than this (see `serve`).
@@ -368,6 +436,7 @@ fn admit(
             call.id,
             &call.worker,
             Err(withdrawn),
+            0,
             max_frame_len,
         ))
         .map_err(drop)?;
@@ -390,6 +459,9 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
         writer_task,
         ..
     } = connection;
+    if crate::logging::forwarded_level() != 0 {
+        *lock_parent_link() = Some(ParentLink::Frames(writer.clone()));
+    }
     // The worker and duration of the call just answered.
     let mut last_call: Option<(String, Duration)> = None;
     // Where the start of each call is reported, once the parent asks for it.
@@ -433,18 +505,31 @@ async fn serve(bootstrap: &Bootstrap, connection: UnixStream) -> i32 {
             Err(()) => break 1,
         };
         let started = Instant::now();
+        let panics_before = crate::panic::caught();
+        RUNNING_CALL.store(id, Ordering::SeqCst);
         let outcome = match registry::lookup(&worker) {
             Some(registered) => (registered.dispatch)(frame.payload(), batch).await,
             None => Err(unknown_worker(&worker)),
         };
+        RUNNING_CALL.store(NO_CALL, Ordering::SeqCst);
+        let failed_items =
+            u32::try_from(crate::panic::caught() - panics_before).unwrap_or(u32::MAX);
         if writer
-            .hold(reply_frame(id, &worker, outcome, max_frame_len))
+            .hold(reply_frame(
+                id,
+                &worker,
+                outcome,
+                failed_items,
+                max_frame_len,
+            ))
             .is_err()
         {
             break 1;
         }
         last_call = Some((worker, started.elapsed()));
     };
+    // The link's clone of the writer would keep the connection open.
+    lock_parent_link().take();
     drop(writer);
     let _ = writer_task.await;
     code

@@ -79,7 +79,8 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// A panic that happened in a child process: its message and where it was raised.
+/// A panic that happened in a child process: its message, where it was raised and, when the
+/// child had `RUST_BACKTRACE` set, its backtrace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PanicInfo {
     /// The panic message (`"attempt to divide by zero"`, or what `panic!` was given).
@@ -88,15 +89,71 @@ pub struct PanicInfo {
     pub location: Option<String>,
     /// The name of the process that panicked (`"Process-1"`, `"PoolWorker-3"`).
     pub process: String,
+    backtrace: Option<String>,
+}
+
+impl PanicInfo {
+    /// A panic of the current process.
+    pub(crate) fn new(
+        message: String,
+        location: Option<String>,
+        backtrace: Option<String>,
+    ) -> Self {
+        PanicInfo {
+            message,
+            location,
+            process: crate::current::current_process().name,
+            backtrace,
+        }
+    }
+
+    /// The child's stack when it panicked, printed as std prints a backtrace, if the child
+    /// captured one: a child captures one when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) is
+    /// set in its environment, which it inherits from its parent's, as
+    /// [`Backtrace::capture`](std::backtrace::Backtrace::capture) decides. As std's panic
+    /// hook does, it shows the frames from the panic down to the worker function (the frames
+    /// of multiproc's dispatcher and of the runtime are left out) unless the variable is
+    /// `full`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn boom() { panic!("boom") }
+    /// # async fn demo() {
+    /// // SAFETY: no other thread reads the environment yet.
+    /// unsafe { std::env::set_var("RUST_BACKTRACE", "1") };
+    /// let child = multiproc::Process::new(boom, ()).start().await.unwrap();
+    /// let error = child.join().await.unwrap_err();
+    /// let backtrace = error.panic_info().and_then(|panic| panic.backtrace());
+    /// assert!(backtrace.unwrap().contains("boom"));
+    /// # }
+    /// ```
+    pub fn backtrace(&self) -> Option<&str> {
+        self.backtrace.as_deref()
+    }
+
+    /// The backtrace as std's hook prints it after the message: `\nstack backtrace:\n` and
+    /// the frames; empty without a backtrace.
+    pub(crate) fn backtrace_section(&self) -> String {
+        self.backtrace().map_or_else(String::new, |backtrace| {
+            format!("\nstack backtrace:\n{}", backtrace.trim_end())
+        })
+    }
+
+    /// `Process-1 panicked at src/main.rs:3:5: boom`, without the backtrace.
+    fn summary(&self) -> String {
+        match &self.location {
+            Some(location) => format!("{} panicked at {location}: {}", self.process, self.message),
+            None => format!("{} panicked: {}", self.process, self.message),
+        }
+    }
 }
 
 impl fmt::Display for PanicInfo {
+    /// The summary line, then the backtrace, if any, under `stack backtrace:` as std prints
+    /// it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} panicked", self.process)?;
-        if let Some(location) = &self.location {
-            write!(f, " at {location}")?;
-        }
-        write!(f, ": {}", self.message)
+        write!(f, "{}{}", self.summary(), self.backtrace_section())
     }
 }
 
@@ -233,7 +290,7 @@ impl Error {
     }
 
     pub(crate) fn panicked(panic: PanicInfo) -> Self {
-        Error::new(ErrorKind::Panic, panic.to_string()).with(|inner| inner.panic = Some(panic))
+        Error::new(ErrorKind::Panic, panic.summary()).with(|inner| inner.panic = Some(panic))
     }
 
     pub(crate) fn serialization(what: &str, source: postcard::Error) -> Self {
@@ -405,8 +462,13 @@ impl fmt::Debug for Error {
 }
 
 impl fmt::Display for Error {
+    /// The message; for a panic whose child captured a backtrace, the backtrace after it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.inner.message)
+        f.write_str(&self.inner.message)?;
+        match self.panic_info() {
+            Some(panic) => f.write_str(&panic.backtrace_section()),
+            None => Ok(()),
+        }
     }
 }
 

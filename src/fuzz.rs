@@ -184,6 +184,7 @@ pub fn seeds(target: &str) -> Option<Vec<u8>> {
             let done = FromChild::Done {
                 id: 1,
                 outcome: Ok(()),
+                failed_items: 0,
             };
             let results = BatchResults::AllOk(vec![ByteBuf::from(b"a value".to_vec())]);
             split_input(&encoded(&done), &encoded(&results))

@@ -34,6 +34,8 @@
 //! | set `os.environ` or `os.chdir` before `start()` | `.env(k, v)`, `.env_remove(k)`, `.env_clear()`, `.current_dir(d)` on [`ProcessBuilder`], [`PoolBuilder`] (every worker) and [`ManagerBuilder`] |
 //! | redirect `sys.stdout` / `sys.stderr` in the child | `.stdout(s)`, `.stderr(s)` on the same builders, with [`Stdio`]: inherit, null, a file, or [`Stdio::Lines`], a stream of [`OutputLine`]s tagged with the child's name and pid (see [`output`]) |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
+//! | a `QueueHandler` in each worker and a `QueueListener` in the parent | [`forward_tracing`]: children's `tracing` events reach the parent's subscriber |
+//! | (nothing public: `pool._cache`, `pool._pool`) | [`Pool::stats`] gives a [`PoolStats`]: tasks queued, running, done, failed; restarts; what each worker runs |
 //! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
 //!
 //! # How it works
@@ -146,6 +148,7 @@ pub use child::init;
 pub use cluster::{Node, NodeBuilder, RemotePoolBuilder};
 pub use current::{ProcessInfo, cpu_count, current_process, parent_process};
 pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
+pub use logging::forward_tracing;
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
 pub use manager::{
@@ -153,6 +156,7 @@ pub use manager::{
 };
 pub use output::{OutputLine, OutputLines, StdStream, Stdio};
 pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
+pub use pool::{PoolStats, RunningCall, WorkerStats};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{

@@ -324,6 +324,7 @@ fn child_command(spec: &ChildSpec, one_call: bool) -> Result<tokio::process::Com
         parent: current::current_process(),
         depth: this.depth + 1,
         log_level: crate::logging::inherited_level(),
+        forward_level: crate::logging::forwarded_level(),
         max_frame_len: spec.max_frame_len as u64,
         stall: spec.stall,
         one_call,

@@ -34,8 +34,12 @@ pub(crate) type CallReply = Result<Vec<u8>>;
 /// What becomes of a call sent with [`Supervised::call_then`].
 #[derive(Debug)]
 pub(crate) enum Answer {
-    /// Its reply, or why it has none.
-    Reply(CallReply),
+    /// Its reply, or why it has none; with how many items of a batch failed (panicked) inside
+    /// an `Ok` reply, which only the child could count.
+    Reply {
+        reply: CallReply,
+        failed_items: usize,
+    },
     /// It did not run (or its result died with the child): its payload, to be sent again.
     Resend(Vec<u8>),
 }
@@ -52,6 +56,9 @@ pub(crate) struct Outgoing<'a> {
     /// Stop the call (kill the child) if it runs longer than this; for a child started
     /// with [`start_tracked`](Supervised::start_tracked) only.
     pub(crate) deadline: Option<Duration>,
+    /// The span the child's forwarded events of this call are emitted under (see
+    /// [`call_span`](crate::logging::call_span)).
+    pub(crate) span: Option<tracing::Span>,
 }
 
 /// A call that could not be sent: why, its callback, uncalled, and its payload when it was
@@ -93,6 +100,7 @@ struct Pending {
     /// The payload's copy, for a resendable call.
     kept: Option<Vec<u8>>,
     deadline: Option<Duration>,
+    span: Option<tracing::Span>,
 }
 
 #[derive(Default)]
@@ -110,6 +118,16 @@ impl std::fmt::Debug for Calls {
             .field("pending", &self.pending.len())
             .field("failed", &self.failed)
             .finish()
+    }
+}
+
+impl Answer {
+    /// The answer of a call that failed as a whole with `error`.
+    pub(crate) fn failed(error: Error) -> Self {
+        Answer::Reply {
+            reply: Err(error),
+            failed_items: 0,
+        }
     }
 }
 
@@ -176,6 +194,7 @@ impl Supervised {
                 worker: worker.to_string(),
                 kept: None,
                 deadline: None,
+                span: crate::logging::call_span(),
             };
             let mut calls = shared.calls.lock().expect("calls lock");
             calls.pending.insert(FIRST_CALL_ID, pending);
@@ -219,6 +238,7 @@ impl Supervised {
             batch,
             resendable: false,
             deadline: None,
+            span: crate::logging::call_span(),
         };
         self.call_then(call, on_answer)
             .map_err(|unsent| unsent.error)?;
@@ -241,6 +261,7 @@ impl Supervised {
             batch,
             resendable,
             deadline,
+            span,
         } = call;
         let kept = resendable.then(|| {
             let mut kept = crate::buffers::with_capacity(payload.len());
@@ -267,6 +288,7 @@ impl Supervised {
                 worker: worker.to_string(),
                 kept,
                 deadline,
+                span,
             };
             calls.pending.insert(id, pending);
             id
@@ -346,7 +368,7 @@ impl Supervised {
             tracing::debug!(target: "multiproc", "stopping {} (pid {}): {error}", self.shared.name, self.shared.pid);
             self.signal(libc::SIGKILL);
         }
-        (pending.on_answer)(Answer::Reply(Err(error)));
+        (pending.on_answer)(Answer::failed(error));
     }
 
     /// Withdraws call `id` if the child has not started it: the child skips it and answers
@@ -361,6 +383,21 @@ impl Supervised {
     #[allow(dead_code)] // the pool counts its calls itself
     pub(crate) fn in_flight(&self) -> usize {
         self.shared.calls.lock().expect("calls lock").pending.len()
+    }
+
+    /// The worker function of the call the child is running, and for how long it has run:
+    /// `None` between calls, and when the child could not open its progress page (nothing
+    /// then tells which call runs). A quick call already finished whose reply the child still
+    /// holds counts as running.
+    pub(crate) fn running_call(&self) -> Option<(String, Duration)> {
+        let Started::Call { id, ago } = self.shared.started() else {
+            return None;
+        };
+        let calls = self.shared.calls.lock().expect("calls lock");
+        calls
+            .pending
+            .get(&id)
+            .map(|pending| (pending.worker.clone(), ago))
     }
 
     /// Whether the child is gone, so that a call sent now would fail at once without running.
@@ -545,10 +582,22 @@ async fn read_replies(shared: &ChildLink, reader: &mut FrameReader<SharedStream>
     // Replies come in bursts (a child writes every reply it finished in one go); the calls
     // their callbacks send in turn go out together at the end of each burst.
     let handle = |frame: InFrame| {
-        let (id, outcome) = match frame.header::<FromChild>() {
-            Ok(FromChild::Done { id, outcome }) => (id, outcome),
+        let (id, outcome, failed_items) = match frame.header::<FromChild>() {
+            Ok(FromChild::Done {
+                id,
+                outcome,
+                failed_items,
+            }) => (id, outcome, failed_items),
             Ok(FromChild::Untracked) => {
                 shared.untracked.store(true, Ordering::SeqCst);
+                return ControlFlow::Continue(());
+            }
+            Ok(FromChild::Event { call, event }) => {
+                let span = call.and_then(|id| {
+                    let calls = shared.calls.lock().expect("calls lock");
+                    calls.pending.get(&id)?.span.clone()
+                });
+                crate::logging::emit_forwarded(event, &shared.name, shared.pid, span.as_ref());
                 return ControlFlow::Continue(());
             }
             Err(_) => {
@@ -561,10 +610,13 @@ async fn read_replies(shared: &ChildLink, reader: &mut FrameReader<SharedStream>
             if let Some(kept) = pending.kept {
                 crate::buffers::give_back(kept);
             }
-            (pending.on_answer)(Answer::Reply(match outcome {
-                Ok(()) => Ok(frame.into_payload()),
-                Err(remote) => Err(remote.into_error()),
-            }));
+            (pending.on_answer)(Answer::Reply {
+                reply: match outcome {
+                    Ok(()) => Ok(frame.into_payload()),
+                    Err(remote) => Err(remote.into_error()),
+                },
+                failed_items: failed_items as usize,
+            });
         }
         ControlFlow::Continue(())
     };
@@ -598,12 +650,7 @@ fn settle_calls(shared: &ChildLink, status: Option<ExitStatus>) {
             Some(kept) if Some(id) != running => Answer::Resend(kept),
             _ => {
                 let doing = format!("running `{}`", pending.worker);
-                Answer::Reply(Err(Error::worker_died(
-                    &shared.name,
-                    shared.pid,
-                    status,
-                    &doing,
-                )))
+                Answer::failed(Error::worker_died(&shared.name, shared.pid, status, &doing))
             }
         };
         (pending.on_answer)(answer);
@@ -616,7 +663,7 @@ fn reply_channel() -> (OnAnswer, oneshot::Receiver<CallReply>) {
     let (sender, receiver) = oneshot::channel();
     let on_answer: OnAnswer = Box::new(move |answer| {
         let reply = match answer {
-            Answer::Reply(reply) => reply,
+            Answer::Reply { reply, .. } => reply,
             Answer::Resend(_) => unreachable!("calls answered by a channel are not resendable"),
         };
         let _ = sender.send(reply);

@@ -128,6 +128,15 @@ async fn scenario_logging_every_level() {
 }
 
 #[tokio::test]
+#[ignore = "a scenario, run by forwarded_events_print_once_under_the_childs_name"]
+async fn scenario_logging_forwarded() {
+    multiproc::log_to_stderr(tracing::Level::INFO);
+    multiproc::forward_tracing(tracing::Level::INFO);
+    let p = Process::new(log_something, ()).start().await.unwrap();
+    assert_eq!(p.join().await.unwrap(), 7);
+}
+
+#[tokio::test]
 #[ignore = "a scenario, run by nothing_is_logged_unless_asked"]
 async fn scenario_quiet() {
     let p = Process::new(log_something, ()).start().await.unwrap();
@@ -185,4 +194,19 @@ fn a_child_prints_pythons_level_names() {
 fn nothing_is_logged_unless_asked() {
     let stderr = stderr_of("scenario_quiet");
     assert!(!stderr.contains("[INFO"), "unexpected output:\n{stderr}");
+}
+
+#[test]
+fn forwarded_events_print_once_under_the_childs_name() {
+    let stderr = stderr_of("scenario_logging_forwarded");
+    let line = "[INFO/Process-1] hello from the worker";
+    assert_has_lines(
+        &stderr,
+        &[line, "[INFO/Process-1] child process calling run()"],
+    );
+    let times = stderr.lines().filter(|l| *l == line).count();
+    assert_eq!(
+        times, 1,
+        "printed by the child and by the parent:\n{stderr}"
+    );
 }

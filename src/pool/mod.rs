@@ -59,7 +59,8 @@
 //! Where Python's pool hangs, this one answers:
 //!
 //! - A task that panics fails with a [`Panic`](crate::ErrorKind::Panic) error carrying the
-//!   message and location; the worker carries on.
+//!   message and location, and the worker's backtrace when `RUST_BACKTRACE` is set (see
+//!   [`PanicInfo::backtrace`](crate::PanicInfo::backtrace)); the worker carries on.
 //! - A worker that dies (killed, `std::process::exit`, a crash) fails only the call it was
 //!   running, with a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming its pid, exit
 //!   status and the function; it is replaced at once and the pool keeps its size. The calls it
@@ -118,6 +119,7 @@ mod builder;
 pub(crate) mod map;
 mod pool_worker;
 mod scheduler;
+mod stats;
 
 use std::fmt;
 use std::future::Future;
@@ -132,6 +134,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use builder::PoolBuilder;
 pub use map::{Imap, Map};
+pub use stats::{PoolStats, RunningCall, WorkerStats};
 
 use crate::error::{Error, Result};
 use crate::output::OutputLines;
@@ -203,6 +206,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
             .map_err(|_| Error::closed("the pool's scheduler has stopped"))
     }
 
+    /// What the backend is doing, for [`Pool::stats`]; by default nothing is known.
+    fn stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
+
     /// The backend itself, so that the part of the crate that built it can reach it again
     /// from a [`Pool`] ([`Pool::backend`]).
     fn as_any(&self) -> &dyn std::any::Any;
@@ -225,6 +233,10 @@ impl Backend for LocalBackend {
     fn submit(&self, group: u64, jobs: Vec<Job>, _: &mpsc::UnboundedSender<Command>) -> Result<()> {
         self.dispatch.submit(group, jobs);
         Ok(())
+    }
+
+    fn stats(&self) -> PoolStats {
+        self.dispatch.stats()
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -345,6 +357,29 @@ impl Pool {
     pub fn take_output(&self) -> Option<OutputLines> {
         let local = self.backend::<LocalBackend>()?;
         local.output.lock().expect("pool lock").take()
+    }
+
+    /// What the pool is doing: tasks queued and running, tasks completed and failed and
+    /// workers restarted since it started, and each worker's pid and the function it runs. A
+    /// snapshot for a service to export as health metrics; see [`PoolStats`] for what each
+    /// count means. Reading it sends nothing to the workers.
+    ///
+    /// A pool on a cluster (`Pool::connect`, feature `nats`) reports no counts and no workers
+    /// yet: every field is zero or empty.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// pool.map(square, 0..100u64).await?;
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.completed, 100);
+    /// assert_eq!((stats.queued, stats.running), (0, 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        self.inner.backend.stats()
     }
 
     /// Whether [`close`](Self::close) or [`terminate`](Self::terminate) was called.
@@ -695,6 +730,7 @@ impl Job {
                 reply,
                 task_timeout: None,
                 control: None,
+                span: crate::logging::call_span(),
             },
             receiver,
         )

@@ -48,6 +48,7 @@ use super::builder::Config;
 use super::pool_worker::{self, PoolWorker};
 #[cfg(doc)]
 use super::pool_worker::{MAX_WINDOW, WINDOW};
+use super::stats::{PoolStats, RunningCall, WorkerStats};
 
 /// Consecutive failed worker starts after which the pool gives up.
 pub(crate) const MAX_START_FAILURES: u32 = 10;
@@ -66,6 +67,8 @@ pub(crate) struct Job {
     pub(crate) task_timeout: Option<Duration>,
     /// Set for a call whose caller can cancel it.
     pub(crate) control: Option<Arc<Control>>,
+    /// The caller's span, for the events the child forwards while it runs the call.
+    pub(crate) span: Option<tracing::Span>,
 }
 
 /// Where a call that its caller can cancel is, so that a cancel withdraws it or stops it.
@@ -134,10 +137,13 @@ struct JobQueue {
     resent: VecDeque<Job>,
     groups: HashMap<u64, VecDeque<Job>>,
     turns: VecDeque<u64>,
+    /// The tasks of the jobs queued, for [`PoolStats::queued`].
+    tasks: usize,
 }
 
 impl JobQueue {
     fn push(&mut self, group: u64, jobs: Vec<Job>) {
+        self.tasks += jobs.iter().map(|job| job.items).sum::<usize>();
         let queued = self.groups.entry(group).or_insert_with(|| {
             self.turns.push_back(group);
             VecDeque::new()
@@ -145,9 +151,16 @@ impl JobQueue {
         queued.extend(jobs);
     }
 
+    /// Queues a job handed back by a worker that died before running it, ahead of the groups.
+    fn push_resent(&mut self, job: Job) {
+        self.tasks += job.items;
+        self.resent.push_back(job);
+    }
+
     /// The next job whose caller still waits for it.
     fn pop(&mut self) -> Option<Job> {
         while let Some(job) = self.resent.pop_front() {
+            self.tasks -= job.items;
             if !job.reply.is_closed() {
                 return Some(job);
             }
@@ -158,6 +171,7 @@ impl JobQueue {
                 .get_mut(&group)
                 .expect("every turn has its group");
             let job = queued.pop_front();
+            self.tasks -= job.as_ref().map_or(0, |job| job.items);
             if queued.is_empty() {
                 self.groups.remove(&group);
             } else {
@@ -177,6 +191,7 @@ impl JobQueue {
 
     fn fail_all(&mut self, error: &Error) {
         self.turns.clear();
+        self.tasks = 0;
         let groups = self.groups.drain().flat_map(|(_, jobs)| jobs);
         for job in self.resent.drain(..).chain(groups) {
             let _ = job.reply.send(Err(error.clone()));
@@ -203,10 +218,36 @@ struct Dispatching {
     workers: HashMap<u64, PoolWorker>,
     /// Calls sent and not yet answered.
     running: usize,
+    /// What [`PoolStats`] reports of the work done.
+    counts: Counts,
     /// Why new jobs are refused: the pool was joined, terminated or broken.
     refusal: Option<Error>,
     /// A join waits: tell the scheduler when the pool falls idle.
     closing: bool,
+}
+
+/// The counts of [`PoolStats`] that the dispatch keeps as calls come and go.
+#[derive(Debug, Default)]
+struct Counts {
+    /// The tasks of the calls sent and not yet answered.
+    running: usize,
+    completed: u64,
+    failed: u64,
+    restarts: u64,
+}
+
+/// How a call sent to a worker ended.
+enum CallEnd {
+    /// It was answered with `outcome`, for `reply`: `failed` of its `tasks` failed (all of
+    /// them if the call did).
+    Answered {
+        reply: oneshot::Sender<CallReply>,
+        outcome: CallReply,
+        tasks: usize,
+        failed: usize,
+    },
+    /// Its worker died before running it: it goes back to the queue.
+    Resend(Job),
 }
 
 #[derive(Debug)]
@@ -280,6 +321,7 @@ impl Dispatch {
                 continue;
             }
             state.running += 1;
+            state.counts.running += job.items;
             let worker = state
                 .workers
                 .get_mut(&id)
@@ -300,7 +342,7 @@ impl Dispatch {
                     worker.send_failed = failed.error.is_closed() || failed.error.is_worker_died();
                     let answer = match failed.payload {
                         Some(payload) => Answer::Resend(payload),
-                        None => Answer::Reply(Err(failed.error)),
+                        None => Answer::failed(failed.error),
                     };
                     unsent.push((failed.on_answer, answer));
                 }
@@ -330,37 +372,71 @@ impl Dispatch {
                 .task_timeout
                 .or(self.task_timeout)
                 .map(|timeout| timeout.saturating_mul(items)),
+            span: job.span.clone(),
         };
         let dispatch = self.clone();
         let on_answer: OnAnswer = Box::new(move |answer| {
-            let outcome = match answer {
-                _ if dispatch.terminated.load(Ordering::Relaxed) => Err(cancelled_by_terminate()),
-                Answer::Reply(outcome) => outcome,
-                Answer::Resend(payload) => {
-                    let resend = job.control.as_ref().is_none_or(|control| control.requeue());
+            let tasks = job.items;
+            let (outcome, failed) = match answer {
+                _ if dispatch.terminated.load(Ordering::Relaxed) => {
+                    (Err(cancelled_by_terminate()), tasks)
+                }
+                Answer::Reply {
+                    reply: Ok(payload),
+                    failed_items,
+                } => (Ok(payload), failed_items.min(tasks)),
+                Answer::Reply {
+                    reply: Err(error), ..
+                } => (Err(error), tasks),
+                Answer::Resend(payload)
+                    if job.control.as_ref().is_none_or(|control| control.requeue()) =>
+                {
                     job.payload = payload;
-                    dispatch.call_done(id, resend.then_some(job));
+                    dispatch.call_done(id, CallEnd::Resend(job));
                     return;
                 }
+                // Handed back, but its caller cancelled it meanwhile: it ends here.
+                Answer::Resend(_) => (Err(Error::cancelled("the call was cancelled")), tasks),
             };
-            let _ = job.reply.send(outcome);
-            dispatch.call_done(id, None);
+            let reply = job.reply;
+            let end = CallEnd::Answered {
+                reply,
+                outcome,
+                tasks,
+                failed,
+            };
+            dispatch.call_done(id, end);
         });
         (call, on_answer)
     }
 
-    /// A call on worker `id` was answered, or handed back to be sent again as `resend`: its
-    /// window has room again.
-    fn call_done(self: &Arc<Self>, id: u64, resend: Option<Job>) {
-        let (unsent, idle) = {
+    /// A call on worker `id` ended (see [`CallEnd`]): its window has room again. Its caller
+    /// is answered once the counts say so, so that [`stats`](Self::stats) read after a call
+    /// returned counts it, and before a join that waits for it returns.
+    fn call_done(self: &Arc<Self>, id: u64, end: CallEnd) {
+        let (unsent, idle, answered) = {
             let mut state = self.lock();
             state.running -= 1;
-            let answered = resend.is_none();
-            if let Some(job) = resend {
-                state.queue.resent.push_back(job);
-            }
+            let answered = match end {
+                CallEnd::Answered {
+                    reply,
+                    outcome,
+                    tasks,
+                    failed,
+                } => {
+                    state.counts.running -= tasks;
+                    state.counts.completed += (tasks - failed) as u64;
+                    state.counts.failed += failed as u64;
+                    Some((reply, outcome))
+                }
+                CallEnd::Resend(job) => {
+                    state.counts.running -= job.items;
+                    state.queue.push_resent(job);
+                    None
+                }
+            };
             if let Some(worker) = state.workers.get_mut(&id) {
-                if answered {
+                if answered.is_some() {
                     worker.answered();
                 }
                 worker.in_flight -= 1;
@@ -370,12 +446,51 @@ impl Dispatch {
             }
             let unsent = self.dispatch(&mut state);
             let idle = state.closing && state.running == 0 && state.queue.is_empty();
-            (unsent, idle)
+            (unsent, idle, answered)
         };
+        if let Some((reply, outcome)) = answered {
+            let _ = reply.send(outcome);
+        }
         answer(unsent);
         if idle {
             let _ = self.events.send(SchedulerEvent::Idle);
         }
+    }
+}
+
+impl Dispatch {
+    /// A snapshot of the queue, the counts and the workers; see [`PoolStats`].
+    pub(crate) fn stats(&self) -> PoolStats {
+        let (mut stats, mut workers) = {
+            let state = self.lock();
+            let stats = PoolStats {
+                queued: state.queue.tasks,
+                running: state.counts.running,
+                completed: state.counts.completed,
+                failed: state.counts.failed,
+                restarts: state.counts.restarts,
+                workers: Vec::new(),
+            };
+            let workers: Vec<(u64, Supervised)> = state
+                .workers
+                .iter()
+                .map(|(id, worker)| (*id, worker.supervised.clone()))
+                .collect();
+            (stats, workers)
+        };
+        // Each worker's page is read after the dispatch lock is released.
+        workers.sort_by_key(|(id, _)| *id);
+        stats.workers = workers
+            .into_iter()
+            .map(|(_, supervised)| WorkerStats {
+                pid: supervised.pid(),
+                name: supervised.name().to_string(),
+                running: supervised
+                    .running_call()
+                    .map(|(function, elapsed)| RunningCall { function, elapsed }),
+            })
+            .collect();
+        stats
     }
 }
 
@@ -539,10 +654,14 @@ impl Scheduler {
         if worker.retiring {
             return; // its replacement was started when it began to retire
         }
-        tracing::info!(target: "multiproc", "{} (pid {}) ended with {status}; starting a replacement", worker.supervised.name(), worker.supervised.pid());
+        let (name, pid) = (worker.supervised.name(), worker.supervised.pid());
         let work_left = self.state == State::Running || queued;
         if work_left && self.shared.broken().is_none() {
+            tracing::info!(target: "multiproc", "{name} (pid {pid}) ended with {status}; starting a replacement");
+            self.dispatch.lock().counts.restarts += 1;
             self.start_worker();
+        } else {
+            tracing::debug!(target: "multiproc", "{name} (pid {pid}) ended with {status}");
         }
     }
 

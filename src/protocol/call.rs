@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{encode, encode_list};
 use crate::error::RemoteError;
+use crate::logging::ForwardedEvent;
 
 /// A parent's request to its child.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,10 +37,19 @@ pub(crate) enum FromChild {
     Done {
         id: u64,
         outcome: Result<(), RemoteError>,
+        /// How many items of a batch failed (panicked) inside an `Ok` reply, for the pool's
+        /// counts: the parent does not decode the results, whose type it does not know.
+        failed_items: u32,
     },
     /// The child could not open the progress page of [`ToChild::Track`]: the parent cannot
     /// tell from it which call runs.
     Untracked,
+    /// A `tracing` event of the child's, sent when its parent asked for them (see
+    /// [`forward_tracing`](crate::forward_tracing)), with the call it was running, if any.
+    Event {
+        call: Option<u64>,
+        event: ForwardedEvent,
+    },
 }
 
 /// The reply to a batch call: one result per item of the batch, in order. When every item

@@ -43,6 +43,8 @@ pub(crate) struct Bootstrap {
     pub(crate) parent: ProcessInfo,
     pub(crate) depth: u32,
     pub(crate) log_level: u8,
+    /// The level from which the child sends its `tracing` events to its parent; 0: it does not.
+    pub(crate) forward_level: u8,
     pub(crate) max_frame_len: u64,
     /// Stall before connecting back; lets tests exercise the start-up timeout.
     pub(crate) stall: bool,

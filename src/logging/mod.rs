@@ -15,6 +15,15 @@
 //! Levels are printed under Python's names: `ERROR`, `WARNING`, `INFO`, `DEBUG`, and
 //! `SUBDEBUG` for `tracing`'s `TRACE` (the level `multiprocessing` adds below `DEBUG`, for
 //! the same kind of detail). `tracing` has nothing above `ERROR`, so `CRITICAL` never appears.
+//!
+//! A service with a subscriber of its own (JSON lines, an OpenTelemetry exporter) asks for
+//! [`forward_tracing`] instead: children then send their events over their connection to the
+//! parent, which emits them into its subscriber with the child's name and pid as fields and
+//! under the caller's span (see [`forward`]). Both switches go down the whole process tree;
+//! with both, children forward, and `log_to_stderr`'s subscriber in the parent prints their
+//! events under their own names.
+
+mod forward;
 
 #[cfg(feature = "log-to-stderr")]
 use std::fmt;
@@ -29,6 +38,11 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 #[cfg(feature = "log-to-stderr")]
 use tracing_subscriber::registry::LookupSpan;
+
+pub use forward::forward_tracing;
+pub(crate) use forward::{
+    ForwardedEvent, call_span, emit_forwarded, forward_from_child, forwarded_level,
+};
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 
@@ -112,7 +126,6 @@ fn level_number(level: Level) -> u8 {
     }
 }
 
-#[cfg(feature = "log-to-stderr")]
 fn number_level(number: u8) -> Option<Level> {
     Some(match number {
         1 => Level::ERROR,
@@ -139,13 +152,50 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        write!(
-            writer,
-            "[{}/{}] ",
-            python_name(*event.metadata().level()),
-            crate::current::this().name
-        )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        let mut forwarded = Forwarded::default();
+        event.record(&mut forwarded);
+        let Some(name) = forwarded.process else {
+            write!(
+                writer,
+                "[{}/{}] ",
+                python_name(*event.metadata().level()),
+                crate::current::this().name
+            )?;
+            ctx.field_format().format_fields(writer.by_ref(), event)?;
+            return writeln!(writer);
+        };
+        // A child's event, forwarded: under the child's name, which its fields need not repeat.
+        let level = python_name(*event.metadata().level());
+        writeln!(writer, "[{level}/{name}] {}", forwarded.fields.trim_start())
+    }
+}
+
+/// An event forwarded from a child, as [`ProcessFormat`] prints it: the child's name (from
+/// `process.name`; `None` for an event of this process), then the message and the other fields
+/// as `tracing-subscriber` prints them, without `process.name` and `process.pid`.
+#[cfg(feature = "log-to-stderr")]
+#[derive(Default)]
+struct Forwarded {
+    process: Option<String>,
+    fields: String,
+}
+
+#[cfg(feature = "log-to-stderr")]
+impl tracing::field::Visit for Forwarded {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == forward::PROCESS_NAME {
+            self.process = Some(value.to_string());
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        use std::fmt::Write;
+        let _ = match field.name() {
+            "message" => write!(self.fields, " {value:?}"),
+            forward::PROCESS_PID => Ok(()),
+            name => write!(self.fields, " {name}={value:?}"),
+        };
     }
 }
