@@ -28,6 +28,8 @@
 //! | `Process(target=f, args=(1,)).start()` | [`Process::new(f, (1,)).start().await`](Process::new) |
 //! | subclass `Process`, override `run` | [`Run`] + `#[multiproc::process]`, [`Process::from_run`] |
 //! | `Pool(4).map(f, xs)` | [`Pool::builder().processes(4).build().await?.map(f, xs).await`](Pool) |
+//! | `pool.apply_async(f, args)`, `pool.map_async(f, xs)`, `pool.starmap_async(f, xs)` | [`Pool::apply_async`], [`Pool::map_async`], [`Pool::starmap_async`]: handles that borrow nothing ([`AsyncResult`], [`MapResult`]) |
+//! | `AsyncResult.ready()`, `.successful()`, `.wait(timeout)`, `.get(timeout)` | [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful) (`None` where Python raises `ValueError`), [`wait`](AsyncResult::wait) / [`wait_timeout`](AsyncResult::wait_timeout), [`get_timeout`](AsyncResult::get_timeout) |
 //! | `Queue`, `JoinableQueue`, `Pipe` | [`Queue`], [`JoinableQueue`], [`pipe`] |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
@@ -145,7 +147,7 @@ pub use error::{Error, ErrorKind, ExitStatus, PanicInfo, Result};
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
 pub use manager::{DictProxy, ListProxy, Manager, Namespace, SHUTDOWN_GRACE, ValueProxy};
-pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
+pub use pool::{Apply, AsyncResult, Imap, Map, MapResult, Pool, PoolBuilder};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{
