@@ -31,6 +31,7 @@
 //! | `pool.apply_async(f, args)`, `pool.map_async(f, xs)`, `pool.starmap_async(f, xs)` | [`Pool::apply_async`], [`Pool::map_async`], [`Pool::starmap_async`]: handles that borrow nothing ([`AsyncResult`], [`MapResult`]) |
 //! | `AsyncResult.ready()`, `.successful()`, `.wait(timeout)`, `.get(timeout)` | [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful) (`None` where Python raises `ValueError`), [`wait`](AsyncResult::wait) / [`wait_timeout`](AsyncResult::wait_timeout), [`get_timeout`](AsyncResult::get_timeout) |
 //! | `Queue`, `JoinableQueue`, `Pipe` | [`Queue`], [`JoinableQueue`], [`pipe`] |
+//! | `q.qsize()`, `q.empty()`, `q.full()`, `maxsize` | [`q.len()`](Queue::len), [`q.is_empty()`](Queue::is_empty), [`q.full()`](Queue::full) (`false` when unbounded, as in Python), [`q.capacity()`](Queue::capacity) |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
 //! | `log_to_stderr()` | [`log_to_stderr`] |

@@ -51,6 +51,8 @@ pub(crate) enum Answer {
     /// A lock or semaphore was granted; `owner_died` when the previous holder's process died
     /// while holding it and the hub released it on its behalf.
     Acquired { owner_died: bool },
+    /// A queue's bound (`None`: unbounded) and its length at the same moment.
+    Capacity { capacity: Option<u64>, len: u64 },
 }
 
 /// Why a request failed.
@@ -126,6 +128,8 @@ pub(crate) enum QueueOp {
     /// Give back items a dropped `get` had already taken, to the front of the queue.
     Unget,
     Len,
+    /// The queue's bound and length, answered with [`Answer::Capacity`].
+    Capacity,
     Close,
     TaskDone,
     Join,
