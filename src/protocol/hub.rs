@@ -53,6 +53,9 @@ pub(crate) enum Answer {
     Acquired { owner_died: bool },
     /// A queue's bound (`None`: unbounded) and its length at the same moment.
     Capacity { capacity: Option<u64>, len: u64 },
+    /// The caller is the last party at a barrier: it runs the barrier's action, named in the
+    /// payload, before anyone is released.
+    RunAction,
 }
 
 /// Why a request failed.
@@ -172,10 +175,19 @@ pub(crate) enum ConditionOp {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum BarrierOp {
+    /// Wait for the other parties. The last to arrive at a barrier with an action is answered
+    /// [`Answer::RunAction`] instead, with the action's registered name in the payload, and
+    /// the others stay parked until it sends [`ActionDone`](BarrierOp::ActionDone).
     Wait,
     Abort,
     Reset,
     Waiting,
+    IsBroken,
+    /// The action asked for by [`Answer::RunAction`] ran (`ok`) or failed; answered with the
+    /// sender's index once the others are released.
+    ActionDone {
+        ok: bool,
+    },
 }
 
 /// Which end of a pipe a request is about: 0 or 1.
@@ -206,11 +218,16 @@ pub(crate) fn undo_of(op: &Op) -> Option<Op> {
             Some(Op::Condition(ConditionOp::Release))
         }
         Op::Pipe(PipeOp::Recv { end }) => Some(Op::Pipe(PipeOp::Unrecv { end: *end })),
+        // A barrier's action that nobody is left to run breaks the barrier.
+        Op::Barrier(BarrierOp::Wait) => Some(Op::Barrier(BarrierOp::ActionDone { ok: false })),
         _ => None,
     }
 }
 
 /// Whether an answer granted something [`undo_of`] must give back.
 pub(crate) fn grants(outcome: &Result<Answer, Failure>) -> bool {
-    matches!(outcome, Ok(Answer::Items | Answer::Acquired { .. }))
+    matches!(
+        outcome,
+        Ok(Answer::Items | Answer::Acquired { .. } | Answer::RunAction)
+    )
 }
