@@ -31,6 +31,7 @@
 //! | `pool.apply_async(f, args)`, `pool.map_async(f, xs)`, `pool.starmap_async(f, xs)` | [`Pool::apply_async`], [`Pool::map_async`], [`Pool::starmap_async`]: handles that borrow nothing ([`AsyncResult`], [`MapResult`]) |
 //! | `AsyncResult.ready()`, `.successful()`, `.wait(timeout)`, `.get(timeout)` | [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful) (`None` where Python raises `ValueError`), [`wait`](AsyncResult::wait) / [`wait_timeout`](AsyncResult::wait_timeout), [`get_timeout`](AsyncResult::get_timeout) |
 //! | `Queue`, `JoinableQueue`, `Pipe` | [`Queue`], [`JoinableQueue`], [`pipe`] |
+//! | `Pipe(duplex=False)`, `conn.poll(timeout)` | [`pipe_one_way`] (a [`PipeReceiver`] with no `send`, a [`PipeSender`] with no `recv`), [`end.poll(timeout)`](PipeEnd::poll); ends are also a `Stream` and a `Sink` |
 //! | `q.qsize()`, `q.empty()`, `q.full()`, `maxsize` | [`q.len()`](Queue::len), [`q.is_empty()`](Queue::is_empty), [`q.full()`](Queue::full) (`false` when unbounded, as in Python), [`q.capacity()`](Queue::capacity) |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `Barrier(n, action=f)`, `barrier.broken` | [`Barrier::with_action(n, f)`](Barrier::with_action) (`f` a `#[worker]` of no arguments, run by the last party to arrive), [`barrier.is_broken()`](Barrier::is_broken) |
@@ -154,7 +155,8 @@ pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,
-    PipeEnd, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
+    PipeEnd, PipeReceiver, PipeSender, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
+    pipe_one_way,
 };
 pub use spawn::DEFAULT_START_TIMEOUT;
 pub use transport::DEFAULT_MAX_FRAME_LEN;

@@ -199,6 +199,9 @@ pub(crate) enum PipeOp {
     Send { end: PipeSide },
     /// Receive one item sent to `end`, waiting for one.
     Recv { end: PipeSide },
+    /// Whether `end` has an item to receive, or end of file (a `recv` would not wait);
+    /// with `wait`, answered once it has. Answered with [`Answer::Flag`].
+    Poll { end: PipeSide, wait: bool },
     /// Give back items a dropped `recv` had taken.
     Unrecv { end: PipeSide },
     /// `end` will send and receive no more: the other end sees end of file once drained.

@@ -79,7 +79,7 @@ pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
 pub use joinable::JoinableQueue;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
-pub use pipe::{PipeEnd, pipe};
+pub use pipe::{PipeEnd, PipeReceiver, PipeSender, pipe, pipe_one_way};
 pub use queue::Queue;
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};
 
