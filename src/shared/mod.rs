@@ -2,8 +2,8 @@
 //!
 //! Python coordinates processes with `multiprocessing.Queue`, `JoinableQueue`, `Lock`,
 //! `Event`, `Semaphore`, ...; these are the async Rust equivalents: [`Queue`],
-//! [`JoinableQueue`], [`pipe`], [`Event`], [`Lock`], [`RLock`], [`Semaphore`],
-//! [`BoundedSemaphore`], [`Condition`] and [`Barrier`].
+//! [`JoinableQueue`], [`pipe`] and [`pipe_one_way`], [`Event`], [`Lock`], [`RLock`],
+//! [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and [`Barrier`].
 //!
 //! ```no_run
 //! use multiproc::{worker, Event, Process, Queue};
