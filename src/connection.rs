@@ -44,7 +44,8 @@
 //! | `conn.send(obj)`, `conn.recv()` | [`conn.send(item).await`](Connection::send), [`conn.recv().await`](Connection::recv) |
 //! | `conn.poll(timeout)` | [`conn.poll(timeout).await`](Connection::poll) |
 //! | `wait(connections, timeout)` | [`wait(&connections).await`](wait), [`wait_timeout`]: the indices of those ready |
-//! | `conn.close()`, `listener.close()` | drop it |
+//! | `listener.close()` | [`listener.close().await`](Listener::close), or drop it |
+//! | `conn.close()` | drop it |
 //!
 //! Where Python's `accept` raises `AuthenticationError` when a peer fails the handshake, and
 //! a peer that connects and says nothing blocks it, a `Listener` authenticates each peer in a
@@ -60,7 +61,7 @@ use futures::future::select_all;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, mpsc};
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::protocol::{decode, encode};
@@ -73,12 +74,12 @@ pub use crate::transport::endpoint::Address;
 /// `multiprocessing.connection.Listener`. Each accepted connection is a
 /// [`Connection<S, R>`](Connection): it sends `S` and receives `R`.
 ///
-/// Dropping the listener stops listening (the address is free again); the connections it
-/// accepted live on.
+/// Dropping the listener stops listening, as [`close`](Self::close) does without waiting;
+/// the connections it accepted live on.
 pub struct Listener<S, R = S> {
     address: Address,
     accepted: Mutex<mpsc::UnboundedReceiver<Framed>>,
-    serving: AbortHandle,
+    serving: JoinHandle<()>,
     _messages: PhantomData<fn(S) -> R>,
 }
 
@@ -114,7 +115,7 @@ impl<S, R> Listener<S, R> {
         Ok(Listener {
             address,
             accepted: Mutex::new(accepted),
-            serving: serving.abort_handle(),
+            serving,
             _messages: PhantomData,
         })
     }
@@ -151,6 +152,31 @@ impl<S, R> Listener<S, R> {
         framed
             .map(Connection::new)
             .ok_or_else(|| Error::closed(format!("the listener at {} stopped", self.address)))
+    }
+}
+
+impl<S, R> Listener<S, R> {
+    /// Stops listening, and returns once the address is free to bind again: Python's
+    /// `Listener.close()`. Handshakes in progress are dropped; the connections already
+    /// accepted live on.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the listener stops all the same, only perhaps a moment later.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(listener: multiproc::connection::Listener<u64>) -> multiproc::Result<()> {
+    /// let address = listener.address().clone();
+    /// listener.close().await;
+    /// let again: multiproc::connection::Listener<u64> =
+    ///     multiproc::connection::Listener::bind(address, b"key").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(mut self) {
+        self.serving.abort();
+        let _ = (&mut self.serving).await;
     }
 }
 

@@ -61,9 +61,10 @@
 //!   `skip_serializing_if` fail at run time (see [`Value`] for what each one does).
 //! - **Security.** The main process draws a random 32-byte key and hands it to each child as
 //!   the first bytes on that socket, never on a command line or in the environment. Every
-//!   connection to a named socket or a TCP manager opens with a mutual HMAC-SHA256 challenge
-//!   (Python 3.12's), so the key never crosses a socket and a client sends nothing to a
-//!   listener that cannot prove it; on a named socket the peer's uid is checked too. Each
+//!   connection to a named socket, a TCP manager or a [`connection::Listener`] (with the key
+//!   its user gave) opens with a mutual HMAC-SHA256 challenge (Python 3.12's), so the key
+//!   never crosses a socket and a client sends nothing to a listener that cannot prove it;
+//!   on a named socket the peer's uid is checked too. Each
 //!   handshake runs in its own task, so a peer that connects and says nothing delays nobody.
 //! - **Faults.** A parent task per child reads its replies and reaps it. A pool worker writes
 //!   the id of each call it starts into a page it shares with its parent, so when it dies only

@@ -75,16 +75,18 @@ async fn a_child_is_served_over_a_local_socket() {
 
 #[tokio::test]
 async fn a_child_is_served_over_tcp() {
+    let [_, tcp] = a_local_and_a_tcp_address();
+    a_child_is_served_at(tcp).await;
+}
+
+fn a_local_and_a_tcp_address() -> [Address; 2] {
     let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    a_child_is_served_at(any_port.into()).await;
+    [Address::random_local(), any_port.into()]
 }
 
 #[tokio::test]
 async fn a_wrong_key_or_a_silent_peer_does_not_hold_up_accept() {
-    for address in [
-        Address::random_local(),
-        "127.0.0.1:0".parse::<SocketAddr>().unwrap().into(),
-    ] {
+    for address in a_local_and_a_tcp_address() {
         let listener: Listener<u64> = within(Listener::bind(address, KEY)).await.unwrap();
         let address = listener.address().clone();
         // A peer that connects and never speaks, held open for the whole test.
@@ -164,5 +166,27 @@ async fn poll_and_wait_tell_which_connections_have_a_message() {
         assert!(within(conn.poll(Duration::ZERO)).await);
         let error = within(conn.recv()).await.unwrap_err();
         assert!(error.is_closed(), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_closed_listener_frees_its_address() {
+    for address in a_local_and_a_tcp_address() {
+        let listener: Listener<u64> = within(Listener::bind(address, KEY)).await.unwrap();
+        let address = listener.address().clone();
+        let earlier: Connection<u64> = within(client(&address, KEY)).await.unwrap();
+        within(listener.close()).await;
+        let error = within(client::<u64, u64>(&address, KEY)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Io, "{error}");
+        let again: Listener<u64> = within(Listener::bind(address.clone(), KEY)).await.unwrap();
+        let conn: Connection<u64> = within(client(&address, KEY)).await.unwrap();
+        conn.send(1).await.unwrap();
+        assert_eq!(
+            within(within(again.accept()).await.unwrap().recv())
+                .await
+                .unwrap(),
+            1
+        );
+        drop(earlier);
     }
 }
