@@ -114,13 +114,13 @@ async fn nothing_listening_is_an_io_error() {
     assert_eq!(error.kind(), ErrorKind::Io, "{error}");
 }
 
-/// Connects, sends `value` after `delay_ms`, then waits until the listener's side closes.
+/// Connects, sends back doubled each number it receives, until end of file.
 #[worker]
-async fn send_after(address: String, key: Vec<u8>, delay_ms: u64, value: u64) {
+async fn double_each(address: String, key: Vec<u8>) {
     let conn: Connection<u64> = client(&address.parse().unwrap(), &key).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    conn.send(value).await.unwrap();
-    let _ = conn.recv().await;
+    while let Ok(n) = conn.recv().await {
+        conn.send(n * 2).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -131,9 +131,8 @@ async fn poll_and_wait_tell_which_connections_have_a_message() {
     let address = listener.address().to_string();
     let mut children = Vec::new();
     let mut conns = Vec::new();
-    // Only the second client sends soon; the others wait far longer than this test does.
-    for delay_ms in [60_000, 200, 60_000] {
-        let child = Process::new(send_after, (address.clone(), KEY.to_vec(), delay_ms, 7));
+    for _ in 0..3 {
+        let child = Process::new(double_each, (address.clone(), KEY.to_vec()));
         children.push(within(child.start()).await.unwrap());
         conns.push(within(listener.accept()).await.unwrap());
     }
@@ -141,18 +140,19 @@ async fn poll_and_wait_tell_which_connections_have_a_message() {
     assert!(
         within(wait_timeout(&all, Duration::from_millis(20)))
             .await
-            .is_empty()
+            .is_empty(),
+        "nothing was sent yet"
     );
-    let ready = within(wait(&all)).await;
-    // Which connection is the second child's is not known: accepts come in handshake order.
-    assert_eq!(ready.len(), 1, "{ready:?}");
-    let sender = all[ready[0]];
+    // Only the second child is asked, so only its connection gets an answer.
+    all[1].send(7).await.unwrap();
+    assert_eq!(within(wait(&all)).await, [1]);
     assert!(
-        within(sender.poll(Duration::ZERO)).await,
+        within(all[1].poll(Duration::ZERO)).await,
         "wait took nothing"
     );
-    assert_eq!(within(sender.recv()).await.unwrap(), 7);
-    assert!(!within(sender.poll(Duration::from_millis(20))).await);
+    assert!(!within(all[0].poll(Duration::from_millis(20))).await);
+    assert_eq!(within(all[1].recv()).await.unwrap(), 14);
+    assert!(!within(all[1].poll(Duration::ZERO)).await);
 
     for child in &children {
         child.kill();
@@ -161,9 +161,11 @@ async fn poll_and_wait_tell_which_connections_have_a_message() {
         let _ = within(child.join()).await;
     }
     // A peer that exited: end of file, which poll and wait report as ready.
-    assert_eq!(within(wait(&all)).await.len(), 3);
     for conn in &all {
-        assert!(within(conn.poll(Duration::ZERO)).await);
+        assert!(within(conn.poll(common::LIMIT)).await);
+    }
+    assert_eq!(within(wait(&all)).await, [0, 1, 2]);
+    for conn in &all {
         let error = within(conn.recv()).await.unwrap_err();
         assert!(error.is_closed(), "{error}");
     }
