@@ -367,7 +367,8 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     /// # Errors
     ///
     /// [`Closed`](crate::ErrorKind::Closed) (end of file) once the peer closed the connection
-    /// or its process exited, and everything it sent has been received;
+    /// or its process exited, and everything it sent has been received, or once the
+    /// connection was lost (reset);
     /// [`Serialization`](crate::ErrorKind::Serialization) if the message does not decode as
     /// `R` (the connection stays usable).
     ///

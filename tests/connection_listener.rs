@@ -192,3 +192,26 @@ async fn a_closed_listener_frees_its_address() {
         drop(earlier);
     }
 }
+
+#[tokio::test]
+async fn sending_to_a_peer_that_is_gone_fails_as_closed() {
+    for address in a_local_and_a_tcp_address() {
+        let listener: Listener<u64> = within(Listener::bind(address, KEY)).await.unwrap();
+        let peer: Connection<u64> = within(client(listener.address(), KEY)).await.unwrap();
+        let conn = within(listener.accept()).await.unwrap();
+        drop(peer);
+        // The first writes may still be taken by the kernel; one soon fails.
+        let error = within(async {
+            loop {
+                if let Err(error) = conn.send(1).await {
+                    return error;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(error.is_closed(), "{error}");
+        let eof = within(conn.recv()).await.unwrap_err();
+        assert!(eof.is_closed(), "{eof}");
+    }
+}

@@ -123,7 +123,14 @@ async fn read_frames<R: AsyncRead + Unpin>(
     frames: mpsc::Sender<Result<InFrame>>,
 ) {
     loop {
-        let frame = reader.read().await.transpose();
+        let frame = reader.read().await.transpose().map(|frame| {
+            // A socket that fails to read (reset by a peer that exited with unread data)
+            // is a connection gone, as an end of file is.
+            frame.map_err(|error| match error.kind() {
+                ErrorKind::Io => Error::closed(format!("the connection was lost: {error}")),
+                _ => error,
+            })
+        });
         let ended = !matches!(frame, Some(Ok(_)));
         if let Some(frame) = frame
             && frames.send(frame).await.is_err()
