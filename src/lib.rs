@@ -28,8 +28,14 @@
 //! | `Process(target=f, args=(1,)).start()` | [`Process::new(f, (1,)).start().await`](Process::new) |
 //! | subclass `Process`, override `run` | [`Run`] + `#[multiproc::process]`, [`Process::from_run`] |
 //! | `Pool(4).map(f, xs)` | [`Pool::builder().processes(4).build().await?.map(f, xs).await`](Pool) |
+//! | `pool.apply_async(f, args)`, `pool.map_async(f, xs)`, `pool.starmap_async(f, xs)` | [`Pool::apply_async`], [`Pool::map_async`], [`Pool::starmap_async`]: handles that borrow nothing ([`AsyncResult`], [`MapResult`]) |
+//! | `AsyncResult.ready()`, `.successful()`, `.wait(timeout)`, `.get(timeout)` | [`ready`](AsyncResult::ready), [`successful`](AsyncResult::successful) (`None` where Python raises `ValueError`), [`wait`](AsyncResult::wait) / [`wait_timeout`](AsyncResult::wait_timeout), [`get_timeout`](AsyncResult::get_timeout) |
 //! | `Queue`, `JoinableQueue`, `Pipe` | [`Queue`], [`JoinableQueue`], [`pipe`] |
+//! | `Pipe(duplex=False)`, `conn.poll(timeout)` | [`pipe_one_way`] (a [`PipeReceiver`] with no `send`, a [`PipeSender`] with no `recv`), [`end.poll(timeout)`](PipeEnd::poll); ends are also a `Stream` and a `Sink` |
+//! | `q.qsize()`, `q.empty()`, `q.full()`, `maxsize` | [`q.len()`](Queue::len), [`q.is_empty()`](Queue::is_empty), [`q.full()`](Queue::full) (`false` when unbounded, as in Python), [`q.capacity()`](Queue::capacity) |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
+//! | `Barrier(n, action=f)`, `barrier.broken` | [`Barrier::with_action(n, f)`](Barrier::with_action) (`f` a `#[worker]` of no arguments, run by the last party to arrive), [`barrier.is_broken()`](Barrier::is_broken) |
+//! | `multiprocessing.connection`: `Listener`, `Client`, `wait` | [`connection::Listener`], [`connection::client`], [`connection::wait`]: typed messages between processes that share only an address (local or TCP) and a key |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
 //! | set `os.environ` or `os.chdir` before `start()` | `.env(k, v)`, `.env_remove(k)`, `.env_clear()`, `.current_dir(d)` on [`ProcessBuilder`], [`PoolBuilder`] (every worker) and [`ManagerBuilder`] |
 //! | redirect `sys.stdout` / `sys.stderr` in the child | `.stdout(s)`, `.stderr(s)` on the same builders, with [`Stdio`]: inherit, null, a file, or [`Stdio::Lines`], a stream of [`OutputLine`]s tagged with the child's name and pid (see [`output`]) |
@@ -59,9 +65,10 @@
 //!   `skip_serializing_if` fail at run time (see [`Value`] for what each one does).
 //! - **Security.** The main process draws a random 32-byte key and hands it to each child as
 //!   the first bytes on that socket, never on a command line or in the environment. Every
-//!   connection to a named socket or a TCP manager opens with a mutual HMAC-SHA256 challenge
-//!   (Python 3.12's), so the key never crosses a socket and a client sends nothing to a
-//!   listener that cannot prove it; on a named socket the peer's uid is checked too. Each
+//!   connection to a named socket, a TCP manager or a [`connection::Listener`] (with the key
+//!   its user gave) opens with a mutual HMAC-SHA256 challenge (Python 3.12's), so the key
+//!   never crosses a socket and a client sends nothing to a listener that cannot prove it;
+//!   on a named socket the peer's uid is checked too. Each
 //!   handshake runs in its own task, so a peer that connects and says nothing delays nobody.
 //! - **Faults.** A parent task per child reads its replies and reaps it. A pool worker writes
 //!   the id of each call it starts into a page it shares with its parent, so when it dies only
@@ -116,6 +123,7 @@ mod child;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod cluster;
+pub mod connection;
 mod current;
 mod error;
 // Entry points for the fuzz targets under `fuzz/`; not part of the API.
@@ -155,13 +163,14 @@ pub use manager::{
     DictProxy, ListProxy, Manager, ManagerBuilder, Namespace, SHUTDOWN_GRACE, ValueProxy,
 };
 pub use output::{OutputLine, OutputLines, StdStream, Stdio};
-pub use pool::{Apply, AsyncResult, Imap, Map, Pool, PoolBuilder};
+pub use pool::{Apply, AsyncResult, Imap, Map, MapResult, Pool, PoolBuilder};
 pub use pool::{PoolStats, RunningCall, WorkerStats};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,
-    PipeEnd, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
+    PipeEnd, PipeReceiver, PipeSender, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
+    pipe_one_way,
 };
 pub use spawn::DEFAULT_START_TIMEOUT;
 pub use transport::DEFAULT_MAX_FRAME_LEN;

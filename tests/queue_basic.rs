@@ -212,3 +212,40 @@ async fn a_stream_gives_back_what_it_read_ahead() {
         assert_eq!(within(queue.try_get()).await.unwrap(), expected);
     }
 }
+
+#[worker]
+async fn full_and_capacity(queue: Queue<u64>) -> (bool, Option<usize>) {
+    (queue.full().await.unwrap(), queue.capacity().await.unwrap())
+}
+
+#[tokio::test]
+async fn full_and_capacity_are_pythons_in_every_process() {
+    let unbounded = Queue::<u64>::new();
+    assert_eq!(within(unbounded.capacity()).await.unwrap(), None);
+    within(unbounded.put_many(0..100)).await.unwrap();
+    assert!(
+        !within(unbounded.full()).await.unwrap(),
+        "an unbounded queue is never full"
+    );
+
+    let bounded = Queue::<u64>::bounded(2);
+    assert_eq!(within(bounded.capacity()).await.unwrap(), Some(2));
+    assert!(!within(bounded.full()).await.unwrap());
+    within(bounded.put(1)).await.unwrap();
+    assert!(!within(bounded.full()).await.unwrap());
+    within(bounded.put(2)).await.unwrap();
+    assert!(within(bounded.full()).await.unwrap());
+    assert!(within(bounded.try_put(3)).await.unwrap_err().is_full());
+
+    // A child's handle asks the same queue.
+    let child = within(Process::new(full_and_capacity, (bounded.clone(),)).start())
+        .await
+        .unwrap();
+    assert_eq!(within(child.join()).await.unwrap(), (true, Some(2)));
+    within(bounded.get()).await.unwrap();
+    assert!(!within(bounded.full()).await.unwrap());
+    let child = within(Process::new(full_and_capacity, (unbounded.clone(),)).start())
+        .await
+        .unwrap();
+    assert_eq!(within(child.join()).await.unwrap(), (false, None));
+}

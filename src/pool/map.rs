@@ -24,7 +24,7 @@ use crate::worker::{Value, Worker, worker_name};
 
 use super::pool_worker::MAX_WINDOW;
 use super::scheduler::Job;
-use super::{Pool, reply};
+use super::{MapResult, Pool, reply};
 
 /// The largest default chunk of an `imap`, so that its window stays small even for a huge
 /// input.
@@ -76,6 +76,41 @@ impl<'a, W: Worker<M>, M, T: Value> Map<'a, W, M, T> {
     pub fn timeout_per_task(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
         self
+    }
+}
+
+impl<W, M, T> Map<'_, W, M, T>
+where
+    W: Worker<M>,
+    M: 'static,
+    T: Value,
+{
+    /// Starts the map now, in a tokio task of its own, and returns a `'static` handle to its
+    /// results (what [`map_async`](Pool::map_async) and
+    /// [`starmap_async`](Pool::starmap_async) do).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn submit(self) -> MapResult<W::Output> {
+        let Map {
+            pool,
+            inputs,
+            chunksize,
+            task_timeout,
+            _worker,
+        } = self;
+        let pool = pool.clone();
+        MapResult::spawn(async move {
+            let map = Map {
+                pool: &pool,
+                inputs,
+                chunksize,
+                task_timeout,
+                _worker,
+            };
+            map.await
+        })
     }
 }
 

@@ -31,6 +31,8 @@
 //! | `pool.starmap(f, pairs)` | [`pool.starmap(f, tuples).await`](Pool::starmap) | `Vec`, in input order |
 //! | `pool.apply(f, args)` | [`pool.apply(f, args).await`](Pool::apply) | one result |
 //! | `pool.apply_async(f, args)` | [`pool.apply_async(f, args)`](Pool::apply_async) | an [`AsyncResult`] future |
+//! | `pool.map_async(f, xs)` | [`pool.map_async(f, xs)`](Pool::map_async) | a `'static` [`MapResult`] future of the `Vec` |
+//! | `pool.starmap_async(f, pairs)` | [`pool.starmap_async(f, tuples)`](Pool::starmap_async) | a `'static` [`MapResult`] future |
 //! | `pool.imap(f, xs)` | [`pool.imap(f, xs)`](Pool::imap) | a [`Stream`](futures::Stream), in input order |
 //! | `pool.imap_unordered(f, xs)` | [`pool.imap_unordered(f, xs)`](Pool::imap_unordered) | a `Stream`, in completion order |
 //!
@@ -118,27 +120,26 @@
 mod builder;
 pub(crate) mod map;
 mod pool_worker;
+mod result;
 mod scheduler;
 mod stats;
 
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 pub use builder::PoolBuilder;
 pub use map::{Imap, Map};
+pub use result::{AsyncResult, MapResult};
 pub use stats::{PoolStats, RunningCall, WorkerStats};
 
 use crate::error::{Error, Result};
 use crate::output::OutputLines;
-use crate::protocol::{decode, encode};
+use crate::protocol::encode;
 use crate::registry::{self, WORKER_HINT};
 use crate::supervisor::CallReply;
 use crate::worker::{Value, Worker, worker_name};
@@ -596,6 +597,63 @@ impl Pool {
         Map::new(self, worker, inputs.into_iter().collect())
     }
 
+    /// Starts `worker` on every item of `inputs` and returns a handle to the results at once
+    /// (Python's `map_async`); the same as `pool.map(worker, inputs).submit()`. Unlike the
+    /// [`Map`] future, the [`MapResult`] handle borrows nothing: store it, move it to another
+    /// task, ask it [`ready`](MapResult::ready) or [`successful`](MapResult::successful), and
+    /// await it when you need the results. The map runs in a tokio task meanwhile.
+    ///
+    /// Errors (as for [`map`](Self::map)) come out of the handle.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let squares = pool.map_async(square, 0..100u64);
+    /// let task = tokio::spawn(squares);
+    /// assert_eq!(task.await.unwrap()?[9], 81);
+    /// # Ok(()) }
+    /// ```
+    pub fn map_async<W, M, T, I>(&self, worker: W, inputs: I) -> MapResult<W::Output>
+    where
+        W: Worker<M, Args = (T,)>,
+        M: 'static,
+        T: Value,
+        I: IntoIterator<Item = T>,
+    {
+        self.map(worker, inputs).submit()
+    }
+
+    /// Like [`map_async`](Self::map_async), for a worker of several arguments (Python's
+    /// `starmap_async`): each item is the tuple of one call's arguments.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn add(a: u64, b: u64) -> u64 { a + b }
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let sums = pool.starmap_async(add, vec![(1, 2), (3, 4)]);
+    /// assert_eq!(sums.await?, [3, 7]);
+    /// # Ok(()) }
+    /// ```
+    pub fn starmap_async<W, M, I>(&self, worker: W, inputs: I) -> MapResult<W::Output>
+    where
+        W: Worker<M>,
+        M: 'static,
+        I: IntoIterator<Item = W::Args>,
+    {
+        self.starmap(worker, inputs).submit()
+    }
+
     /// Runs `worker` over a lazy input, yielding results in input order as a
     /// [`Stream`](futures::Stream) of `Result`s, one per item (Python's `imap`).
     ///
@@ -795,15 +853,7 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
                 pool.submit(pool.new_group(), vec![job])?;
                 Ok(reply)
             });
-        AsyncResult {
-            state: match submitted {
-                Ok(reply) => ResultState::Waiting(reply),
-                Err(error) => ResultState::Failed(Some(error)),
-            },
-            control,
-            _pool: pool.clone(),
-            _output: PhantomData,
-        }
+        AsyncResult::new(submitted, control, pool.clone())
     }
 }
 
@@ -821,146 +871,6 @@ impl<W: Worker<M>, M> fmt::Debug for Apply<'_, W, M> {
         f.debug_struct("Apply")
             .field("worker", &std::any::type_name::<W>())
             .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-/// The result of [`Pool::apply_async`] (or [`Apply::submit`]): a future of the call's result.
-///
-/// [`cancel`](Self::cancel) withdraws the call if it has not started, and stops it (killing
-/// its worker, which is replaced) if it has. Dropping the handle only withdraws a call that
-/// has not started: a running call finishes and its result is discarded, as dropping a
-/// tokio `JoinHandle` detaches its task. Stopping a call costs a worker, so it is never done
-/// implicitly, by a `select!` or an early return. The handle keeps its pool alive.
-#[must_use = "dropping the handle withdraws the call"]
-pub struct AsyncResult<T> {
-    state: ResultState,
-    control: Arc<Control>,
-    _pool: Pool,
-    _output: PhantomData<fn() -> T>,
-}
-
-enum ResultState {
-    Waiting(oneshot::Receiver<CallReply>),
-    Failed(Option<Error>),
-}
-
-impl<T> AsyncResult<T> {
-    /// Whether the result (or the call's error) has arrived, so awaiting the handle would not
-    /// wait. Python's `AsyncResult.ready()`.
-    pub fn ready(&self) -> bool {
-        match &self.state {
-            ResultState::Waiting(receiver) => !receiver.is_empty() || receiver.is_terminated(),
-            ResultState::Failed(_) => true,
-        }
-    }
-
-    /// Cancels the call: one still queued, or sent to a worker that has not started it, is
-    /// withdrawn and never runs; one running is stopped by killing its worker, which the pool
-    /// replaces (the calls that worker held but had not started go to other workers). Awaiting
-    /// the handle then gives a [`Cancelled`](crate::ErrorKind::Cancelled) error, unless the
-    /// result had already arrived, which it then gives. Cancelling twice does nothing more.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # #[multiproc::worker] fn sleep_ms(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
-    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
-    /// let mut pending = pool.apply_async(sleep_ms, (60_000,));
-    /// pending.cancel();
-    /// assert!(pending.await.unwrap_err().is_cancelled());
-    /// # Ok(()) }
-    /// ```
-    pub fn cancel(&mut self) {
-        if self.ready() {
-            return;
-        }
-        self.state = ResultState::Failed(Some(Error::cancelled(
-            "the call was cancelled through its AsyncResult",
-        )));
-        // A queued call is skipped; a sent one is withdrawn from its worker, or stopped there.
-        if let Some((supervised, id)) = self.control.cancel() {
-            supervised.stop_call(
-                id,
-                Error::cancelled("the call was cancelled through its AsyncResult"),
-            );
-        }
-    }
-}
-
-impl<T> Drop for AsyncResult<T> {
-    /// Withdraws the call if it has not started; a running call is left to finish.
-    fn drop(&mut self) {
-        if self.ready() {
-            return;
-        }
-        if let Some((supervised, id)) = self.control.cancel() {
-            supervised.withdraw_call(id);
-        }
-    }
-}
-
-impl<T: Value> AsyncResult<T> {
-    /// Waits at most `timeout` for the result. Python's `AsyncResult.get(timeout)`: on a
-    /// timeout the call goes on, and the handle can be awaited (or asked again) later.
-    ///
-    /// # Errors
-    ///
-    /// [`Timeout`](crate::ErrorKind::Timeout) if the result has not arrived in time; otherwise
-    /// as awaiting the handle.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the result is kept for the next wait.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # #[multiproc::worker] fn sleep_ms(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
-    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
-    /// let mut pending = pool.apply_async(sleep_ms, (500,));
-    /// assert!(pending.get_timeout(Duration::from_millis(10)).await.unwrap_err().is_timeout());
-    /// assert_eq!(pending.get_timeout(Duration::from_secs(5)).await?, 500);
-    /// # Ok(()) }
-    /// ```
-    pub async fn get_timeout(&mut self, timeout: std::time::Duration) -> Result<T> {
-        match tokio::time::timeout(timeout, self).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Error::timeout(format!(
-                "the result did not arrive within {timeout:?}; the call goes on"
-            ))),
-        }
-    }
-}
-
-impl<T: Value> Future for AsyncResult<T> {
-    type Output = Result<T>;
-
-    /// # Cancel safety
-    ///
-    /// Polling is cancel safe: a handle may be polled, put aside and awaited later.
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        match &mut self.state {
-            ResultState::Failed(error) => Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                Error::invalid_state("an AsyncResult polled after it finished")
-            }))),
-            ResultState::Waiting(receiver) => match Pin::new(receiver).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(reply) => {
-                    let reply = reply.unwrap_or_else(|_| Err(cancelled()));
-                    self.state = ResultState::Failed(None);
-                    Poll::Ready(reply.and_then(|bytes| decode(&bytes, "the result of a pool call")))
-                }
-            },
-        }
-    }
-}
-
-impl<T> fmt::Debug for AsyncResult<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult")
-            .field("ready", &self.ready())
             .finish()
     }
 }

@@ -54,6 +54,11 @@ pub(crate) enum Answer {
     /// A parked waiter of a cell in shared memory may try again: the cell changed, or a
     /// wake was passed to it.
     Woken,
+    /// A queue's bound (`None`: unbounded) and its length at the same moment.
+    Capacity { capacity: Option<u64>, len: u64 },
+    /// The caller is the last party at a barrier: it runs the barrier's action, named in the
+    /// payload, before anyone is released.
+    RunAction,
 }
 
 /// Why a request failed.
@@ -130,6 +135,8 @@ pub(crate) enum QueueOp {
     /// Give back items a dropped `get` had already taken, to the front of the queue.
     Unget,
     Len,
+    /// The queue's bound and length, answered with [`Answer::Capacity`].
+    Capacity,
     Close,
     TaskDone,
     Join,
@@ -172,10 +179,19 @@ pub(crate) enum ConditionOp {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum BarrierOp {
+    /// Wait for the other parties. The last to arrive at a barrier with an action is answered
+    /// [`Answer::RunAction`] instead, with the action's registered name in the payload, and
+    /// the others stay parked until it sends [`ActionDone`](BarrierOp::ActionDone).
     Wait,
     Abort,
     Reset,
     Waiting,
+    IsBroken,
+    /// The action asked for by [`Answer::RunAction`] ran (`ok`) or failed; answered with the
+    /// sender's index once the others are released.
+    ActionDone {
+        ok: bool,
+    },
 }
 
 /// Which end of a pipe a request is about: 0 or 1.
@@ -187,6 +203,9 @@ pub(crate) enum PipeOp {
     Send { end: PipeSide },
     /// Receive one item sent to `end`, waiting for one.
     Recv { end: PipeSide },
+    /// Whether `end` has an item to receive, or end of file (a `recv` would not wait);
+    /// with `wait`, answered once it has. Answered with [`Answer::Flag`].
+    Poll { end: PipeSide, wait: bool },
     /// Give back items a dropped `recv` had taken.
     Unrecv { end: PipeSide },
     /// `end` will send and receive no more: the other end sees end of file once drained.
@@ -218,6 +237,8 @@ pub(crate) fn undo_of(op: &Op) -> Option<Op> {
         Op::Pipe(PipeOp::Recv { end }) => Some(Op::Pipe(PipeOp::Unrecv { end: *end })),
         // A wake that reached a waiter who stopped waiting goes on to the next one.
         Op::Waiters(WaitersOp::Park { .. }) => Some(Op::Waiters(WaitersOp::Wake { all: false })),
+        // A barrier's action that nobody is left to run breaks the barrier.
+        Op::Barrier(BarrierOp::Wait) => Some(Op::Barrier(BarrierOp::ActionDone { ok: false })),
         _ => None,
     }
 }
@@ -226,6 +247,6 @@ pub(crate) fn undo_of(op: &Op) -> Option<Op> {
 pub(crate) fn grants(outcome: &Result<Answer, Failure>) -> bool {
     matches!(
         outcome,
-        Ok(Answer::Items | Answer::Acquired { .. } | Answer::Woken)
+        Ok(Answer::Items | Answer::Acquired { .. } | Answer::Woken | Answer::RunAction)
     )
 }

@@ -2,8 +2,8 @@
 //!
 //! Python coordinates processes with `multiprocessing.Queue`, `JoinableQueue`, `Lock`,
 //! `Event`, `Semaphore`, ...; these are the async Rust equivalents: [`Queue`],
-//! [`JoinableQueue`], [`pipe`], [`Event`], [`Lock`], [`RLock`], [`Semaphore`],
-//! [`BoundedSemaphore`], [`Condition`] and [`Barrier`].
+//! [`JoinableQueue`], [`pipe`] and [`pipe_one_way`], [`Event`], [`Lock`], [`RLock`],
+//! [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and [`Barrier`].
 //!
 //! ```no_run
 //! use multiproc::{worker, Event, Process, Queue};
@@ -80,7 +80,7 @@ pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
 pub use joinable::JoinableQueue;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
-pub use pipe::{PipeEnd, pipe};
+pub use pipe::{PipeEnd, PipeReceiver, PipeSender, pipe, pipe_one_way};
 pub use queue::Queue;
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};
 

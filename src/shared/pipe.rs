@@ -1,10 +1,15 @@
-//! [`pipe`]: a duplex pair of typed connections between two processes.
+//! [`pipe`]: a duplex pair of typed connections between two processes, and
+//! [`pipe_one_way`], a receiving end and a sending end.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -21,6 +26,8 @@ use crate::protocol::{decode, encode};
 struct EndState {
     inbox: VecDeque<Vec<u8>>,
     receivers: VecDeque<Request>,
+    /// Polls waiting until a `recv` would not wait.
+    pollers: VecDeque<Request>,
     closed: bool,
     /// Processes that used this end; the end closes when one of them exits.
     users: HashSet<ConnId>,
@@ -33,6 +40,12 @@ struct PipeState {
 }
 
 impl PipeState {
+    /// Whether a `recv` on `end` would not wait: an item is there, or end of file.
+    fn readable(&self, end: usize) -> bool {
+        let this = &self.ends[end];
+        !this.inbox.is_empty() || this.closed || self.ends[1 - end].closed
+    }
+
     fn deliver(&mut self, end: usize) {
         let peer_closed = self.ends[1 - end].closed;
         let this = &mut self.ends[end];
@@ -47,7 +60,12 @@ impl PipeState {
                 let _ = receiver.answer(Reply::failed(Failure::Closed));
             } else {
                 this.receivers.push_front(receiver);
-                return;
+                break;
+            }
+        }
+        if self.readable(end) {
+            for poller in self.ends[end].pollers.drain(..) {
+                let _ = poller.answer(Reply::ok(Answer::Flag(true)));
             }
         }
     }
@@ -68,6 +86,7 @@ impl Object for PipeState {
         let end = match op {
             PipeOp::Send { end }
             | PipeOp::Recv { end }
+            | PipeOp::Poll { end, .. }
             | PipeOp::Unrecv { end }
             | PipeOp::Close { end } => usize::from(end.min(1)),
         };
@@ -88,6 +107,13 @@ impl Object for PipeState {
                 self.ends[end].receivers.push_back(request);
                 self.deliver(end);
             }
+            PipeOp::Poll { wait, .. } => {
+                if wait && !self.readable(end) {
+                    self.ends[end].pollers.push_back(request);
+                } else {
+                    let _ = request.answer(Reply::ok(Answer::Flag(self.readable(end))));
+                }
+            }
             PipeOp::Unrecv { .. } => {
                 for item in items.into_iter().rev() {
                     self.ends[end].inbox.push_front(item);
@@ -102,14 +128,16 @@ impl Object for PipeState {
     }
 
     fn cancel(&mut self, conn: ConnId, id: u64) -> Option<Request> {
-        let [first, second] = &mut self.ends;
-        take_parked(&mut first.receivers, conn, id, |r| r)
-            .or_else(|| take_parked(&mut second.receivers, conn, id, |r| r))
+        self.ends.iter_mut().find_map(|end| {
+            take_parked(&mut end.receivers, conn, id, |r| r)
+                .or_else(|| take_parked(&mut end.pollers, conn, id, |r| r))
+        })
     }
 
     fn disconnected(&mut self, conn: ConnId) {
         for end in 0..2 {
             self.ends[end].receivers.retain(|r| r.caller.conn != conn);
+            self.ends[end].pollers.retain(|r| r.caller.conn != conn);
             if self.ends[end].users.remove(&conn) {
                 self.close(end);
             }
@@ -117,11 +145,9 @@ impl Object for PipeState {
     }
 
     fn drain(&mut self) -> Vec<Request> {
-        let [first, second] = &mut self.ends;
-        first
-            .receivers
-            .drain(..)
-            .chain(second.receivers.drain(..))
+        self.ends
+            .iter_mut()
+            .flat_map(|end| end.receivers.drain(..).chain(end.pollers.drain(..)))
             .collect()
     }
 }
@@ -129,7 +155,8 @@ impl Object for PipeState {
 /// A duplex pair of connected ends: Python's `multiprocessing.Pipe()`.
 ///
 /// What one end [`send`](PipeEnd::send)s, the other [`recv`](PipeEnd::recv)s, in order. Pass
-/// an end to a worker as an argument; the pipe lives in the process that called `pipe`.
+/// an end to a worker as an argument; the pipe lives in the process that called `pipe`. For
+/// Python's `Pipe(duplex=False)`, see [`pipe_one_way`].
 ///
 /// # Panics
 ///
@@ -159,6 +186,49 @@ pub fn pipe<T: Serialize + DeserializeOwned + Send + 'static>() -> (PipeEnd<T>, 
     (PipeEnd::new(handle.clone(), 0), PipeEnd::new(handle, 1))
 }
 
+/// A one-way pipe: Python's `Pipe(duplex=False)`, which returns `(r, w)`: a
+/// [`PipeReceiver`] that can only receive and a [`PipeSender`] that can only send, in that
+/// order. Sending on the receiving end does not compile.
+///
+/// # Panics
+///
+/// If this process's hub cannot bind its socket.
+///
+/// ```no_run
+/// use multiproc::{pipe_one_way, worker, PipeSender, Process};
+///
+/// #[worker]
+/// async fn report(results: PipeSender<u64>) {
+///     results.send(42).await.unwrap();
+/// }
+///
+/// #[multiproc::main]
+/// async fn main() -> multiproc::Result<()> {
+///     let (results, sender) = pipe_one_way();
+///     let p = Process::new(report, (sender,)).start().await?;
+///     assert_eq!(results.recv().await?, 42);
+///     p.join().await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// The receiving end has no `send`:
+///
+/// ```compile_fail
+/// # async fn demo() {
+/// let (results, _sender) = multiproc::pipe_one_way::<u64>();
+/// results.send(1).await;
+/// # }
+/// ```
+pub fn pipe_one_way<T: Serialize + DeserializeOwned + Send + 'static>()
+-> (PipeReceiver<T>, PipeSender<T>) {
+    let (receiving, sending) = pipe();
+    (PipeReceiver { end: receiving }, PipeSender { end: sending })
+}
+
+/// How many items a [`Sink`](futures::Sink) sends per request.
+const SINK_BATCH: usize = 512;
+
 /// One end of a [`pipe`].
 ///
 /// Not `Clone`: an end belongs to one process at a time. Sending it to a worker moves it there.
@@ -166,11 +236,28 @@ pub fn pipe<T: Serialize + DeserializeOwned + Send + 'static>() -> (PipeEnd<T>, 
 /// process that used it exits (even by `SIGKILL`); then the other end's `recv` drains what
 /// was sent and then fails with an end-of-file [`Closed`](crate::ErrorKind::Closed) error, and
 /// its `send` fails the same way.
+///
+/// As a [`Stream`](futures::Stream) it yields what the other end sends until end of file. As
+/// a [`Sink`](futures::Sink) it sends items in batches; its `flush` returns once the pipe's
+/// hub holds every item sent, and its `close` closes the end (the other end sees end of file
+/// once it has received everything).
 pub struct PipeEnd<T> {
     handle: Handle,
     end: u8,
     used: AtomicBool,
+    // Behind a mutex only to make the end `Sync` (a boxed future is not); the Stream and
+    // Sink reach it through `get_mut`, without locking.
+    streaming: std::sync::Mutex<Streaming>,
     _items: PhantomData<fn(T) -> T>,
+}
+
+/// The requests of an end used as a `Stream` or a `Sink`.
+#[derive(Default)]
+struct Streaming {
+    receiving: Option<BoxFuture<'static, Result<Reply>>>,
+    batch: Items,
+    sending: Option<BoxFuture<'static, Result<Reply>>>,
+    closing: Option<BoxFuture<'static, Result<Reply>>>,
 }
 
 impl<T> fmt::Debug for PipeEnd<T> {
@@ -216,12 +303,26 @@ impl<T> PipeEnd<T> {
             handle,
             end,
             used: AtomicBool::new(false),
+            streaming: Default::default(),
             _items: PhantomData,
         }
     }
 
     fn describe(&self) -> String {
         format!("pipe {} end {}", self.handle.object, self.end)
+    }
+
+    fn streaming_mut(&mut self) -> &mut Streaming {
+        self.streaming
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts `op` on this end, for a Stream or Sink to poll.
+    fn start(&self, op: PipeOp, items: Items) -> BoxFuture<'static, Result<Reply>> {
+        self.used.store(true, Ordering::Relaxed);
+        let handle = self.handle.clone();
+        Box::pin(async move { client::call(&handle, Op::Pipe(op), items, None).await })
     }
 }
 
@@ -236,6 +337,39 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> PipeEnd<T> {
             "{}: end of file (the other end is closed or its process exited)",
             self.describe()
         ))
+    }
+
+    fn encode_item(&self, item: &T) -> Result<Vec<u8>> {
+        encode(item, &format!("an item for {}", self.describe()))
+    }
+
+    /// What a `Send` request's reply means.
+    fn sent(&self, reply: Result<Reply>) -> Result<()> {
+        match reply?.outcome {
+            Ok(_) => Ok(()),
+            Err(Failure::Closed) => Err(self.end_of_file()),
+            Err(failure) => Err(failure.into_error(&self.describe())),
+        }
+    }
+
+    /// The item a `Recv` request's reply holds.
+    fn received(&self, reply: Result<Reply>) -> Result<T> {
+        let reply = reply?;
+        match reply.outcome {
+            Ok(_) => {
+                let bytes = reply.items.into_iter().next().ok_or_else(|| {
+                    Failure::Protocol("a recv answered without an item".into())
+                        .into_error(&self.describe())
+                })?;
+                decode(&bytes, &format!("an item from {}", self.describe()))
+            }
+            Err(Failure::Closed) => Err(self.end_of_file()),
+            Err(Failure::Cancelled) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{}: nothing arrived in time", self.describe()),
+            )),
+            Err(failure) => Err(failure.into_error(&self.describe())),
+        }
     }
 
     /// Sends `item` to the other end; returns once the pipe's hub holds it.
@@ -257,36 +391,18 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> PipeEnd<T> {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, item: T) -> Result<()> {
-        let bytes = encode(&item, &format!("an item for {}", self.describe()))?;
+        let bytes = self.encode_item(&item)?;
         let reply = self
             .ask(PipeOp::Send { end: self.end }, vec![bytes], None)
-            .await?;
-        match reply.outcome {
-            Ok(_) => Ok(()),
-            Err(Failure::Closed) => Err(self.end_of_file()),
-            Err(failure) => Err(failure.into_error(&self.describe())),
-        }
+            .await;
+        self.sent(reply)
     }
 
     async fn recv_inner(&self, timeout: Option<Duration>) -> Result<T> {
         let reply = self
             .ask(PipeOp::Recv { end: self.end }, Vec::new(), timeout)
-            .await?;
-        match reply.outcome {
-            Ok(_) => {
-                let bytes = reply.items.into_iter().next().ok_or_else(|| {
-                    Failure::Protocol("a recv answered without an item".into())
-                        .into_error(&self.describe())
-                })?;
-                decode(&bytes, &format!("an item from {}", self.describe()))
-            }
-            Err(Failure::Closed) => Err(self.end_of_file()),
-            Err(Failure::Cancelled) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("{}: nothing arrived in time", self.describe()),
-            )),
-            Err(failure) => Err(failure.into_error(&self.describe())),
-        }
+            .await;
+        self.received(reply)
     }
 
     /// Receives the next item the other end sent, waiting for one.
@@ -337,6 +453,45 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> PipeEnd<T> {
         self.recv_inner(Some(timeout)).await
     }
 
+    /// Whether a [`recv`](Self::recv) would not wait, waiting at most `timeout` for it to
+    /// become so: Python's `Connection.poll(timeout)`. `true` when an item is there, and also
+    /// at end of file (where `recv` fails at once, as Python's raises `EOFError`). A zero
+    /// `timeout` asks without waiting (Python's `poll()`). Takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`is_closed`](Error::is_closed) if the pipe's process has exited.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(end: multiproc::PipeEnd<u32>) -> multiproc::Result<()> {
+    /// use std::time::Duration;
+    /// if end.poll(Duration::from_millis(100)).await? {
+    ///     let item = end.recv().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn poll(&self, timeout: Duration) -> Result<bool> {
+        let wait = !timeout.is_zero();
+        let op = PipeOp::Poll {
+            end: self.end,
+            wait,
+        };
+        let reply = self.ask(op, Vec::new(), wait.then_some(timeout)).await?;
+        match reply.outcome {
+            Ok(Answer::Flag(readable)) => Ok(readable),
+            Ok(_) => Err(Failure::Protocol("a poll answered without a flag".into())
+                .into_error(&self.describe())),
+            Err(Failure::Cancelled) => Ok(false),
+            Err(failure) => Err(failure.into_error(&self.describe())),
+        }
+    }
+
     /// Closes this end: the other end receives what was already sent, then end of file.
     ///
     /// # Errors
@@ -363,5 +518,262 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> PipeEnd<T> {
             .outcome
             .map(drop)
             .map_err(|failure| failure.into_error(&self.describe()))
+    }
+
+    /// Sends the batch, after the one before it is answered.
+    fn poll_send_batch(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        loop {
+            if let Some(sending) = &mut self.streaming_mut().sending {
+                let reply = ready!(sending.as_mut().poll(cx));
+                self.streaming_mut().sending = None;
+                self.sent(reply)?;
+            }
+            let batch = std::mem::take(&mut self.streaming_mut().batch);
+            if batch.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            let sending = self.start(PipeOp::Send { end: self.end }, batch);
+            self.streaming_mut().sending = Some(sending);
+        }
+    }
+}
+
+// Nothing is pinned through an end: its futures are boxed.
+impl<T> Unpin for PipeEnd<T> {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> futures::Stream for PipeEnd<T> {
+    type Item = Result<T>;
+
+    /// Yields the next item the other end sent; ends at end of file (or when the pipe's
+    /// process has exited).
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        let this = &mut *self;
+        if this.streaming_mut().receiving.is_none() {
+            let receiving = this.start(PipeOp::Recv { end: this.end }, Vec::new());
+            this.streaming_mut().receiving = Some(receiving);
+        }
+        let receiving = this.streaming_mut().receiving.as_mut().expect("started");
+        let reply = ready!(receiving.as_mut().poll(cx));
+        this.streaming_mut().receiving = None;
+        match this.received(reply) {
+            Err(error) if error.is_closed() => Poll::Ready(None),
+            item => Poll::Ready(Some(item)),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> futures::Sink<T> for PipeEnd<T> {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.streaming_mut().batch.len() >= SINK_BATCH {
+            return self.poll_send_batch(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: T) -> Result<()> {
+        let bytes = self.encode_item(&item)?;
+        self.streaming_mut().batch.push(bytes);
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.poll_send_batch(cx)
+    }
+
+    /// Flushes, then closes this end, as [`close`](PipeEnd::close) does.
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        ready!(self.poll_send_batch(cx))?;
+        if self.streaming_mut().closing.is_none() {
+            let closing = self.start(PipeOp::Close { end: self.end }, Vec::new());
+            self.streaming_mut().closing = Some(closing);
+        }
+        let closing = self.streaming_mut().closing.as_mut().expect("started");
+        let reply = ready!(closing.as_mut().poll(cx));
+        self.streaming_mut().closing = None;
+        reply?
+            .outcome
+            .map(drop)
+            .map_err(|failure| failure.into_error(&self.describe()))
+            .into()
+    }
+}
+
+/// The receiving end of a [`pipe_one_way`]: Python's `r` of `r, w = Pipe(duplex=False)`.
+/// It has no `send`. Closes as a [`PipeEnd`] does; a [`Stream`](futures::Stream) of what the
+/// sender sends, until end of file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent, bound = "")]
+pub struct PipeReceiver<T> {
+    end: PipeEnd<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> PipeReceiver<T> {
+    /// Receives the next item the sender sent, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// As [`PipeEnd::recv`]: end of file once the sender is closed and everything it sent
+    /// has been received.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`PipeEnd::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(results: multiproc::PipeReceiver<u32>) -> multiproc::Result<()> {
+    /// let item = results.recv().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv(&self) -> Result<T> {
+        self.end.recv().await
+    }
+
+    /// As [`recv`](Self::recv), for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PipeEnd::recv_timeout`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`PipeEnd::recv_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(results: multiproc::PipeReceiver<u32>) -> multiproc::Result<()> {
+    /// let item = results.recv_timeout(std::time::Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv_timeout(&self, timeout: Duration) -> Result<T> {
+        self.end.recv_timeout(timeout).await
+    }
+
+    /// Whether a `recv` would not wait, waiting at most `timeout`: Python's
+    /// `Connection.poll(timeout)`; see [`PipeEnd::poll`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PipeEnd::poll`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(results: multiproc::PipeReceiver<u32>) -> multiproc::Result<()> {
+    /// let ready = results.poll(std::time::Duration::ZERO).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn poll(&self, timeout: Duration) -> Result<bool> {
+        self.end.poll(timeout).await
+    }
+
+    /// Closes this end: the sender's later sends fail with end of file.
+    ///
+    /// # Errors
+    ///
+    /// As [`PipeEnd::close`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(results: multiproc::PipeReceiver<u32>) -> multiproc::Result<()> {
+    /// results.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) -> Result<()> {
+        self.end.close().await
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> futures::Stream for PipeReceiver<T> {
+    type Item = Result<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        Pin::new(&mut self.end).poll_next(cx)
+    }
+}
+
+/// The sending end of a [`pipe_one_way`]: Python's `w` of `r, w = Pipe(duplex=False)`.
+/// It has no `recv`. Closes as a [`PipeEnd`] does; a [`Sink`](futures::Sink) that sends in
+/// batches, whose `close` closes the end.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent, bound = "")]
+pub struct PipeSender<T> {
+    end: PipeEnd<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> PipeSender<T> {
+    /// Sends `item` to the receiver; returns once the pipe's hub holds it.
+    ///
+    /// # Errors
+    ///
+    /// As [`PipeEnd::send`]: end of file once the receiver is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the item was sent or not.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(results: multiproc::PipeSender<u32>) -> multiproc::Result<()> {
+    /// results.send(7).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, item: T) -> Result<()> {
+        self.end.send(item).await
+    }
+
+    /// Closes this end: the receiver gets what was sent, then end of file.
+    ///
+    /// # Errors
+    ///
+    /// As [`PipeEnd::close`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(results: multiproc::PipeSender<u32>) -> multiproc::Result<()> {
+    /// results.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) -> Result<()> {
+        self.end.close().await
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> futures::Sink<T> for PipeSender<T> {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Pin::new(&mut self.end).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: T) -> Result<()> {
+        Pin::new(&mut self.end).start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Pin::new(&mut self.end).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Pin::new(&mut self.end).poll_close(cx)
     }
 }

@@ -211,6 +211,12 @@ impl Object for QueueState {
             QueueOp::Len => {
                 let _ = request.answer(Reply::ok(Answer::Count(self.items.len() as u64)));
             }
+            QueueOp::Capacity => {
+                let _ = request.answer(Reply::ok(Answer::Capacity {
+                    capacity: self.capacity.map(|capacity| capacity as u64),
+                    len: self.items.len() as u64,
+                }));
+            }
             QueueOp::Close => {
                 self.close();
                 let _ = request.answer(Reply::ok(Answer::Done));
@@ -698,6 +704,68 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     /// ```
     pub async fn is_empty(&self) -> Result<bool> {
         Ok(self.len().await? == 0)
+    }
+
+    /// The most items the queue holds (Python's `maxsize`), or `None` for an unbounded queue.
+    ///
+    /// # Errors
+    ///
+    /// [`is_closed`](Error::is_closed) if the queue's process has exited.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// assert_eq!(multiproc::Queue::<u32>::bounded(8).capacity().await?, Some(8));
+    /// assert_eq!(multiproc::Queue::<u32>::new().capacity().await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn capacity(&self) -> Result<Option<usize>> {
+        Ok(self.bound_and_len().await?.0)
+    }
+
+    /// Whether the queue is full now, so a [`try_put`](Self::try_put) would fail (others may
+    /// change it at once). Python's `Queue.full()`: always `false` for an unbounded queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`capacity`](Self::capacity).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let queue = multiproc::Queue::bounded(1);
+    /// queue.put(1u32).await?;
+    /// assert!(queue.full().await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn full(&self) -> Result<bool> {
+        let (capacity, len) = self.bound_and_len().await?;
+        Ok(capacity.is_some_and(|capacity| len >= capacity))
+    }
+
+    /// The queue's bound and its length, read at the same moment on its hub.
+    async fn bound_and_len(&self) -> Result<(Option<usize>, usize)> {
+        let reply = self.request(QueueOp::Capacity, Vec::new(), None).await?;
+        match reply.outcome {
+            Ok(Answer::Capacity { capacity, len }) => {
+                Ok((capacity.map(|capacity| capacity as usize), len as usize))
+            }
+            Ok(_) => Err(
+                Failure::Protocol("a capacity answered without a bound".into())
+                    .into_error(&self.describe()),
+            ),
+            Err(failure) => Err(failure.into_error(&self.describe())),
+        }
     }
 
     /// Closes the queue for every process: later puts fail, gets drain what is left and then

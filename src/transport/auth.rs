@@ -228,6 +228,29 @@ pub(crate) async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// [`server_handshake`] within [`HANDSHAKE_TIMEOUT`]: a peer that has not completed it by
+/// then is refused.
+///
+/// # Errors
+///
+/// As [`server_handshake`]; [`ErrorKind::Auth`] too for a peer too slow.
+///
+/// # Cancel safety
+///
+/// Not cancel safe, as [`server_handshake`].
+pub(crate) async fn server_handshake_in_time<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &[u8],
+) -> Result<()> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(stream, key))
+        .await
+        .map_err(|_| {
+            auth_error(format!(
+                "the peer did not complete the handshake within {HANDSHAKE_TIMEOUT:?}"
+            ))
+        })?
+}
+
 /// The connecting side of the [handshake](self): proves `key` to the listener on `stream`,
 /// and makes it prove the key back before returning, so that the caller sends nothing to a
 /// listener that does not know it. Nothing after the handshake has been read from `stream`.

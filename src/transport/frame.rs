@@ -454,6 +454,9 @@ struct WriterLink {
     state: Mutex<WriteState>,
     /// Wakes the writer task: frames to write, or the last handle gone.
     wake: Notify,
+    /// Wakes those waiting for the queue to be written: the task gave up the write side,
+    /// or the connection broke.
+    written: Notify,
     /// Writes without waiting, for the fast path; `None` where the stream has no such call.
     direct: Option<Box<dyn TryWrite>>,
     handles: AtomicUsize,
@@ -520,6 +523,7 @@ impl FrameWriter {
         let link = Arc::new(WriterLink {
             state: Mutex::new(WriteState::default()),
             wake: Notify::new(),
+            written: Notify::new(),
             direct,
             handles: AtomicUsize::new(1),
         });
@@ -560,6 +564,35 @@ impl FrameWriter {
         self.link.release(&mut self.link.lock())
     }
 
+    /// Waits until every frame sent so far is written to the socket, not merely queued, so
+    /// that the process may exit right after without losing it.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](ErrorKind::Closed) if the connection broke before.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the frames are written all the same.
+    pub(crate) async fn written(&self) -> Result<()> {
+        loop {
+            let written = self.link.written.notified();
+            tokio::pin!(written);
+            // Registered before looking, so a notification in between is not missed.
+            written.as_mut().enable();
+            {
+                let state = self.link.lock();
+                if state.broken {
+                    return Err(connection_closed());
+                }
+                if state.queue.is_empty() && !state.task_writes {
+                    return Ok(());
+                }
+            }
+            written.await;
+        }
+    }
+
     fn enqueue(&self, frame: OutFrame) -> Result<std::sync::MutexGuard<'_, WriteState>> {
         let mut state = self.link.lock();
         if state.broken || state.closing {
@@ -598,6 +631,12 @@ impl WriterLink {
         self.state.lock().expect("writer lock")
     }
 
+    /// Marks the connection broken, for the writer task that failed to write.
+    fn break_off(&self) {
+        self.lock().broken = true;
+        self.written.notify_waiters();
+    }
+
     /// Writes the queue directly as far as the socket takes it, unless the task owns the
     /// write side; hands the rest to the task.
     fn release(&self, state: &mut WriteState) -> Result<()> {
@@ -615,6 +654,7 @@ impl WriterLink {
                     Err(_) => {
                         state.broken = true;
                         self.wake.notify_one();
+                        self.written.notify_waiters();
                         return Err(connection_closed());
                     }
                 }
@@ -677,13 +717,11 @@ async fn write_frames<W: AsyncWrite + Unpin>(inner: W, link: Arc<WriterLink>) {
         };
         for frame in &batch {
             if write_frame(&mut out, frame).await.is_err() {
-                link.lock().broken = true;
-                return;
+                return link.break_off();
             }
         }
         if out.flush().await.is_err() {
-            link.lock().broken = true;
-            return;
+            return link.break_off();
         }
         if closing {
             let _ = out.shutdown().await;
@@ -692,6 +730,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(inner: W, link: Arc<WriterLink>) {
         let mut state = link.lock();
         if state.queue.is_empty() {
             state.task_writes = false;
+            link.written.notify_waiters();
         }
     }
 }

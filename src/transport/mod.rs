@@ -16,6 +16,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod auth;
+pub(crate) mod endpoint;
 pub(crate) mod frame;
 mod pair;
 pub(crate) mod tcp;
@@ -123,18 +124,27 @@ pub(crate) struct Listener {
     name: String,
 }
 
+/// A fresh socket name: this process's pid and 64 random bits, so it cannot be guessed.
+pub(crate) fn random_name() -> String {
+    let random: [u8; 8] = auth::random_bytes();
+    format!(
+        "multiproc-{}-{}.sock",
+        std::process::id(),
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
 impl Listener {
     /// Binds a new listener under a fresh random name.
     pub(crate) fn bind() -> Result<Self> {
-        let random: [u8; 8] = auth::random_bytes();
-        let name = format!(
-            "multiproc-{}-{}.sock",
-            std::process::id(),
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        Self::bind_named(random_name())
+    }
+
+    /// Binds a listener under `name`, chosen by the user (see [`endpoint`]).
+    pub(crate) fn bind_named(name: String) -> Result<Self> {
         let inner = ListenerOptions::new()
             .name(socket_name(&name)?)
             .create_tokio()
@@ -190,22 +200,18 @@ fn check_same_user(stream: &Stream) -> Result<u32> {
 /// # Cancel safety
 ///
 /// Not cancel safe: a cancelled handshake leaves the stream mid-exchange; it is dropped.
-pub(crate) async fn authenticate(mut stream: Stream, max_frame_len: usize) -> Result<Connection> {
+pub(crate) async fn authenticate(stream: Stream, max_frame_len: usize) -> Result<Connection> {
+    authenticate_with(stream, auth::process_key(), max_frame_len).await
+}
+
+/// As [`authenticate`], proving `key` rather than the process tree's.
+pub(crate) async fn authenticate_with(
+    mut stream: Stream,
+    key: &[u8],
+    max_frame_len: usize,
+) -> Result<Connection> {
     let peer_pid = check_same_user(&stream)?;
-    tokio::time::timeout(
-        auth::HANDSHAKE_TIMEOUT,
-        auth::server_handshake(&mut stream, auth::process_key()),
-    )
-    .await
-    .map_err(|_| {
-        Error::new(
-            ErrorKind::Auth,
-            format!(
-                "the peer did not complete the handshake within {:?}",
-                auth::HANDSHAKE_TIMEOUT
-            ),
-        )
-    })??;
+    auth::server_handshake_in_time(&mut stream, key).await?;
     Ok(split(stream, peer_pid, max_frame_len))
 }
 
@@ -235,13 +241,22 @@ fn adopt(socket: std::os::unix::net::UnixStream) -> Result<Stream> {
 ///
 /// Cancel safe: nothing has been sent that needs undoing.
 pub(crate) async fn connect(name: &str, max_frame_len: usize) -> Result<Connection> {
+    connect_with(name, auth::process_key(), max_frame_len).await
+}
+
+/// As [`connect`], proving `key` rather than the process tree's.
+pub(crate) async fn connect_with(
+    name: &str,
+    key: &[u8],
+    max_frame_len: usize,
+) -> Result<Connection> {
     let mut stream = Stream::connect(socket_name(name)?)
         .await
         .map_err(|error| Error::io(&format!("connecting to {name}"), error))?;
     let peer_pid = check_same_user(&stream).map_err(|error| on_connecting(name, error))?;
     tokio::time::timeout(
         auth::HANDSHAKE_TIMEOUT,
-        auth::client_handshake(&mut stream, auth::process_key()),
+        auth::client_handshake(&mut stream, key),
     )
     .await
     .map_err(|_| {

@@ -60,9 +60,35 @@ pub(crate) async fn connect_authenticated(
 ) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter)> {
     let mut stream = connect(addr).await?;
     auth::client_handshake(&mut stream, key).await?;
+    Ok(split(stream, max_frame_len))
+}
+
+/// The listener's side of an [accepted](accept) connection: makes the peer prove `key` and
+/// proves it back ([`auth::server_handshake`]), within [`auth::HANDSHAKE_TIMEOUT`]. Returns
+/// the connection split into frames.
+///
+/// # Errors
+///
+/// [`Auth`](crate::ErrorKind::Auth) when the peer does not prove `key`, refuses this side's
+/// proof, or does not complete the handshake in time.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: a cancelled handshake leaves the stream mid-exchange; it is dropped.
+pub(crate) async fn authenticate(
+    mut stream: TcpStream,
+    key: &[u8],
+    max_frame_len: usize,
+) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter)> {
+    auth::server_handshake_in_time(&mut stream, key).await?;
+    Ok(split(stream, max_frame_len))
+}
+
+/// An authenticated stream, as frames.
+fn split(stream: TcpStream, max_frame_len: usize) -> (FrameReader<OwnedReadHalf>, FrameWriter) {
     let (read, write) = stream.into_split();
     let (writer, _writer_task) = FrameWriter::spawn(write, max_frame_len);
-    Ok((FrameReader::new(read, max_frame_len), writer))
+    (FrameReader::new(read, max_frame_len), writer)
 }
 
 /// Accepts the next connection, with the options every connection gets.
