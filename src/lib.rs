@@ -106,6 +106,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as multiproc;
 
+pub mod blocking;
 mod bootstrap;
 mod buffers;
 mod child;
