@@ -21,6 +21,33 @@
 //! of a child (a panic, a `SIGKILL`, an `exit`, a hang at start-up) leaves the caller waiting
 //! forever.
 //!
+//! A synchronous program, or a plain `fn` worker (which runs with no runtime), uses the
+//! [`blocking`] module instead: the same types under the same names, whose waiting methods
+//! block the calling thread, as `reqwest::blocking` does for reqwest:
+//!
+//! ```no_run
+//! use multiproc::blocking::{Pool, Process, Queue};
+//! use multiproc::worker;
+//!
+//! #[worker]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! #[worker]
+//! fn produce(q: Queue<String>) {
+//!     q.put("hello from a child".into()).unwrap();
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     multiproc::init();
+//!     let q = Queue::new();
+//!     Process::new(produce, (q.clone(),)).start()?.join()?;
+//!     println!("{}", q.get()?);
+//!     let pool = Pool::builder().processes(2).build()?;
+//!     assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Python's names, here
 //!
 //! | Python `multiprocessing` | multiproc |
@@ -32,6 +59,7 @@
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
+//! | the same, in a synchronous program: `p.join()`, `q.get()`, `pool.map(f, xs)` | [`blocking`]: `p.join()?`, `q.get()?`, `pool.map(f, xs)?` (with [a table of its own](blocking#pythons-names-here)) |
 //! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
 //!
 //! # How it works
@@ -68,8 +96,8 @@
 //! - **Layout.** Each concept has one module, and imports only go down: messages in
 //!   `protocol/`, sockets in `transport/`, a child's life in `bootstrap`, `spawn`, `reaper`
 //!   and `supervisor`, then shared objects, `Process` and `Pool`, then `Manager` and the
-//!   cluster. The repository's `ARCHITECTURE.md` lists the layers and follows one `pool.map`
-//!   call through them, file by file.
+//!   cluster, and last [`blocking`], which wraps them. The repository's `ARCHITECTURE.md`
+//!   lists the layers and follows one `pool.map` call through them, file by file.
 //!
 //! # Testing your own crate
 //!
@@ -203,6 +231,17 @@ pub use multiproc_macros::process;
 /// ```no_run
 /// #[multiproc::main]
 /// async fn main() -> multiproc::Result<()> {
+///     Ok(())
+/// }
+/// ```
+///
+/// On a plain `fn main` (a program using [`blocking`]), it only calls [`init`] first:
+///
+/// ```no_run
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let q = multiproc::blocking::Queue::<u32>::new();
+///     q.put(1)?;
 ///     Ok(())
 /// }
 /// ```
