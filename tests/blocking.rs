@@ -6,7 +6,8 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use multiproc::blocking::{
-    Barrier, DictProxy, Event, Lock, Manager, PipeEnd, Pool, Process, Queue, Semaphore, pipe,
+    Barrier, Condition, DictProxy, Event, JoinableQueue, Lock, Manager, PipeEnd, Pool, Process,
+    Queue, Semaphore, pipe,
 };
 use multiproc::worker;
 
@@ -133,6 +134,9 @@ fn a_plain_worker_uses_a_blocking_manager_proxy() {
         }
         assert_eq!(d.len().unwrap(), 3);
         assert_eq!(d.get(&2).unwrap(), Some("from 2".to_string()));
+        let hosted = manager.queue::<u32>().unwrap();
+        hosted.put(1).unwrap();
+        assert_eq!(hosted.get_timeout(LIMIT).unwrap(), 1);
         manager.shutdown().unwrap();
         assert!(d.len().unwrap_err().is_closed());
     });
@@ -253,6 +257,38 @@ fn a_plain_worker_uses_a_blocking_pipe_and_barrier() {
         assert_eq!(mine + theirs, 1, "the parties' indices are 0 and 1");
         // The child's end closed when it exited: end of file, not a hang.
         assert!(here.recv_timeout(LIMIT).unwrap_err().is_closed());
+    });
+}
+
+#[worker]
+fn work_then_notify(tasks: JoinableQueue<u32>, done: Condition) -> u32 {
+    let task = tasks.get_timeout(LIMIT).unwrap();
+    tasks.task_done().unwrap();
+    let guard = done.acquire().unwrap();
+    guard.notify_all().unwrap();
+    task
+}
+
+#[test]
+fn a_plain_worker_uses_a_blocking_joinable_queue_and_condition() {
+    within(|| {
+        let (tasks, done) = (JoinableQueue::new(), Condition::new());
+        // Held before the child starts, so its notify comes only once this wait released it.
+        let mut guard = done.acquire().unwrap();
+        let p = Process::new(work_then_notify, (tasks.clone(), done.clone()))
+            .start()
+            .unwrap();
+        tasks.put(7).unwrap();
+        assert!(
+            guard.wait_timeout(LIMIT).unwrap(),
+            "notified, not timed out"
+        );
+        drop(guard);
+        tasks.join().unwrap();
+        assert_eq!(p.join_timeout(LIMIT).unwrap(), Some(7));
+        let mut guard = done.acquire().unwrap();
+        assert!(!guard.wait_for(|| false, Some(SHORT)).unwrap());
+        assert!(guard.wait_for(|| true, None).unwrap());
     });
 }
 
