@@ -212,16 +212,17 @@ macro_rules! wrapper {
 }
 
 /// Declares blocking forms that call the wrapped handle's async method of the same name with
-/// the same arguments, each documented as its twin's blocking form. A method's generic
-/// parameters and bounds go in brackets (`fn get[T: Value](..) -> .. where [..]`); `as into`
-/// converts what the twin returns (an async handle) into its blocking twin.
+/// the same arguments, each documented as its twin's blocking form, with an example run
+/// inside `$demo` (the hidden lines that open a function with the handle as its argument).
+/// A method's generic parameters and bounds go in brackets (`fn get[T: Value](..) -> .. where
+/// [..]`); `as into` converts what the twin returns (an async handle) into its blocking twin.
 macro_rules! blocking_forms {
     (
-        $twin:expr;
+        $twin:expr, $demo:expr;
         $(
             $(#[$doc:meta])*
             fn $name:ident $([$($generic:tt)*])? (&self $(, $arg:ident: $ty:ty)*) -> $out:ty
-                $(where [$($bound:tt)*])? $(as $into:ident)?;
+                $(where [$($bound:tt)*])? $(as $into:ident)? = $example:expr;
         )*
     ) => {
         $(
@@ -236,6 +237,14 @@ macro_rules! blocking_forms {
             /// # Panics
             ///
             /// In an async context (see the [module docs](crate::blocking#panics)).
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            #[doc = $demo]
+            #[doc = $example]
+            /// # Ok(()) }
+            /// ```
             #[track_caller]
             pub fn $name $(<$($generic)*>)? (&self $(, $arg: $ty)*) -> $out $(where $($bound)*)? {
                 $crate::blocking::wait(self.inner.$name($($arg),*)) $(.map(Into::$into))?

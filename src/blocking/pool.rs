@@ -115,6 +115,18 @@ impl PoolBuilder {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn setup(offset: u64) {}
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let pool = multiproc::blocking::Pool::builder()
+    ///     .processes(4)
+    ///     .initializer(setup, (1_000,))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn build(self) -> Result<Pool> {
         wait(self.inner.build()).map(Pool::from)
@@ -138,6 +150,15 @@ impl Pool {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let pool = multiproc::blocking::Pool::new()?;
+    /// assert_eq!(pool.processes(), multiproc::cpu_count());
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn new() -> Result<Pool> {
         Self::builder().build()
@@ -164,13 +185,13 @@ impl Pool {
     }
 
     blocking_forms! {
-        "crate::Pool";
+        "crate::Pool", "# fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {";
         /// Waits until all work submitted before [`close`](Self::close) has run and the
         /// workers have exited.
-        fn join(&self) -> Result<()>;
+        fn join(&self) -> Result<()> = "pool.close();\npool.join()?;";
         /// Stops the pool at once, failing every queued or running call; returns once every
         /// worker has exited.
-        fn terminate(&self) -> Result<()>;
+        fn terminate(&self) -> Result<()> = "pool.terminate()?;";
     }
 
     /// Runs `worker(args)` in a worker and returns its result (Python's `pool.apply`).
@@ -185,6 +206,15 @@ impl Pool {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// assert_eq!(pool.apply(square, (5,))?, 25);
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn apply<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> Result<W::Output> {
         self.apply_with(worker, args, |apply| apply)
@@ -221,6 +251,18 @@ impl Pool {
 
     /// Queues `worker(args)` and returns a handle to its result at once (Python's
     /// `apply_async`); [`AsyncResult::get`] waits for it. As [`crate::Pool::apply_async`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// let pending: Vec<_> = (0..10).map(|x| pool.apply_async(square, (x,))).collect();
+    /// for (x, result) in pending.into_iter().enumerate() {
+    ///     assert_eq!(result.get()?, (x * x) as u64);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn apply_async<W: Worker<M>, M>(&self, worker: W, args: W::Args) -> AsyncResult<W::Output> {
         self.inner.apply_async(worker, args).into()
     }
@@ -238,6 +280,16 @@ impl Pool {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// let squares = pool.map(square, 0..100_000u64)?;
+    /// assert_eq!(squares[3], 9);
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn map<W, M, T, I>(&self, worker: W, inputs: I) -> Result<Vec<W::Output>>
     where
@@ -297,6 +349,15 @@ impl Pool {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn add(a: u64, b: u64) -> u64 { a + b }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)])?, [3, 7]);
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn starmap<W, M, I>(&self, worker: W, inputs: I) -> Result<Vec<W::Output>>
     where
@@ -315,6 +376,15 @@ impl Pool {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn add(a: u64, b: u64) -> u64 { a + b }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// let sums = pool.starmap_with(add, vec![(1, 2), (3, 4)], |map| map.chunksize(1))?;
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn starmap_with<W, M, I, F>(
         &self,
@@ -332,6 +402,17 @@ impl Pool {
 
     /// Runs `worker` over a lazy input, yielding results in input order (Python's `imap`):
     /// an [`Iterator`] that pulls the input only as chunks are sent. As [`crate::Pool::imap`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// for square in pool.imap(square, 0..u64::MAX).chunksize(256) {
+    ///     if square? > 1_000_000 { break }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn imap<W, M, T, I>(&self, worker: W, inputs: I) -> Imap<W::Output>
     where
         W: Worker<M, Args = (T,)>,
@@ -344,6 +425,15 @@ impl Pool {
 
     /// Like [`imap`](Self::imap), yielding results as they complete (Python's
     /// `imap_unordered`). As [`crate::Pool::imap_unordered`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// let total: u64 = pool.imap_unordered(square, 0..1_000u64).map(Result::unwrap).sum();
+    /// # Ok(()) }
+    /// ```
     pub fn imap_unordered<W, M, T, I>(&self, worker: W, inputs: I) -> Imap<W::Output>
     where
         W: Worker<M, Args = (T,)>,
@@ -363,6 +453,17 @@ impl<T> AsyncResult<T> {
     }
 
     /// Withdraws the call, or stops it if it runs. As [`crate::AsyncResult::cancel`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn sleep_ms(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// let mut pending = pool.apply_async(sleep_ms, (60_000,));
+    /// pending.cancel();
+    /// assert!(pending.get().unwrap_err().is_cancelled());
+    /// # Ok(()) }
+    /// ```
     pub fn cancel(&mut self) {
         self.inner.cancel();
     }
@@ -380,6 +481,16 @@ impl<T: Value> AsyncResult<T> {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// let pending = pool.apply_async(square, (3,));
+    /// assert_eq!(pending.get()?, 9);
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn get(self) -> Result<T> {
         wait(self.inner)
@@ -397,6 +508,18 @@ impl<T: Value> AsyncResult<T> {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # #[multiproc::worker] fn sleep_ms(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// # fn demo(pool: multiproc::blocking::Pool) -> multiproc::Result<()> {
+    /// let mut pending = pool.apply_async(sleep_ms, (500,));
+    /// assert!(pending.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    /// assert_eq!(pending.get_timeout(Duration::from_secs(5))?, 500);
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
         wait(self.inner.get_timeout(timeout))

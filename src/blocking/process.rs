@@ -93,6 +93,16 @@ impl<T: Value> ProcessBuilder<T> {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[multiproc::worker] fn square(x: u64) -> u64 { x * x }
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let p = multiproc::blocking::Process::new(square, (7,)).name("squarer").start()?;
+    /// assert_eq!(p.name(), "squarer");
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn start(self) -> Result<Process<T>> {
         wait(self.inner.start()).map(Process::from)
@@ -144,12 +154,12 @@ impl<T> Process<T> {
 
 impl<T: Value> Process<T> {
     super::blocking_forms! {
-        "crate::Process";
+        "crate::Process", "# fn demo(p: multiproc::blocking::Process<u64>) -> multiproc::Result<()> {";
         /// Waits for the child to finish and returns what its worker returned; may be called
         /// again, and gives the same result.
-        fn join(&self) -> Result<T>;
+        fn join(&self) -> Result<T> = "assert_eq!(p.join()?, 16);\nassert_eq!(p.join()?, 16); // joining again gives the same result";
         /// Waits at most `timeout` for the child to finish: `Ok(None)` if it is still running
         /// then.
-        fn join_timeout(&self, timeout: Duration) -> Result<Option<T>>;
+        fn join_timeout(&self, timeout: Duration) -> Result<Option<T>> = "match p.join_timeout(std::time::Duration::from_secs(1))? {\n    Some(square) => println!(\"{square}\"),\n    None => p.terminate(),\n}";
     }
 }

@@ -68,29 +68,29 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     }
 
     blocking_forms! {
-        "crate::Queue";
+        "crate::Queue", "# fn demo(queue: multiproc::blocking::Queue<u32>) -> multiproc::Result<()> {";
         /// Puts `item` at the back of the queue, waiting for room in a bounded queue; returns
         /// once the queue's process holds it.
-        fn put(&self, item: T) -> Result<()>;
+        fn put(&self, item: T) -> Result<()> = "queue.put(42)?;";
         /// Puts `item` unless the bounded queue is full.
-        fn try_put(&self, item: T) -> Result<()>;
+        fn try_put(&self, item: T) -> Result<()> = "match queue.try_put(42) {\n    Err(error) if error.is_full() => println!(\"full\"),\n    other => other?,\n}";
         /// Puts `item`, waiting at most `timeout` for room.
-        fn put_timeout(&self, item: T, timeout: Duration) -> Result<()>;
+        fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> = "queue.put_timeout(42, std::time::Duration::from_secs(1))?;";
         /// Puts every item, in order, in one request.
-        fn put_many(&self, items: impl IntoIterator<Item = T>) -> Result<()>;
+        fn put_many(&self, items: impl IntoIterator<Item = T>) -> Result<()> = "queue.put_many(0..1000)?;";
         /// Takes the item at the front of the queue, waiting for one.
-        fn get(&self) -> Result<T>;
+        fn get(&self) -> Result<T> = "let item = queue.get()?;";
         /// Takes the front item if there is one.
-        fn try_get(&self) -> Result<T>;
+        fn try_get(&self) -> Result<T> = "match queue.try_get() {\n    Ok(item) => println!(\"got {item}\"),\n    Err(error) if error.is_empty() => println!(\"nothing yet\"),\n    Err(error) => return Err(error),\n}";
         /// Takes the front item, waiting at most `timeout` for one.
-        fn get_timeout(&self, timeout: Duration) -> Result<T>;
+        fn get_timeout(&self, timeout: Duration) -> Result<T> = "let item = queue.get_timeout(std::time::Duration::from_secs(1))?;";
         /// The number of items in the queue now.
-        fn len(&self) -> Result<usize>;
+        fn len(&self) -> Result<usize> = "println!(\"{} items waiting\", queue.len()?);";
         /// Whether the queue is empty now.
-        fn is_empty(&self) -> Result<bool>;
+        fn is_empty(&self) -> Result<bool> = "if queue.is_empty()? { println!(\"drained\"); }";
         /// Closes the queue for every process: later puts fail, gets drain what is left and
         /// then fail.
-        fn close(&self) -> Result<()>;
+        fn close(&self) -> Result<()> = "queue.close()?;\nassert!(queue.put(1).unwrap_err().is_closed());";
     }
 }
 
@@ -182,11 +182,11 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> JoinableQueue<T> {
     }
 
     blocking_forms! {
-        "crate::JoinableQueue";
+        "crate::JoinableQueue", "# fn demo(tasks: multiproc::blocking::JoinableQueue<u32>) -> multiproc::Result<()> {";
         /// Marks one task taken from the queue as finished.
-        fn task_done(&self) -> Result<()>;
+        fn task_done(&self) -> Result<()> = "let task = tasks.get()?;\n// ... work on it ...\ntasks.task_done()?;";
         /// Waits until every item ever put has been marked done.
-        fn join(&self) -> Result<()>;
+        fn join(&self) -> Result<()> = "tasks.join()?;\nprintln!(\"all tasks done\");";
     }
 }
 
@@ -227,13 +227,13 @@ pub fn pipe<T: Serialize + DeserializeOwned + Send + 'static>() -> (PipeEnd<T>, 
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> PipeEnd<T> {
     blocking_forms! {
-        "crate::PipeEnd";
+        "crate::PipeEnd", "# fn demo(end: multiproc::blocking::PipeEnd<u32>) -> multiproc::Result<()> {";
         /// Sends `item` to the other end; returns once the pipe's process holds it.
-        fn send(&self, item: T) -> Result<()>;
+        fn send(&self, item: T) -> Result<()> = "end.send(42)?;";
         /// Receives the next item the other end sent, waiting for one.
-        fn recv(&self) -> Result<T>;
+        fn recv(&self) -> Result<T> = "while let Ok(item) = end.recv() {\n    println!(\"{item}\");\n}";
         /// As [`recv`](Self::recv), for at most `timeout`.
-        fn recv_timeout(&self, timeout: Duration) -> Result<T>;
+        fn recv_timeout(&self, timeout: Duration) -> Result<T> = "let item = end.recv_timeout(std::time::Duration::from_secs(1))?;";
     }
 
     /// Closes this end: the other end receives what was already sent, then end of file.
@@ -247,6 +247,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> PipeEnd<T> {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(end: multiproc::blocking::PipeEnd<u32>) -> multiproc::Result<()> {
+    /// end.close()?;
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn close(self) -> Result<()> {
         wait(self.inner.close())
@@ -275,17 +283,17 @@ macro_rules! blocking_lock {
             }
 
             blocking_forms! {
-                concat!("crate::", stringify!($lock));
+                concat!("crate::", stringify!($lock)), concat!("# fn demo(lock: multiproc::blocking::", stringify!($lock), ") -> multiproc::Result<()> {");
                 /// Waits for the lock; the guard releases it when dropped.
-                fn acquire(&self) -> Result<$guard>;
+                fn acquire(&self) -> Result<$guard> = "let guard = lock.acquire()?;\nif guard.owner_died() { println!(\"repairing after a dead holder\"); }\ndrop(guard);";
                 /// Takes the lock if it is free now; `Ok(None)` if another holder has it.
-                fn try_acquire(&self) -> Result<Option<$guard>>;
+                fn try_acquire(&self) -> Result<Option<$guard>> = "if let Some(guard) = lock.try_acquire()? { /* ... */ }";
                 /// Waits at most `timeout` for the lock; `Ok(None)` on timeout.
-                fn acquire_timeout(&self, timeout: Duration) -> Result<Option<$guard>>;
+                fn acquire_timeout(&self, timeout: Duration) -> Result<Option<$guard>> = "match lock.acquire_timeout(std::time::Duration::from_millis(100))? {\n    Some(guard) => { /* ... */ }\n    None => println!(\"busy\"),\n}";
                 /// Releases a lock whose guard was forgotten.
-                fn release(&self) -> Result<()>;
+                fn release(&self) -> Result<()> = "lock.acquire()?.forget();\nlock.release()?;";
                 /// Whether some holder has the lock now.
-                fn is_locked(&self) -> Result<bool>;
+                fn is_locked(&self) -> Result<bool> = "println!(\"locked: {}\", lock.is_locked()?);";
             }
         }
     };
@@ -316,17 +324,17 @@ macro_rules! blocking_semaphore {
             }
 
             blocking_forms! {
-                concat!("crate::", stringify!($semaphore));
+                concat!("crate::", stringify!($semaphore)), concat!("# fn demo(s: multiproc::blocking::", stringify!($semaphore), ") -> multiproc::Result<()> {");
                 /// Waits for a permit; the permit goes back when dropped.
-                fn acquire(&self) -> Result<SemaphorePermit>;
+                fn acquire(&self) -> Result<SemaphorePermit> = "let _permit = s.acquire()?;";
                 /// Takes a permit if one is free now; `Ok(None)` otherwise.
-                fn try_acquire(&self) -> Result<Option<SemaphorePermit>>;
+                fn try_acquire(&self) -> Result<Option<SemaphorePermit>> = "if let Some(_permit) = s.try_acquire()? { /* ... */ }";
                 /// Waits at most `timeout` for a permit; `Ok(None)` on timeout.
-                fn acquire_timeout(&self, timeout: Duration) -> Result<Option<SemaphorePermit>>;
+                fn acquire_timeout(&self, timeout: Duration) -> Result<Option<SemaphorePermit>> = "let permit = s.acquire_timeout(std::time::Duration::from_millis(50))?;";
                 /// Adds a permit (Python's `release`).
-                fn release(&self) -> Result<()>;
+                fn release(&self) -> Result<()> = "s.acquire()?.forget();\ns.release()?;";
                 /// The number of free permits now.
-                fn value(&self) -> Result<u64>;
+                fn value(&self) -> Result<u64> = "println!(\"{} permits free\", s.value()?);";
             }
         }
     };
@@ -353,18 +361,18 @@ impl Event {
     }
 
     blocking_forms! {
-        "crate::Event";
+        "crate::Event", "# fn demo(event: multiproc::blocking::Event) -> multiproc::Result<()> {";
         /// Sets the flag and wakes every waiter.
-        fn set(&self) -> Result<()>;
+        fn set(&self) -> Result<()> = "event.set()?;";
         /// Clears the flag.
-        fn clear(&self) -> Result<()>;
+        fn clear(&self) -> Result<()> = "event.clear()?;";
         /// Whether the flag is set now.
-        fn is_set(&self) -> Result<bool>;
+        fn is_set(&self) -> Result<bool> = "if event.is_set()? { println!(\"set\"); }";
         /// Waits until the flag is set.
-        fn wait(&self) -> Result<()>;
+        fn wait(&self) -> Result<()> = "event.wait()?;";
         /// Waits at most `timeout` for the flag; `Ok(true)` if it was set, `Ok(false)` on
         /// timeout.
-        fn wait_timeout(&self, timeout: Duration) -> Result<bool>;
+        fn wait_timeout(&self, timeout: Duration) -> Result<bool> = "if !event.wait_timeout(std::time::Duration::from_millis(200))? { println!(\"timed out\"); }";
     }
 }
 
@@ -403,17 +411,26 @@ impl Condition {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(condition: multiproc::blocking::Condition) -> multiproc::Result<()> {
+    /// let guard = condition.acquire()?;
+    /// guard.notify_all()?;
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn acquire(&self) -> Result<ConditionGuard> {
         wait(self.inner.acquire()).map(ConditionGuard::from)
     }
 
     blocking_forms! {
-        "crate::Condition";
+        "crate::Condition", "# fn demo(condition: multiproc::blocking::Condition) -> multiproc::Result<()> {";
         /// Wakes up to `n` waiters; the caller must hold the lock.
-        fn notify(&self, n: usize) -> Result<()>;
+        fn notify(&self, n: usize) -> Result<()> = "let _guard = condition.acquire()?;\ncondition.notify(1)?;";
         /// Wakes every waiter; the caller must hold the lock.
-        fn notify_all(&self) -> Result<()>;
+        fn notify_all(&self) -> Result<()> = "let _guard = condition.acquire()?;\ncondition.notify_all()?;";
     }
 }
 
@@ -434,6 +451,15 @@ impl ConditionGuard {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(condition: multiproc::blocking::Condition) -> multiproc::Result<()> {
+    /// let mut guard = condition.acquire()?;
+    /// guard.wait()?;
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn wait(&mut self) -> Result<()> {
         wait(self.inner.wait())
@@ -451,6 +477,15 @@ impl ConditionGuard {
     /// # Panics
     ///
     /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(condition: multiproc::blocking::Condition) -> multiproc::Result<()> {
+    /// let mut guard = condition.acquire()?;
+    /// if !guard.wait_timeout(std::time::Duration::from_millis(100))? { println!("timed out"); }
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool> {
         wait(self.inner.wait_timeout(timeout))
@@ -503,11 +538,11 @@ impl ConditionGuard {
     }
 
     blocking_forms! {
-        "crate::ConditionGuard";
+        "crate::ConditionGuard", "# fn demo(condition: multiproc::blocking::Condition) -> multiproc::Result<()> {";
         /// Wakes up to `n` waiters; they get the lock after this guard releases it.
-        fn notify(&self, n: usize) -> Result<()>;
+        fn notify(&self, n: usize) -> Result<()> = "condition.acquire()?.notify(1)?;";
         /// Wakes every waiter.
-        fn notify_all(&self) -> Result<()>;
+        fn notify_all(&self) -> Result<()> = "condition.acquire()?.notify_all()?;";
     }
 }
 
@@ -533,16 +568,16 @@ impl Barrier {
     }
 
     blocking_forms! {
-        "crate::Barrier";
+        "crate::Barrier", "# fn demo(barrier: multiproc::blocking::Barrier) -> multiproc::Result<()> {";
         /// Waits until every party waits; returns this party's index in `0..parties`.
-        fn wait(&self) -> Result<usize>;
+        fn wait(&self) -> Result<usize> = "if barrier.wait()? == 0 { println!(\"first through\"); }";
         /// As [`wait`](Self::wait), for at most `timeout`; a timeout breaks the barrier.
-        fn wait_timeout(&self, timeout: Duration) -> Result<usize>;
+        fn wait_timeout(&self, timeout: Duration) -> Result<usize> = "let index = barrier.wait_timeout(std::time::Duration::from_secs(5))?;";
         /// Breaks the barrier: pending and later waits fail until [`reset`](Self::reset).
-        fn abort(&self) -> Result<()>;
+        fn abort(&self) -> Result<()> = "barrier.abort()?;";
         /// Makes the barrier usable again; pending waits fail as broken.
-        fn reset(&self) -> Result<()>;
+        fn reset(&self) -> Result<()> = "barrier.reset()?;";
         /// How many parties are waiting now.
-        fn n_waiting(&self) -> Result<usize>;
+        fn n_waiting(&self) -> Result<usize> = "println!(\"{} waiting\", barrier.n_waiting()?);";
     }
 }
