@@ -216,7 +216,15 @@ pub use worker::{Run, Value, Worker};
 /// In the child, an `async fn` runs on a single-threaded tokio runtime, so it can await,
 /// sleep and spawn tasks. A plain `fn` is called as it is: a [`Process`] runs it on the
 /// child's main thread with no tokio runtime at all (which keeps starting a process cheap),
-/// so a worker that needs tokio should be an `async fn`.
+/// so a worker that needs tokio should be an `async fn`. A plain `fn` uses queues, locks,
+/// events and manager proxies through their [`blocking`] twins:
+///
+/// ```
+/// #[multiproc::worker]
+/// fn report(results: multiproc::blocking::Queue<String>) {
+///     results.put("done".into()).unwrap();   // blocks; no runtime needed
+/// }
+/// ```
 ///
 /// The analogue of subclassing Python's `Process` is a type of yours that implements [`Run`],
 /// registered with `#[multiproc::process]`.
