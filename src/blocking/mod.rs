@@ -77,8 +77,10 @@
 //!
 //! - The names stay those of Python and of the async API: `q.get()`, not `q.get_blocking()`,
 //!   and `use multiproc::blocking::Queue` is the whole port.
-//! - A type says which API its user has: a worker that takes a `blocking::Queue<T>` cannot
-//!   `.await` it by mistake, and an async worker cannot block on an async `Queue<T>`.
+//! - A type says which API its user has: code holding a `blocking::Queue<T>` calls
+//!   `q.get()` and has its item, code holding a `Queue<T>` awaits. Extension traits would
+//!   put both sets on one type, `get` beside `get_blocking`, for every caller to choose
+//!   from at every call.
 //! - Handles convert both ways at no cost (`From` in each direction, and `as_async()` to
 //!   borrow), and serialize exactly as their async twins do: a sync worker takes a
 //!   `blocking::Queue<T>` argument, an async worker a `Queue<T>`, and both reach the same
@@ -102,8 +104,9 @@
 //!
 //! The owner of an [`RLock`], or of a [`Condition`]'s lock, is the tokio task that acquired
 //! it; blocking forms run in no task, so every thread of a process that acquires through the
-//! blocking API is the same owner (one thread may release what another acquired, and a second
-//! thread's acquire of a held `RLock` succeeds). Between processes, ownership is as usual.
+//! blocking API is the same owner (one thread may release what another acquired, and a
+//! thread's acquire of an `RLock` that another thread of its process holds succeeds). Between
+//! processes, ownership is as usual.
 
 use std::future::Future;
 
