@@ -21,6 +21,33 @@
 //! of a child (a panic, a `SIGKILL`, an `exit`, a hang at start-up) leaves the caller waiting
 //! forever.
 //!
+//! A synchronous program, or a plain `fn` worker (which runs with no runtime), uses the
+//! [`blocking`] module instead: the same types under the same names, whose waiting methods
+//! block the calling thread, as `reqwest::blocking` does for reqwest:
+//!
+//! ```no_run
+//! use multiproc::blocking::{Pool, Process, Queue};
+//! use multiproc::worker;
+//!
+//! #[worker]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! #[worker]
+//! fn produce(q: Queue<String>) {
+//!     q.put("hello from a child".into()).unwrap();
+//! }
+//!
+//! fn main() -> multiproc::Result<()> {
+//!     multiproc::init();
+//!     let q = Queue::new();
+//!     Process::new(produce, (q.clone(),)).start()?.join()?;
+//!     println!("{}", q.get()?);
+//!     let pool = Pool::builder().processes(2).build()?;
+//!     assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Python's names, here
 //!
 //! | Python `multiprocessing` | multiproc |
@@ -42,6 +69,7 @@
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | a `QueueHandler` in each worker and a `QueueListener` in the parent | [`forward_tracing`]: children's `tracing` events reach the parent's subscriber |
 //! | (nothing public: `pool._cache`, `pool._pool`) | [`Pool::stats`] gives a [`PoolStats`]: tasks queued, running, done, failed; restarts; what each worker runs |
+//! | the same, in a synchronous program: `p.join()`, `q.get()`, `pool.map(f, xs)` | [`blocking`]: `p.join()?`, `q.get()?`, `pool.map(f, xs)?` (with [a table of its own](blocking#pythons-names-here)) |
 //! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
 //!
 //! # How it works
@@ -79,8 +107,8 @@
 //! - **Layout.** Each concept has one module, and imports only go down: messages in
 //!   `protocol/`, sockets in `transport/`, a child's life in `bootstrap`, `spawn`, `reaper`
 //!   and `supervisor`, then shared objects, `Process` and `Pool`, then `Manager` and the
-//!   cluster. The repository's `ARCHITECTURE.md` lists the layers and follows one `pool.map`
-//!   call through them, file by file.
+//!   cluster, and last [`blocking`], which wraps them. The repository's `ARCHITECTURE.md`
+//!   lists the layers and follows one `pool.map` call through them, file by file.
 //!
 //! # Testing your own crate
 //!
@@ -117,6 +145,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as multiproc;
 
+pub mod blocking;
 mod bootstrap;
 mod buffers;
 mod child;
@@ -207,7 +236,15 @@ pub use worker::{Run, Value, Worker};
 /// In the child, an `async fn` runs on a single-threaded tokio runtime, so it can await,
 /// sleep and spawn tasks. A plain `fn` is called as it is: a [`Process`] runs it on the
 /// child's main thread with no tokio runtime at all (which keeps starting a process cheap),
-/// so a worker that needs tokio should be an `async fn`.
+/// so a worker that needs tokio should be an `async fn`. A plain `fn` uses queues, locks,
+/// events and manager proxies through their [`blocking`] twins:
+///
+/// ```
+/// #[multiproc::worker]
+/// fn report(results: multiproc::blocking::Queue<String>) {
+///     results.put("done".into()).unwrap();   // blocks; no runtime needed
+/// }
+/// ```
 ///
 /// The analogue of subclassing Python's `Process` is a type of yours that implements [`Run`],
 /// registered with `#[multiproc::process]`.
@@ -222,6 +259,17 @@ pub use multiproc_macros::process;
 /// ```no_run
 /// #[multiproc::main]
 /// async fn main() -> multiproc::Result<()> {
+///     Ok(())
+/// }
+/// ```
+///
+/// On a plain `fn main` (a program using [`blocking`]), it only calls [`init`] first:
+///
+/// ```no_run
+/// #[multiproc::main]
+/// fn main() -> multiproc::Result<()> {
+///     let q = multiproc::blocking::Queue::<u32>::new();
+///     q.put(1)?;
 ///     Ok(())
 /// }
 /// ```

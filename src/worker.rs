@@ -73,6 +73,30 @@ pub mod markers {
     pub struct Async<Args>(PhantomData<Args>);
 }
 
+thread_local! {
+    static RUNNING_PLAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside a plain `fn` worker called by this crate. A pool worker calls
+/// one from its serving runtime, whose context is then current although the function cannot
+/// await: the [`blocking`](crate::blocking) forms are allowed there.
+pub(crate) fn running_plain() -> bool {
+    RUNNING_PLAIN.with(std::cell::Cell::get)
+}
+
+/// Runs a plain `fn` worker, marked as such for [`running_plain`] (until it returns or
+/// unwinds).
+fn run_plain<R>(function: impl FnOnce() -> R) -> R {
+    struct Unmark(bool);
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            RUNNING_PLAIN.with(|running| running.set(self.0));
+        }
+    }
+    let _unmark = Unmark(RUNNING_PLAIN.with(|running| running.replace(true)));
+    function()
+}
+
 macro_rules! impl_worker {
     ($($arg:ident: $ty:ident),*) => {
         impl<F, R, $($ty),*> Worker<markers::Plain<($($ty,)*)>> for F
@@ -87,12 +111,12 @@ macro_rules! impl_worker {
 
             #[allow(clippy::unused_unit)]
             fn invoke(self, ($($arg,)*): Self::Args) -> LocalBoxFuture<'static, R> {
-                Box::pin(async move { self($($arg),*) })
+                Box::pin(async move { run_plain(|| self($($arg),*)) })
             }
 
             #[allow(clippy::unused_unit)]
             fn invoke_blocking(self, ($($arg,)*): Self::Args) -> Result<R, Self::Args> {
-                Ok(self($($arg),*))
+                Ok(run_plain(|| self($($arg),*)))
             }
         }
 

@@ -74,7 +74,8 @@ fn check_worker(function: &ItemFn) -> syn::Result<()> {
 }
 
 /// Turns `async fn main` into a `main` that calls `multiproc::init()` first, then runs the
-/// body on a multi-threaded tokio runtime.
+/// body on a multi-threaded tokio runtime. On a plain `fn main` (a program using
+/// `multiproc::blocking`), only calls `multiproc::init()` first.
 #[proc_macro_attribute]
 pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
@@ -86,24 +87,21 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         .into();
     }
     let function = parse_macro_input!(item as ItemFn);
-    if function.sig.asyncness.is_none() {
-        return syn::Error::new(
-            function.sig.fn_token.span(),
-            "#[multiproc::main] goes on an `async fn main`",
-        )
-        .to_compile_error()
-        .into();
-    }
     let attrs = &function.attrs;
     let visibility = &function.vis;
     let ident = &function.sig.ident;
     let output = &function.sig.output;
     let body = &function.block;
+    let run = if function.sig.asyncness.is_some() {
+        quote! { ::multiproc::__private::block_on(async move #body) }
+    } else {
+        quote! { #body }
+    };
     quote! {
         #(#attrs)*
         #visibility fn #ident() #output {
             ::multiproc::init();
-            ::multiproc::__private::block_on(async move #body)
+            #run
         }
     }
     .into()
