@@ -2,9 +2,10 @@
 //! holder that dies.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::client::{self, Handle, Link};
 use super::hub::{Caller, ConnId, Items, Object, Reply, Request, take_parked};
@@ -275,11 +276,38 @@ impl Grant {
     }
 }
 
-/// A lock in shared memory and the hub where its waiters park.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct MemoryLock {
+/// A lock in shared memory and the hub where its waiters park. Clones share one
+/// [`LockPlace`], so a guard holds the lock for the cost of a reference count: cloning the
+/// hub's name would allocate on every acquire.
+#[derive(Debug, Clone)]
+pub(crate) struct MemoryLock(Arc<LockPlace>);
+
+/// Where a [`MemoryLock`] is: its cell, and the hub where its waiters park.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LockPlace {
     cell: Cell<LockCell>,
     handle: Handle,
+}
+
+impl std::ops::Deref for MemoryLock {
+    type Target = LockPlace;
+
+    fn deref(&self) -> &LockPlace {
+        &self.0
+    }
+}
+
+// By hand, as the place itself: serde's impls for `Arc` need its `rc` feature.
+impl Serialize for MemoryLock {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryLock {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        LockPlace::deserialize(deserializer).map(|place| MemoryLock(Arc::new(place)))
+    }
 }
 
 /// A held [`MemoryLock`]: the task that took it (for a recursive lock) and whether its last
@@ -298,18 +326,19 @@ impl MemoryLock {
         let cell = Cell::<LockCell>::new()?;
         let (segment, offset) = cell.place();
         let handle = Handle::create(Box::new(Waiters::new(segment.clone(), offset)))?;
-        Ok(MemoryLock { cell, handle })
+        Ok(MemoryLock(Arc::new(LockPlace { cell, handle })))
     }
 
     /// Takes the lock: at once if it is free (a compare-and-swap), else parked at its hub
     /// until it is released, its holder dies, or `timeout` passes (`None`). Without `wait`,
-    /// only tries. `task` is `Some` for a recursive lock.
+    /// only tries. `task` is `Some` for a recursive lock. `what` names the lock in an error;
+    /// it is called only before parking, so that a free lock is taken without formatting.
     async fn take(
         &self,
         task: Option<u64>,
         wait: bool,
         timeout: Option<Duration>,
-        what: &str,
+        what: impl Fn() -> String,
     ) -> Result<Option<MemoryGrant>> {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         let mut parked = false;
@@ -330,7 +359,7 @@ impl MemoryLock {
             let Some(expect) = self.cell.announce_waiter(seen) else {
                 continue;
             };
-            waiters::park(&self.handle, expect, slice, what).await?;
+            waiters::park(&self.handle, expect, slice, &what()).await?;
             parked = true;
         }
     }
@@ -391,7 +420,7 @@ macro_rules! lock_handle {
 
             async fn acquire_with(&self, wait: bool, timeout: Option<Duration>) -> Result<Option<$guard>> {
                 if let Some(lock) = &self.memory {
-                    let grant = lock.take(self.owner(), wait, timeout, &self.describe()).await?;
+                    let grant = lock.take(self.owner(), wait, timeout, || self.describe()).await?;
                     return Ok(grant.map(|grant| $guard { grant: Grant::Memory(grant) }));
                 }
                 let held = acquire(
