@@ -8,8 +8,8 @@
 //!   map them in another process of the same user through `/proc/<pid>/fd/<n>`;
 //! - [`arena`]: 64-byte cells carved out of shared arenas, one cache line each;
 //! - [`owner`]: a process named in a lock word (pid and start time), and whether it died;
-//! - [`lock_cell`] and [`event_cell`]: the states of a lock and an event, changed with one
-//!   atomic operation when nobody waits.
+//! - [`lock_cell`], [`event_cell`] and [`semaphore_cell`]: the states of a lock, an event and
+//!   a semaphore, changed with one atomic operation when nobody waits.
 //!
 //! Nothing here waits: a process that must wait for a cell to change parks at the hub of the
 //! object's creator (`shared/waiters.rs`), and whoever changes the cell rings that hub only
@@ -20,3 +20,4 @@ pub(crate) mod event_cell;
 pub(crate) mod lock_cell;
 pub(crate) mod owner;
 pub(crate) mod segment;
+pub(crate) mod semaphore_cell;
