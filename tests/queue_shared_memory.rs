@@ -155,14 +155,20 @@ async fn serve_a_queue(handles: Queue<Queue<u64>>) {
     std::future::pending::<()>().await;
 }
 
-#[tokio::test]
-async fn a_put_takes_no_round_trip_once_the_ring_is_attached() {
+/// A child serving a new queue, to which this process has put 0 (attaching its ring).
+async fn start_queue_server() -> (Process<()>, Queue<u64>) {
     let handles = Queue::new();
     let child = within(Process::new(serve_a_queue, (handles.clone(),)).start())
         .await
         .unwrap();
     let queue = within(handles.get()).await.unwrap();
     within(queue.put(0)).await.unwrap();
+    (child, queue)
+}
+
+#[tokio::test]
+async fn a_put_takes_no_round_trip_once_the_ring_is_attached() {
+    let (child, queue) = start_queue_server().await;
     // SAFETY: kill with a valid signal on our own child.
     unsafe { libc::kill(child.pid() as i32, libc::SIGSTOP) };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -182,12 +188,7 @@ async fn a_put_takes_no_round_trip_once_the_ring_is_attached() {
 
 #[tokio::test]
 async fn a_put_through_the_ring_of_a_dead_hub_fails_closed() {
-    let handles = Queue::new();
-    let child = within(Process::new(serve_a_queue, (handles.clone(),)).start())
-        .await
-        .unwrap();
-    let queue = within(handles.get()).await.unwrap();
-    within(queue.put(0)).await.unwrap();
+    let (child, queue) = start_queue_server().await;
     child.kill();
     let _ = within(child.join()).await;
     // The connection's reader sees the hub's socket close a moment after the death.
