@@ -69,6 +69,17 @@ pub(crate) enum Link {
     Remote(Arc<Remote>),
 }
 
+impl Link {
+    /// The error to give for a request on this link if its connection has closed (the hub's
+    /// process died or closed it); `None` while it is open.
+    pub(crate) fn gone(&self) -> Option<Error> {
+        match self {
+            Link::Local(_) => None,
+            Link::Remote(remote) => remote.closed.load(Ordering::SeqCst).then(|| gone(remote)),
+        }
+    }
+}
+
 /// This process's connection to another process's hub.
 #[derive(Debug)]
 pub(crate) struct Remote {
@@ -223,8 +234,11 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
         .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
         .map_err(|error| {
             // A listener that cannot prove the key is not the process that served this
-            // object (a name squatted after it exited, or a forged handle): say so.
-            if error.is_auth() {
+            // object (a name squatted after it exited, or a forged handle): say so. Unless
+            // that process has just ended, closing the connection in the middle of the
+            // handshake: then it is simply gone.
+            let ended = transport::pid_in_name(&hub).is_some_and(crate::shm::owner::has_ended);
+            if error.is_auth() && !ended {
                 error
             } else {
                 Error::closed(format!(

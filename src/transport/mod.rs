@@ -137,6 +137,15 @@ pub(crate) fn random_name() -> String {
     )
 }
 
+/// The pid of the process that bound the socket named `name` by [`random_name`].
+pub(crate) fn pid_in_name(name: &str) -> Option<u32> {
+    name.strip_prefix("multiproc-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
 impl Listener {
     /// Binds a new listener under a fresh random name.
     pub(crate) fn bind() -> Result<Self> {
