@@ -18,10 +18,11 @@
 //!
 //! # Draining
 //!
-//! [`Node::drain`] (and `SIGTERM`, under [`NodeBuilder::serve`]) stops the slots pulling (a
-//! dropped pull request withdraws its interest, and the server delivers nothing more to it),
-//! deletes the node's heartbeat so that pools stop counting it, and lets the tasks in flight
-//! finish and be acknowledged. Those still running after the grace period are handed back:
+//! [`Node::drain`] (and `SIGTERM`, under [`NodeBuilder::serve`]) deletes the node's
+//! heartbeat so that pools stop counting it, and stops the slots asking for tasks: each lets
+//! the pull request it has out expire (within [`PULL_EXPIRES`]) rather than drop it, since a
+//! task the server was sending it at that moment would otherwise wait out the ack wait, and
+//! runs a task that comes on it. The tasks in flight finish and are acknowledged. Those still running after the grace period are handed back:
 //! the local pool is terminated, which fails their calls as cancelled, and a cancelled call
 //! is rejected for immediate redelivery elsewhere.
 
@@ -563,7 +564,7 @@ impl Serving {
     }
 
     /// One slot: pulls one task, runs it, answers it; again and again, until draining.
-    async fn slot(self: Arc<Self>, consumer: PullConsumer, mut draining: watch::Receiver<bool>) {
+    async fn slot(self: Arc<Self>, consumer: PullConsumer, draining: watch::Receiver<bool>) {
         while !*draining.borrow() {
             let since = connects(&self.client);
             let batch = consumer
@@ -583,10 +584,9 @@ impl Serving {
             loop {
                 // A server that restarted forgot this pull request: ask again at once
                 // rather than when the request times out (about 10 s).
+                // A drain lets the pull request out expire rather than drop it: a task the
+                // server is sending it at that moment would wait out the ack wait.
                 let message = tokio::select! {
-                    // Dropping the pull request withdraws its interest: the server delivers
-                    // it no task (and one on its way is delivered again after the ack wait).
-                    _ = draining.wait_for(|draining| *draining) => return,
                     message = batch.next() => message,
                     () = reconnected(&self.client, since) => break,
                 };
