@@ -22,9 +22,10 @@
 //! heartbeat so that pools stop counting it, and stops the slots asking for tasks: each lets
 //! the pull request it has out expire (within [`PULL_EXPIRES`]) rather than drop it, since a
 //! task the server was sending it at that moment would otherwise wait out the ack wait, and
-//! runs a task that comes on it. The tasks in flight finish and are acknowledged. Those still running after the grace period are handed back:
-//! the local pool is terminated, which fails their calls as cancelled, and a cancelled call
-//! is rejected for immediate redelivery elsewhere.
+//! runs a task that comes on it. The tasks in flight finish and are acknowledged. Those
+//! still running after the grace period are handed back: the local pool is terminated,
+//! which fails their calls as cancelled, and a cancelled call is rejected for immediate
+//! redelivery elsewhere.
 
 use std::fmt;
 use std::sync::Arc;
@@ -182,7 +183,7 @@ impl fmt::Debug for Node {
 }
 
 /// Configures a [`Node`]; returned by [`Node::connect`].
-#[must_use = "a node serves only when `serve` is awaited"]
+#[must_use = "a node serves only once `start` or `serve` is awaited"]
 pub struct NodeBuilder {
     url: String,
     options: Option<ConnectOptions>,
@@ -377,7 +378,7 @@ impl NodeBuilder {
             bucket,
             info,
         };
-        beat(&heartbeat.bucket, &heartbeat.key, &heartbeat.info).await?;
+        heartbeat.beat().await?;
         tracing::info!(node = %node.id, slots = heartbeat.info.slots, "multiproc node serving");
         let (draining, drained) = watch::channel(false);
         let serving = tokio::spawn(node.clone().serve_until_drained(
@@ -402,12 +403,16 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
+    async fn beat(&self) -> Result<()> {
+        beat(&self.bucket, &self.key, &self.info).await
+    }
+
     /// Beats every [`HEARTBEAT`], for ever.
     async fn keep_beating(&self) {
         let mut ticks = tokio::time::interval(HEARTBEAT);
         loop {
             ticks.tick().await;
-            if let Err(error) = beat(&self.bucket, &self.key, &self.info).await {
+            if let Err(error) = self.beat().await {
                 tracing::warn!(%error, "multiproc node: heartbeat failed");
             }
         }
