@@ -62,9 +62,10 @@
 //!
 //! - a child process that crashes while running a task makes its node reject the task at
 //!   once, and JetStream delivers it again, to another slot or another node;
-//! - a node that vanishes has its tasks delivered again after the ack wait (30 s by default,
-//!   [`NodeBuilder::ack_wait`]); a node keeps the lease of a long task alive with progress
-//!   acks, so a long task is not delivered twice merely for being long;
+//! - a node that vanishes (killed, frozen, cut off from the server) has its tasks delivered
+//!   again after the ack wait (3 s by default, [`NodeBuilder::ack_wait`]); a node keeps the
+//!   lease of each task it holds alive with progress acks every third of the ack wait, so a
+//!   long task is not delivered twice merely for being long;
 //! - after [`max_deliver`](NodeBuilder::max_deliver) deliveries (3 by default) that all
 //!   crashed, the caller gets a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming the
 //!   task and the last failure, and the message is removed from the stream. When the
@@ -77,6 +78,22 @@
 //! `Mp-Task` header, names the task in errors, and is what [`task_id()`] returns inside the
 //! worker, the same on every delivery: a worker with side effects can use it to do them
 //! once. A duplicate result is discarded by the caller.
+//!
+//! # Stopping a node: drain
+//!
+//! [`Node::drain`] takes a node out without losing a task: it stops pulling,
+//! leaves the node list at once, lets its running tasks finish (for up to
+//! [`NodeBuilder::drain_grace`], 25 s by default) and hands back those that did not, which
+//! other nodes then run at once. [`NodeBuilder::serve`] drains on `SIGTERM` and then returns
+//! `Ok(())`, so a rolling restart (Kubernetes, systemd) is a `SIGTERM` to each node in turn:
+//!
+//! ```no_run
+//! # async fn demo() -> multiproc::Result<()> {
+//! let node = multiproc::Node::connect("nats://127.0.0.1:4222").start().await?;
+//! // ... on a signal of your own:
+//! node.drain().await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Submission window and shutting down
 //!

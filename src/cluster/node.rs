@@ -2,10 +2,30 @@
 //!
 //! Each slot (one per child process) pulls *one* task at a time, and only when it is free:
 //! a batch prefetch would strand the tasks it reserved on a node that dies. The task is
-//! acknowledged after its result is published; while it runs, the node extends its lease with
-//! progress acks every third of the ack wait. A task whose child process died is rejected
-//! (`nak`) for immediate redelivery, unless it was its last delivery: then the caller is told
-//! and the message is terminated, which removes it from the work queue.
+//! acknowledged after its result is published; from the moment it arrives until then, the
+//! node extends its lease with progress acks every third of the ack wait. A task whose child
+//! process died is rejected (`nak`) for immediate redelivery, unless it was its last
+//! delivery: then the caller is told and the message is terminated, which removes it from
+//! the work queue.
+//!
+//! # Failover
+//!
+//! The ack wait is short (3 s by default) because the progress acks, not the ack wait, are
+//! what keeps a long task on its node: a node that stops sending them (killed, frozen by
+//! `SIGSTOP`, cut off from the server) loses its tasks to the other nodes within the ack
+//! wait, rather than holding them for the 30 s of JetStream's default. Pull requests expire
+//! after [`PULL_EXPIRES`], so that a frozen node's idle slots stop taking tasks soon too.
+//!
+//! # Draining
+//!
+//! [`Node::drain`] (and `SIGTERM`, under [`NodeBuilder::serve`]) deletes the node's
+//! heartbeat so that pools stop counting it, and stops the slots asking for tasks: each lets
+//! the pull request it has out expire (within [`PULL_EXPIRES`]) rather than drop it, since a
+//! task the server was sending it at that moment would otherwise wait out the ack wait, and
+//! runs a task that comes on it. The tasks in flight finish and are acknowledged. Those
+//! still running after the grace period are handed back: the local pool is terminated,
+//! which fails their calls as cancelled, and a cancelled call is rejected for immediate
+//! redelivery elsewhere.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +35,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::object_store::ObjectStore;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::{Job, Pool};
@@ -29,8 +51,17 @@ use super::{
     read_object, reconnected,
 };
 
-/// The default ack wait: a node silent this long has its tasks delivered elsewhere.
-const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// The default ack wait: a node silent this long (killed, frozen, cut off) has its tasks
+/// delivered elsewhere. A running task's lease is renewed every third of it.
+const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(3);
+
+/// The default time a draining node gives the tasks it runs before handing them back; below
+/// the 30 s Kubernetes waits between `SIGTERM` and `SIGKILL`.
+const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(25);
+
+/// How long a drain waits, once its grace period is over, for the tasks still running to be
+/// handed back; those left then are delivered again after the ack wait.
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The default number of deliveries of a task before the caller gets an error.
 const DEFAULT_MAX_DELIVER: i64 = 3;
@@ -38,13 +69,23 @@ const DEFAULT_MAX_DELIVER: i64 = 3;
 /// How many times a node tries to store a result before it gives the task back.
 const ANSWER_ATTEMPTS: u32 = 60;
 
-/// How long one pull request waits for a task before it is renewed.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long one pull request waits for a task before it is renewed. Short, because the
+/// server keeps delivering to the pull requests of a frozen node until they expire.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
-/// A worker node: serves the tasks of a NATS JetStream cluster on a local pool of child
-/// processes. See the [module docs](crate::cluster).
-#[derive(Debug)]
-pub struct Node;
+/// A running worker node: serves the tasks of a NATS JetStream cluster on a local pool of
+/// child processes, until it is drained. See the [module docs](crate::cluster).
+///
+/// Started by [`NodeBuilder::start`]; [`NodeBuilder::serve`] runs one until `SIGTERM`.
+/// Dropping a `Node` that is not draining stops it at once: its child processes exit, and the
+/// tasks it held are delivered to other nodes after the ack wait.
+pub struct Node {
+    id: String,
+    /// Set to `true` to begin draining.
+    draining: watch::Sender<bool>,
+    /// The node's own task: heartbeats and slots, until drained. `None` once `drain` took it.
+    serving: Option<JoinHandle<()>>,
+}
 
 impl Node {
     /// A builder for a node connected to the server at `url` (`"nats://host:4222"`).
@@ -58,12 +99,91 @@ impl Node {
             fingerprint: None,
             ack_wait: DEFAULT_ACK_WAIT,
             max_deliver: DEFAULT_MAX_DELIVER,
+            drain_grace: DEFAULT_DRAIN_GRACE,
+        }
+    }
+
+    /// The node's id, in heartbeats, results and [`Pool::nodes`](crate::Pool::nodes).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Takes the node out of the cluster without losing a task: stops pulling tasks, leaves
+    /// the node list (pools stop counting it), lets the tasks in flight finish and be
+    /// acknowledged, and stops the child processes. Tasks still running after the grace
+    /// period ([`NodeBuilder::drain_grace`], 25 s by default) are handed back for another
+    /// node to run (such a delivery counts towards the retry cap, as any other). Returns
+    /// once the node has stopped; the process can then exit.
+    ///
+    /// [`NodeBuilder::serve`] drains its node on `SIGTERM`.
+    ///
+    /// # Errors
+    ///
+    /// [`Protocol`](crate::ErrorKind::Protocol) if the node's own task had failed (it
+    /// panicked); its tasks are then delivered again after the ack wait.
+    ///
+    /// # Cancel safety
+    ///
+    /// Once called, the drain goes on even if the future is dropped, for as long as the
+    /// runtime runs.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// let node = multiproc::Node::connect("nats://127.0.0.1:4222")
+    ///     .slots(4)
+    ///     .start()
+    ///     .await?;
+    /// // ... serve for a while, then take the node out before a deploy:
+    /// node.drain().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn drain(mut self) -> Result<()> {
+        self.draining.send_replace(true);
+        match self.serving.take() {
+            Some(serving) => serving.await.map_err(Self::failed),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves only if the node's own task ended without a drain, which is a failure.
+    async fn failure(&mut self) -> Error {
+        match self.serving.as_mut() {
+            Some(serving) => match serving.await {
+                Ok(()) => Error::new(ErrorKind::Protocol, "the node stopped serving"),
+                Err(error) => Self::failed(error),
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    fn failed(error: tokio::task::JoinError) -> Error {
+        Error::new(ErrorKind::Protocol, format!("the node failed: {error}"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(serving) = &self.serving
+            && !*self.draining.borrow()
+        {
+            serving.abort();
         }
     }
 }
 
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("draining", &*self.draining.borrow())
+            .finish()
+    }
+}
+
 /// Configures a [`Node`]; returned by [`Node::connect`].
-#[must_use = "a node serves only when `serve` is awaited"]
+#[must_use = "a node serves only once `start` or `serve` is awaited"]
 pub struct NodeBuilder {
     url: String,
     options: Option<ConnectOptions>,
@@ -73,6 +193,7 @@ pub struct NodeBuilder {
     fingerprint: Option<String>,
     ack_wait: Duration,
     max_deliver: i64,
+    drain_grace: Duration,
 }
 
 impl NodeBuilder {
@@ -110,8 +231,10 @@ impl NodeBuilder {
     }
 
     /// How long a delivered task may go without an ack or a progress ack before JetStream
-    /// delivers it again (default 30 s). Fixed by the first node of a build to create the
-    /// consumer.
+    /// delivers it again (default 3 s): how long the tasks of a node that died, froze or lost
+    /// the server wait before another node runs them. A node sends progress acks every third
+    /// of it while it holds a task, so a long task is not delivered again for being long.
+    /// Fixed by the first node of a build to create the consumer.
     pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
         self.ack_wait = ack_wait;
         self
@@ -124,8 +247,67 @@ impl NodeBuilder {
         self
     }
 
-    /// Connects, starts the local pool, announces the node and serves tasks until an error
-    /// stops it.
+    /// How long [`Node::drain`] (or `SIGTERM`) lets the tasks in flight run before handing
+    /// them back to the cluster (default 25 s).
+    pub fn drain_grace(mut self, grace: Duration) -> Self {
+        self.drain_grace = grace;
+        self
+    }
+
+    /// Starts the node and serves tasks until `SIGTERM`, which [drains](Node::drain) it:
+    /// then it returns `Ok(())`, and the process can exit 0. The process's `SIGTERM` no
+    /// longer kills it from the moment this is called; a second `SIGTERM` while draining
+    /// changes nothing (`SIGKILL` still works, and the tasks then run elsewhere after the ack
+    /// wait).
+    ///
+    /// Under systemd, set `KillMode=mixed` so that only the node, and not its child
+    /// processes, gets the `SIGTERM`: a child killed mid-task is a crash, which counts
+    /// towards the task's retry cap.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start); [`Io`](crate::ErrorKind::Io) if the `SIGTERM` handler
+    /// cannot be installed.
+    ///
+    /// Lost connections are not errors: the client reconnects and the node goes on.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the node: its child processes exit, and the tasks it held
+    /// are delivered to other nodes after the ack wait. Once draining, the drain goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// multiproc::Node::connect("nats://127.0.0.1:4222")
+    ///     .slots(4)
+    ///     .serve()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve(self) -> Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Before starting, so that a SIGTERM sent while the node starts drains it.
+        let mut terminate = signal(SignalKind::terminate()).map_err(|error| {
+            Error::new(
+                ErrorKind::Io,
+                format!("installing the node's SIGTERM handler: {error}"),
+            )
+            .with_source(error)
+        })?;
+        let mut node = self.start().await?;
+        tokio::select! {
+            _ = terminate.recv() => {
+                tracing::info!(node = %node.id, "multiproc node: SIGTERM; draining");
+            }
+            error = node.failure() => return Err(error),
+        }
+        node.drain().await
+    }
+
+    /// Connects, starts the local pool, announces the node and serves tasks in the
+    /// background until the returned [`Node`] is drained or dropped.
     ///
     /// # Errors
     ///
@@ -139,20 +321,22 @@ impl NodeBuilder {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future stops the node: its child processes exit, and the tasks it held
-    /// are delivered to other nodes after the ack wait.
+    /// Cancel safe: dropping the future before it resolves stops what it started (the
+    /// child processes exit).
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # async fn demo() -> multiproc::Result<()> {
-    /// multiproc::Node::connect("nats://127.0.0.1:4222")
+    /// let node = multiproc::Node::connect("nats://127.0.0.1:4222")
     ///     .slots(4)
-    ///     .serve()
+    ///     .start()
     ///     .await?;
+    /// println!("serving as {}", node.id());
+    /// node.drain().await?;
     /// # Ok(()) }
     /// ```
-    pub async fn serve(mut self) -> Result<()> {
+    pub async fn start(mut self) -> Result<Node> {
         let names = Names::new(&self.namespace)?;
         let mut pool = Pool::builder();
         if let Some(slots) = self.slots {
@@ -189,25 +373,55 @@ impl NodeBuilder {
                 .collect(),
             at_ms: 0,
         };
-        let key = node_key(&node.id);
-        beat(&bucket, &key, &info).await?;
-        tracing::info!(node = %node.id, slots = info.slots, "multiproc node serving");
-
-        let heartbeat = async {
-            let mut ticks = tokio::time::interval(HEARTBEAT);
-            loop {
-                ticks.tick().await;
-                if let Err(error) = beat(&bucket, &key, &info).await {
-                    tracing::warn!(%error, "multiproc node: heartbeat failed");
-                }
-            }
+        let heartbeat = Heartbeat {
+            key: node_key(&node.id),
+            bucket,
+            info,
         };
-        let slots = futures::future::join_all(
-            (0..node.pool.processes()).map(|_| node.clone().slot(consumer.clone())),
-        );
-        tokio::select! {
-            () = heartbeat => Ok(()),
-            _ = slots => Ok(()),
+        heartbeat.beat().await?;
+        tracing::info!(node = %node.id, slots = heartbeat.info.slots, "multiproc node serving");
+        let (draining, drained) = watch::channel(false);
+        let serving = tokio::spawn(node.clone().serve_until_drained(
+            consumer,
+            heartbeat,
+            drained,
+            self.drain_grace,
+        ));
+        Ok(Node {
+            id: node.id.clone(),
+            draining,
+            serving: Some(serving),
+        })
+    }
+}
+
+/// Where and what a node beats.
+struct Heartbeat {
+    bucket: jetstream::kv::Store,
+    key: String,
+    info: NodeInfo,
+}
+
+impl Heartbeat {
+    async fn beat(&self) -> Result<()> {
+        beat(&self.bucket, &self.key, &self.info).await
+    }
+
+    /// Beats every [`HEARTBEAT`], for ever.
+    async fn keep_beating(&self) {
+        let mut ticks = tokio::time::interval(HEARTBEAT);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = self.beat().await {
+                tracing::warn!(%error, "multiproc node: heartbeat failed");
+            }
+        }
+    }
+
+    /// Takes the node off the node list at once, rather than when its heartbeat expires.
+    async fn leave(&self) {
+        if let Err(error) = self.bucket.delete(&self.key).await {
+            tracing::warn!(%error, "multiproc node: leaving the node list failed");
         }
     }
 }
@@ -258,6 +472,7 @@ impl fmt::Debug for NodeBuilder {
             .field("name", &self.name)
             .field("ack_wait", &self.ack_wait)
             .field("max_deliver", &self.max_deliver)
+            .field("drain_grace", &self.drain_grace)
             .finish()
     }
 }
@@ -311,9 +526,51 @@ struct Serving {
 }
 
 impl Serving {
-    /// One slot: pulls one task, runs it, answers it; again and again.
-    async fn slot(self: Arc<Self>, consumer: PullConsumer) {
-        loop {
+    /// Serves tasks and beats until a drain begins; then leaves the node list, lets the
+    /// tasks in flight finish within `grace`, hands back those still running, and stops the
+    /// local pool.
+    async fn serve_until_drained(
+        self: Arc<Self>,
+        consumer: PullConsumer,
+        heartbeat: Heartbeat,
+        mut draining: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let slots = futures::future::join_all(
+            (0..self.pool.processes())
+                .map(|_| self.clone().slot(consumer.clone(), draining.clone())),
+        );
+        tokio::pin!(slots);
+        tokio::select! {
+            () = heartbeat.keep_beating() => {}
+            _ = draining.wait_for(|draining| *draining) => {}
+            // The slots stop only once draining.
+            _ = &mut slots => {}
+        }
+        heartbeat.leave().await;
+        tracing::info!(node = %self.id, "multiproc node draining: finishing the tasks in flight");
+        if tokio::time::timeout(grace, &mut slots).await.is_err() {
+            tracing::warn!(node = %self.id, ?grace, "multiproc node: handing back the tasks still running");
+            // Their calls fail as cancelled, and `settle` rejects them for redelivery.
+            let _ = self.pool.terminate().await;
+            if tokio::time::timeout(HAND_BACK_TIMEOUT, &mut slots)
+                .await
+                .is_err()
+            {
+                tracing::warn!(node = %self.id, "multiproc node: tasks left to the ack wait");
+            }
+        }
+        // The last acks and rejections must reach the server before the process goes.
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(%error, "multiproc node: flushing the last acks failed");
+        }
+        let _ = self.pool.terminate().await;
+        tracing::info!(node = %self.id, "multiproc node drained");
+    }
+
+    /// One slot: pulls one task, runs it, answers it; again and again, until draining.
+    async fn slot(self: Arc<Self>, consumer: PullConsumer, draining: watch::Receiver<bool>) {
+        while !*draining.borrow() {
             let since = connects(&self.client);
             let batch = consumer
                 .batch()
@@ -332,6 +589,8 @@ impl Serving {
             loop {
                 // A server that restarted forgot this pull request: ask again at once
                 // rather than when the request times out (about 10 s).
+                // A drain lets the pull request out expire rather than drop it: a task the
+                // server is sending it at that moment would wait out the ack wait.
                 let message = tokio::select! {
                     message = batch.next() => message,
                     () = reconnected(&self.client, since) => break,
@@ -352,9 +611,12 @@ impl Serving {
 
     /// Runs one task and answers it; never fails (every failure is an answer or a `nak`).
     /// Arguments that came through the object store are deleted once the task is done with.
+    /// The task's lease is renewed from its arrival to its ack: reading large arguments
+    /// and storing a large result take time too.
     async fn run(&self, message: jetstream::Message) {
         let object = header(&message, OBJECT_HEADER);
-        if self.handle(&message, object.as_deref()).await
+        let handled = self.handle(&message, object.as_deref());
+        if with_progress(&message, self.ack_wait, handled).await
             && let Some(name) = object
         {
             delete_object(&self.objects, &name).await;
@@ -370,10 +632,7 @@ impl Serving {
             return true;
         };
         let reply_bytes = match self.prepare(message, &headers, object).await {
-            Ok(payload) => {
-                let call = call_encoded(&self.pool, WITH_TASK, payload, headers.items);
-                self.with_progress(message, &headers.task, call).await
-            }
+            Ok(payload) => call_encoded(&self.pool, WITH_TASK, payload, headers.items).await,
             Err(error) => {
                 self.answer(&headers.task, &headers.reply, &Outcome::failed(&error))
                     .await;
@@ -405,29 +664,6 @@ impl Serving {
                 with_task_payload(&headers.task, name, &stored)
             }
             None => with_task_payload(&headers.task, name, &message.payload),
-        }
-    }
-
-    /// Awaits `call`, telling the server every third of the ack wait that the task is still
-    /// being worked on, so that it is not redelivered meanwhile.
-    async fn with_progress(
-        &self,
-        message: &jetstream::Message,
-        task: &str,
-        call: impl Future<Output = Result<Vec<u8>>>,
-    ) -> Result<Vec<u8>> {
-        tokio::pin!(call);
-        let mut progress = tokio::time::interval(self.ack_wait / 3);
-        progress.tick().await;
-        loop {
-            tokio::select! {
-                reply = &mut call => return reply,
-                _ = progress.tick() => {
-                    if let Err(error) = message.ack_with(AckKind::Progress).await {
-                        tracing::warn!(%error, task, "multiproc node: progress ack failed");
-                    }
-                }
-            }
         }
     }
 
@@ -524,6 +760,30 @@ impl Serving {
             }
         }
         false
+    }
+}
+
+/// Awaits `work` on `message`, telling the server every third of the ack wait that the task
+/// is still being worked on, so that it is not delivered again meanwhile. A node that stops
+/// (killed, frozen, cut off) stops telling it, and loses the task within the ack wait.
+async fn with_progress<T>(
+    message: &jetstream::Message,
+    ack_wait: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval(ack_wait / 3);
+    progress.tick().await;
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = progress.tick() => {
+                if let Err(error) = message.ack_with(AckKind::Progress).await {
+                    let task = header(message, TASK_HEADER);
+                    tracing::warn!(%error, ?task, "multiproc node: progress ack failed");
+                }
+            }
+        }
     }
 }
 
