@@ -108,6 +108,7 @@
 
 mod node;
 mod pool;
+mod routing;
 mod task;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -119,6 +120,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use node::{Node, NodeBuilder};
 pub use pool::RemotePoolBuilder;
+pub use routing::Needs;
 pub use task::task_id;
 
 use crate::protocol::cluster::{FailKind, NodeInfo, Outcome};
@@ -207,6 +209,20 @@ impl Names {
     fn consumer(&self, fingerprint: &str) -> String {
         format!("nodes_{fingerprint}")
     }
+
+    /// The subject of the tasks of a build with `needs` (see [`routing`]).
+    fn routed_subject(&self, fingerprint: &str, needs: &Needs) -> String {
+        match needs.route() {
+            Some(route) => format!("{}.{route}", self.task_subject(fingerprint)),
+            None => self.task_subject(fingerprint),
+        }
+    }
+
+    /// The durable consumer of a route: named by a hash of the route, which may hold
+    /// characters a consumer name may not.
+    fn route_consumer(&self, fingerprint: &str, route: &str) -> String {
+        format!("{}_{:016x}", self.consumer(fingerprint), fnv1a([route]))
+    }
 }
 
 impl NodeInfo {
@@ -217,14 +233,19 @@ impl NodeInfo {
 
 /// The fingerprint of this binary's worker registry: FNV-1a over the sorted names, in hex.
 pub(crate) fn fingerprint() -> String {
+    format!("{:016x}", fnv1a(crate::registry::names()))
+}
+
+/// FNV-1a over `parts`, each followed by a newline.
+fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for name in crate::registry::names() {
-        for byte in name.bytes().chain([b'\n']) {
+    for part in parts {
+        for byte in part.bytes().chain([b'\n']) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{hash:016x}")
+    hash
 }
 
 fn now_ms() -> u64 {

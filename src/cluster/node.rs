@@ -7,6 +7,7 @@
 //! (`nak`) for immediate redelivery, unless it was its last delivery: then the caller is told
 //! and the message is terminated, which removes it from the work queue.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,11 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::{Job, Pool};
+use crate::pool::{Job, Pool, PoolBuilder};
 use crate::protocol::encode;
+use crate::worker::Worker;
 
+use super::routing::{Offer, invalid_name, is_valid_name};
 use super::task::{WITH_TASK, with_task_payload};
 
 use super::{
@@ -52,7 +55,9 @@ impl Node {
         NodeBuilder {
             url: url.into(),
             options: None,
-            slots: None,
+            pool: Pool::builder(),
+            labels: BTreeSet::new(),
+            resources: BTreeMap::new(),
             namespace: DEFAULT_NAMESPACE.to_string(),
             name: None,
             fingerprint: None,
@@ -67,7 +72,10 @@ impl Node {
 pub struct NodeBuilder {
     url: String,
     options: Option<ConnectOptions>,
-    slots: Option<usize>,
+    /// The local pool: its size, initializer and `max_tasks_per_child`.
+    pool: PoolBuilder,
+    labels: BTreeSet<String>,
+    resources: BTreeMap<String, u64>,
     namespace: String,
     name: Option<String>,
     fingerprint: Option<String>,
@@ -79,7 +87,46 @@ impl NodeBuilder {
     /// The number of child processes, hence of tasks run at once (default:
     /// [`cpu_count()`](crate::cpu_count)).
     pub fn slots(mut self, slots: usize) -> Self {
-        self.slots = Some(slots);
+        self.pool = self.pool.processes(slots);
+        self
+    }
+
+    /// Labels the node offers to tasks' [`Needs`](super::Needs) (`["gpu", "eu-west"]`): a
+    /// task needing a label runs only on a node that has it. ASCII letters, digits, `_` and
+    /// `-`. See the [routing docs](super::routing).
+    pub fn labels<I>(mut self, labels: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.labels.extend(labels.into_iter().map(Into::into));
+        self
+    }
+
+    /// A resource the node has, with its total `amount` (`resource("gpu", 2)`), as Ray's
+    /// custom resources: a task needing some of it runs only while that amount is free here,
+    /// and holds it while it runs. Set again, the amount replaces the previous one.
+    pub fn resource(mut self, name: impl Into<String>, amount: u64) -> Self {
+        self.resources.insert(name.into(), amount);
+        self
+    }
+
+    /// A `#[worker]` function run once in each slot's child process before its first task,
+    /// replacements included (Python's `initializer` and `initargs`), as
+    /// [`PoolBuilder::initializer`](crate::PoolBuilder::initializer): a child whose
+    /// initializer panics is started again with back-off, and after ten failed starts in a
+    /// row [`serve`](Self::serve) fails with the initializer's error.
+    pub fn initializer<W: Worker<M>, M>(mut self, initializer: W, args: W::Args) -> Self {
+        self.pool = self.pool.initializer(initializer, args);
+        self
+    }
+
+    /// Replaces a slot's child process once it has been given `tasks` tasks (items of a
+    /// `map`, or `apply`s), as
+    /// [`PoolBuilder::max_tasks_per_child`](crate::PoolBuilder::max_tasks_per_child). Must
+    /// be at least 1; default: never.
+    pub fn max_tasks_per_child(mut self, tasks: usize) -> Self {
+        self.pool = self.pool.max_tasks_per_child(tasks);
         self
     }
 
@@ -154,11 +201,14 @@ impl NodeBuilder {
     /// ```
     pub async fn serve(mut self) -> Result<()> {
         let names = Names::new(&self.namespace)?;
-        let mut pool = Pool::builder();
-        if let Some(slots) = self.slots {
-            pool = pool.processes(slots);
+        if let Some(name) =
+            (self.labels.iter().chain(self.resources.keys())).find(|name| !is_valid_name(name))
+        {
+            return Err(invalid_name(name));
         }
-        let pool = pool.build().await?;
+        let pool = std::mem::replace(&mut self.pool, Pool::builder())
+            .build()
+            .await?;
         let client = connect(&self.url, self.options.take()).await?;
         let js = jetstream::new(client.clone());
         let layout = ensure_layout(&js, &names).await?;
@@ -166,6 +216,10 @@ impl NodeBuilder {
         let consumer: PullConsumer = self.consumer(&layout.stream, &names, &fingerprint).await?;
         let bucket = layout.bucket;
         let config = &consumer.cached_info().config;
+        let labels: Vec<String> = std::mem::take(&mut self.labels).into_iter().collect();
+        let resources: Vec<(String, u64)> =
+            std::mem::take(&mut self.resources).into_iter().collect();
+        let offer = Offer::new(labels.clone(), resources.clone(), consumer.clone());
         let node = Arc::new(Serving {
             id: self
                 .name
@@ -176,6 +230,7 @@ impl NodeBuilder {
             pool,
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
+            offer,
         });
         let info = NodeInfo {
             id: node.id.clone(),
@@ -187,6 +242,8 @@ impl NodeBuilder {
                 .into_iter()
                 .map(String::from)
                 .collect(),
+            labels,
+            resources,
             at_ms: 0,
         };
         let key = node_key(&node.id);
@@ -200,11 +257,13 @@ impl NodeBuilder {
                 if let Err(error) = beat(&bucket, &key, &info).await {
                     tracing::warn!(%error, "multiproc node: heartbeat failed");
                 }
+                node.offer
+                    .refresh(&layout.stream, &names, &info.fingerprint)
+                    .await;
             }
         };
-        let slots = futures::future::join_all(
-            (0..node.pool.processes()).map(|_| node.clone().slot(consumer.clone())),
-        );
+        let slots =
+            futures::future::join_all((0..node.pool.processes()).map(|_| node.clone().slot()));
         tokio::select! {
             () = heartbeat => Ok(()),
             _ = slots => Ok(()),
@@ -253,7 +312,9 @@ impl fmt::Debug for NodeBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeBuilder")
             .field("url", &self.url)
-            .field("slots", &self.slots)
+            .field("pool", &self.pool)
+            .field("labels", &self.labels)
+            .field("resources", &self.resources)
             .field("namespace", &self.namespace)
             .field("name", &self.name)
             .field("ack_wait", &self.ack_wait)
@@ -308,17 +369,23 @@ struct Serving {
     pool: Pool,
     ack_wait: Duration,
     max_deliver: i64,
+    /// What the node offers to tasks' needs, and the routes it pulls from.
+    offer: Offer,
 }
 
 impl Serving {
-    /// One slot: pulls one task, runs it, answers it; again and again.
-    async fn slot(self: Arc<Self>, consumer: PullConsumer) {
+    /// One slot: pulls one task, from a route whose needs are free here, runs it, answers
+    /// it; again and again.
+    async fn slot(self: Arc<Self>) {
         loop {
             let since = connects(&self.client);
-            let batch = consumer
+            // Holds the route's resources until its task is done.
+            let route = self.offer.pick(PULL_EXPIRES);
+            let batch = route
+                .consumer
                 .batch()
                 .max_messages(1)
-                .expires(PULL_EXPIRES)
+                .expires(route.expires)
                 .messages()
                 .await;
             let mut batch = match batch {

@@ -501,6 +501,8 @@ impl Pool {
             pool: self,
             args,
             timeout: None,
+            #[cfg(feature = "nats")]
+            needs: None,
             _worker: PhantomData,
         }
     }
@@ -750,9 +752,16 @@ impl Pool {
             return Err(error);
         }
         // Only a local pool can kill the process that runs an overdue call.
-        if self.backend::<LocalBackend>().is_none()
-            && jobs.iter().any(|job| job.task_timeout.is_some())
-        {
+        let local = self.backend::<LocalBackend>().is_some();
+        #[cfg(feature = "nats")]
+        if local && jobs.iter().any(|job| job.needs.is_some()) {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidInput,
+                "needs (labels, resources) are for a pool on a cluster (Pool::connect); this \
+                 pool is local",
+            ));
+        }
+        if !local && jobs.iter().any(|job| job.task_timeout.is_some()) {
             return Err(Error::new(
                 crate::ErrorKind::InvalidInput,
                 "a deadline needs a local pool: this pool's workers run on other machines, \
@@ -789,6 +798,8 @@ impl Job {
                 task_timeout: None,
                 control: None,
                 span: crate::logging::call_span(),
+                #[cfg(feature = "nats")]
+                needs: None,
             },
             receiver,
         )
@@ -821,6 +832,8 @@ pub struct Apply<'a, W: Worker<M>, M> {
     pool: &'a Pool,
     args: W::Args,
     timeout: Option<Duration>,
+    #[cfg(feature = "nats")]
+    needs: Option<crate::cluster::Needs>,
     _worker: PhantomData<fn() -> (W, M)>,
 }
 
@@ -834,6 +847,19 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
         self
     }
 
+    /// On a pool on a cluster (feature `nats`): runs the call only on a node that offers
+    /// `needs` (a label such as `"gpu"`, or a [`Needs`](crate::cluster::Needs) of labels and
+    /// resources), instead of the pool's
+    /// [`requires`](crate::RemotePoolBuilder::requires). A need no live node can serve fails
+    /// the call at once with an [`Infeasible`](crate::ErrorKind::Infeasible) error; on a local
+    /// pool, with an [`InvalidInput`](crate::ErrorKind::InvalidInput) error.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn needs(mut self, needs: impl Into<crate::cluster::Needs>) -> Self {
+        self.needs = Some(needs.into());
+        self
+    }
+
     /// Queues the call now and returns a handle to its result (what
     /// [`apply_async`](Pool::apply_async) does).
     pub fn submit(self) -> AsyncResult<W::Output> {
@@ -841,6 +867,8 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
             pool,
             args,
             timeout,
+            #[cfg(feature = "nats")]
+            needs,
             ..
         } = self;
         let control = Arc::new(Control::default());
@@ -850,6 +878,10 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
                 let (mut job, reply) = Job::new(name, payload, false, 1);
                 job.task_timeout = timeout;
                 job.control = Some(control.clone());
+                #[cfg(feature = "nats")]
+                {
+                    job.needs = needs;
+                }
                 pool.submit(pool.new_group(), vec![job])?;
                 Ok(reply)
             });

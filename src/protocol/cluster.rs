@@ -15,6 +15,10 @@ pub(crate) struct NodeInfo {
     pub(crate) slots: usize,
     pub(crate) fingerprint: String,
     pub(crate) workers: Vec<String>,
+    /// The labels it offers to tasks' needs.
+    pub(crate) labels: Vec<String>,
+    /// The resources it offers, with their total amounts.
+    pub(crate) resources: Vec<(String, u64)>,
     /// Milliseconds since the Unix epoch when the heartbeat was written.
     pub(crate) at_ms: u64,
 }
