@@ -55,6 +55,17 @@
 //! [`async_nats::ConnectOptions`]; a server that refuses them gives an
 //! [`Auth`](crate::ErrorKind::Auth) error, which never shows credentials written in the URL.
 //!
+//! # Routing, node options and metrics
+//!
+//! A node declares [labels](NodeBuilder::labels) and [resources](NodeBuilder::resource); a
+//! pool ([`RemotePoolBuilder::requires`]) or one call ([`Apply::needs`](crate::pool::Apply::needs))
+//! states its [`Needs`], and only a node that can serve them receives the task: see
+//! [`routing`]. A node's local pool takes the local pool's
+//! [`initializer`](NodeBuilder::initializer) and
+//! [`max_tasks_per_child`](NodeBuilder::max_tasks_per_child). Queue depth, tasks in flight per
+//! node, retries, give-ups and task durations are recorded through the `metrics` facade and
+//! returned as data by [`Pool::cluster_stats`](crate::Pool::cluster_stats): see [`stats`].
+//!
 //! # Delivery guarantee: at least once
 //!
 //! A task (one chunk of a `map`, or one `apply`) is acknowledged *late*: only after its
@@ -108,7 +119,8 @@
 
 mod node;
 mod pool;
-mod routing;
+pub mod routing;
+pub mod stats;
 mod task;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -118,9 +130,10 @@ use async_nats::jetstream::object_store::ObjectStore;
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use crate::pool::Needs;
 pub use node::{Node, NodeBuilder};
 pub use pool::RemotePoolBuilder;
-pub use routing::Needs;
+pub use stats::{ClusterStats, NodeStats};
 pub use task::task_id;
 
 use crate::protocol::cluster::{FailKind, NodeInfo, Outcome};
@@ -169,7 +182,7 @@ fn header(message: &async_nats::Message, name: &str) -> Option<String> {
 
 /// The names one namespace uses on the server.
 #[derive(Debug, Clone)]
-struct Names {
+pub(crate) struct Names {
     stream: String,
     results: String,
     results_prefix: String,

@@ -22,8 +22,10 @@ use crate::pool::{Job, Pool, PoolBuilder};
 use crate::protocol::encode;
 use crate::worker::Worker;
 
-use super::routing::{Offer, invalid_name, is_valid_name};
+use super::routing::Offer;
+use super::stats::NodeCounts;
 use super::task::{WITH_TASK, with_task_payload};
+use crate::pool::needs::{invalid_name, is_valid_name};
 
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, FailKind, HEADER_ROOM, HEARTBEAT, ITEMS_HEADER, NODE_HEADER,
@@ -220,10 +222,12 @@ impl NodeBuilder {
         let resources: Vec<(String, u64)> =
             std::mem::take(&mut self.resources).into_iter().collect();
         let offer = Offer::new(labels.clone(), resources.clone(), consumer.clone());
+        let id = self
+            .name
+            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
         let node = Arc::new(Serving {
-            id: self
-                .name
-                .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
+            counts: NodeCounts::new(&id),
+            id,
             client,
             js,
             objects: layout.objects,
@@ -244,6 +248,7 @@ impl NodeBuilder {
                 .collect(),
             labels,
             resources,
+            load: Default::default(),
             at_ms: 0,
         };
         let key = node_key(&node.id);
@@ -251,9 +256,11 @@ impl NodeBuilder {
         tracing::info!(node = %node.id, slots = info.slots, "multiproc node serving");
 
         let heartbeat = async {
+            let mut info = info.clone();
             let mut ticks = tokio::time::interval(HEARTBEAT);
             loop {
                 ticks.tick().await;
+                info.load = node.counts.load(node.pool.stats().restarts);
                 if let Err(error) = beat(&bucket, &key, &info).await {
                     tracing::warn!(%error, "multiproc node: heartbeat failed");
                 }
@@ -371,6 +378,8 @@ struct Serving {
     max_deliver: i64,
     /// What the node offers to tasks' needs, and the routes it pulls from.
     offer: Offer,
+    /// Its work so far, for heartbeats and metrics.
+    counts: NodeCounts,
 }
 
 impl Serving {
@@ -421,6 +430,8 @@ impl Serving {
     /// Arguments that came through the object store are deleted once the task is done with.
     async fn run(&self, message: jetstream::Message) {
         let object = header(&message, OBJECT_HEADER);
+        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+        let _running = self.counts.start(delivered);
         if self.handle(&message, object.as_deref()).await
             && let Some(name) = object
         {
@@ -550,6 +561,7 @@ impl Serving {
     /// is too large for a message). Returns whether the server stored it; a lost connection
     /// is retried for a while.
     async fn answer(&self, task: &str, reply: &str, outcome: &Outcome) -> bool {
+        self.counts.answered(outcome);
         let bytes = match encode(outcome, "a task's outcome") {
             Ok(bytes) => bytes,
             Err(error) => encode(&Outcome::failed(&error), "a task's outcome")

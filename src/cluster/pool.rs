@@ -26,6 +26,7 @@ use crate::pool::{Backend, Command, Job, Pool};
 use crate::protocol::call::{batch_of_one, only_item};
 use crate::protocol::decode;
 
+use super::stats::{ClusterStats, NodeStats, PoolCounts, record_cluster};
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Layout, Names, Needs, NodeInfo,
     OBJECT_HEADER, Outcome, RECONNECT_CHECK, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect,
@@ -133,6 +134,45 @@ impl Pool {
             Some(remote) => remote.nodes().await,
             None => Err(Error::invalid_state(
                 "nodes() is for a pool on a cluster (Pool::connect); this pool is local",
+            )),
+        }
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+impl Pool {
+    /// What the cluster of a pool built by [`Pool::connect`] is doing, read now: the tasks
+    /// waiting in the work queue and in flight, and each live node's work (tasks running,
+    /// completed, failed, retried and given up, time spent), as its heartbeat tells. The same
+    /// figures are recorded as metrics; see [`stats`](crate::cluster::stats).
+    /// [`Pool::stats`] has this pool's own counts.
+    ///
+    /// # Errors
+    ///
+    /// - [`InvalidState`](crate::ErrorKind::InvalidState) for a local pool, which has no
+    ///   nodes.
+    /// - [`Io`](crate::ErrorKind::Io) if the server cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let stats = pool.cluster_stats().await?;
+    /// println!("{} queued, {} in flight", stats.queue_depth, stats.in_flight);
+    /// for node in stats.nodes {
+    ///     println!("{}: {} running, {} done", node.id, node.in_flight, node.completed);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn cluster_stats(&self) -> Result<ClusterStats> {
+        match self.backend::<RemotePool>() {
+            Some(remote) => remote.cluster_stats().await,
+            None => Err(Error::invalid_state(
+                "cluster_stats() is for a pool on a cluster (Pool::connect); this pool is local",
             )),
         }
     }
@@ -255,6 +295,7 @@ impl RemotePoolBuilder {
                 nodes: Mutex::new(None),
                 slots: AtomicUsize::new(0),
                 terminated: AtomicBool::new(false),
+                counts: PoolCounts::default(),
                 busy: watch::Sender::new(0),
                 listener,
             }),
@@ -483,7 +524,7 @@ async fn refresh_nodes(pool: Weak<Inner>) {
         let Some(inner) = pool.upgrade() else {
             return;
         };
-        if let Err(error) = (RemotePool { inner }).live_nodes(true).await {
+        if let Err(error) = (RemotePool { inner }).cluster_stats().await {
             tracing::debug!(%error, "multiproc: listing the nodes failed");
         }
     }
@@ -518,6 +559,8 @@ struct Inner {
     /// The slots of the live nodes of this build, as last read.
     slots: AtomicUsize,
     terminated: AtomicBool,
+    /// Its items' counts, for [`Pool::stats`], and its metrics.
+    counts: PoolCounts,
     /// Jobs submitted and not yet answered (or withdrawn): `join` waits for 0.
     busy: watch::Sender<usize>,
     listener: tokio::task::JoinHandle<()>,
@@ -604,12 +647,52 @@ impl Backend for RemotePool {
         self.inner.slots.load(Ordering::Relaxed).max(1)
     }
 
+    /// This pool's items, and the restarts of the live nodes' children, as last read.
+    fn stats(&self) -> crate::PoolStats {
+        let nodes = self.inner.nodes.lock().expect("nodes lock");
+        let nodes: Vec<NodeInfo> = nodes
+            .iter()
+            .flat_map(|(_, nodes)| nodes)
+            .filter(|node| node.fingerprint == self.inner.fingerprint)
+            .cloned()
+            .collect();
+        self.inner.counts.stats(&nodes)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }
 
 impl RemotePool {
+    /// The work queue and the live nodes of this build, read now, and recorded as metrics.
+    async fn cluster_stats(&self) -> Result<ClusterStats> {
+        let mut nodes: Vec<NodeStats> = self
+            .live_nodes(true)
+            .await?
+            .iter()
+            .filter(|node| node.fingerprint == self.inner.fingerprint)
+            .map(NodeStats::of)
+            .collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut stats = ClusterStats {
+            nodes,
+            ..ClusterStats::default()
+        };
+        // The build's consumer and its routes' (see `Names::route_consumer`).
+        let ours = self.inner.names.consumer(&self.inner.fingerprint);
+        let mut consumers = self.inner.stream.consumers();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|error| nats_error("reading the work queue", error))?;
+            if info.name == ours || info.name.starts_with(&format!("{ours}_")) {
+                stats.queue_depth += info.num_pending;
+                stats.in_flight += info.num_ack_pending as u64;
+            }
+        }
+        record_cluster(&stats);
+        Ok(stats)
+    }
+
     /// The ids of the live nodes that run this build, read now.
     async fn nodes(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self
@@ -665,6 +748,9 @@ impl RemotePool {
     async fn run_jobs(self, jobs: Vec<(Job, Busy)>, window: Arc<Semaphore>) {
         let this = &self;
         let mut running = FuturesUnordered::new();
+        for (job, _) in &jobs {
+            self.inner.counts.queue(job.items);
+        }
         for (job, busy) in jobs {
             let permit = loop {
                 tokio::select! {
@@ -695,6 +781,7 @@ impl RemotePool {
             // tasks to the end.
             ..
         } = job;
+        self.inner.counts.dequeue(items);
         if reply.is_closed() {
             return; // withdrawn before it was sent
         }
@@ -707,11 +794,11 @@ impl RemotePool {
         };
         let answer = async {
             let needs = needs.as_ref().unwrap_or(&self.inner.requires);
-            let answer = self
-                .submit(worker, payload, items, needs)
-                .await?
-                .reply()
-                .await?;
+            let waiter = self.submit(worker, payload, items, needs).await?;
+            let published = self.inner.counts.published(items);
+            let answer = waiter.reply().await;
+            published.answered(&answer);
+            let answer = answer?;
             if batch {
                 Ok(answer)
             } else {

@@ -119,6 +119,8 @@
 
 mod builder;
 pub(crate) mod map;
+#[cfg(feature = "nats")]
+pub(crate) mod needs;
 mod pool_worker;
 mod result;
 mod scheduler;
@@ -134,6 +136,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use builder::PoolBuilder;
 pub use map::{Imap, Map};
+#[cfg(feature = "nats")]
+pub use needs::Needs;
 pub use result::{AsyncResult, MapResult};
 pub use stats::{PoolStats, RunningCall, WorkerStats};
 
@@ -365,8 +369,12 @@ impl Pool {
     /// snapshot for a service to export as health metrics; see [`PoolStats`] for what each
     /// count means. Reading it sends nothing to the workers.
     ///
-    /// A pool on a cluster (`Pool::connect`, feature `nats`) reports no counts and no workers
-    /// yet: every field is zero or empty.
+    /// A pool on a cluster (`Pool::connect`, feature `nats`) counts its own items: `queued`
+    /// are held back by its submission window, `running` are published and not answered
+    /// (waiting on the server or running on a node), `completed` and `failed` by the answer
+    /// of their task (the items of a chunk that came back count as completed, even one that
+    /// panicked); `restarts` sums the live nodes' child restarts; `workers` is empty. The
+    /// cluster's own figures (queue depth, each node's work) are in `Pool::cluster_stats`.
     ///
     /// # Examples
     ///
@@ -833,7 +841,7 @@ pub struct Apply<'a, W: Worker<M>, M> {
     args: W::Args,
     timeout: Option<Duration>,
     #[cfg(feature = "nats")]
-    needs: Option<crate::cluster::Needs>,
+    needs: Option<Needs>,
     _worker: PhantomData<fn() -> (W, M)>,
 }
 
@@ -848,14 +856,14 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
     }
 
     /// On a pool on a cluster (feature `nats`): runs the call only on a node that offers
-    /// `needs` (a label such as `"gpu"`, or a [`Needs`](crate::cluster::Needs) of labels and
+    /// `needs` (a label such as `"gpu"`, or a [`Needs`](Needs) of labels and
     /// resources), instead of the pool's
     /// [`requires`](crate::RemotePoolBuilder::requires). A need no live node can serve fails
     /// the call at once with an [`Infeasible`](crate::ErrorKind::Infeasible) error; on a local
     /// pool, with an [`InvalidInput`](crate::ErrorKind::InvalidInput) error.
     #[cfg(feature = "nats")]
     #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
-    pub fn needs(mut self, needs: impl Into<crate::cluster::Needs>) -> Self {
+    pub fn needs(mut self, needs: impl Into<Needs>) -> Self {
         self.needs = Some(needs.into());
         self
     }

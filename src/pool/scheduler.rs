@@ -71,7 +71,7 @@ pub(crate) struct Job {
     pub(crate) span: Option<tracing::Span>,
     /// What the node running it must offer, on a cluster; `None`: the pool's default.
     #[cfg(feature = "nats")]
-    pub(crate) needs: Option<crate::cluster::Needs>,
+    pub(crate) needs: Option<super::Needs>,
 }
 
 /// Where a call that its caller can cancel is, so that a cancel withdraws it or stops it.
