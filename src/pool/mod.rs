@@ -856,7 +856,7 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
     }
 
     /// On a pool on a cluster (feature `nats`): runs the call only on a node that offers
-    /// `needs` (a label such as `"gpu"`, or a [`Needs`](Needs) of labels and
+    /// `needs` (a label such as `"gpu"`, or a [`Needs`] of labels and
     /// resources), instead of the pool's
     /// [`requires`](crate::RemotePoolBuilder::requires). A need no live node can serve fails
     /// the call at once with an [`Infeasible`](crate::ErrorKind::Infeasible) error; on a local
