@@ -224,6 +224,12 @@ async fn needs_on_a_local_pool_or_invalid_names_are_refused() {
         .unwrap()
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    let error = Node::connect("nats://127.0.0.1:1")
+        .labels(["gpu", "g.p.u"])
+        .serve()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
     let error = Pool::connect("nats://127.0.0.1:1")
         .requires("g.p.u")
         .build()

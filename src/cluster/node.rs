@@ -181,8 +181,10 @@ impl NodeBuilder {
     /// - [`Io`](crate::ErrorKind::Io) if the server cannot be reached or refuses to create
     ///   the stream, the consumer or the node bucket (is JetStream on? `nats-server -js`).
     /// - [`Auth`](crate::ErrorKind::Auth) if the server refuses the credentials.
-    /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace or 0
-    ///   slots; the local pool's start error if its children cannot start.
+    /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace, label or
+    ///   resource name, 0 slots or a `max_tasks_per_child` of 0; the local pool's start error
+    ///   if its children cannot start, or the initializer's error (a
+    ///   [`Panic`](crate::ErrorKind::Panic)) after ten failed starts in a row.
     ///
     /// Lost connections are not errors: the client reconnects and the node goes on.
     ///
