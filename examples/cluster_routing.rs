@@ -23,13 +23,16 @@ fn where_am_i(job: u64) -> String {
     format!("job {job} ran on {node} (pid {})", std::process::id())
 }
 
-/// Kills a process started by the example when dropped.
-struct Killed(Child);
+/// Kills a process started by the example when dropped, and removes its directory, if any.
+struct Killed(Child, Option<std::path::PathBuf>);
 
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let Some(dir) = &self.1 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -62,7 +65,7 @@ async fn main() -> multiproc::Result<()> {
                 .spawn()
                 .expect("starting nats-server (apt-get install nats-server, or set NATS_URL)");
             tokio::time::sleep(Duration::from_millis(300)).await;
-            Some(Killed(server))
+            Some(Killed(server, Some(dir)))
         }
     };
     let url = url.unwrap_or_else(|| "nats://127.0.0.1:4334".to_string());
@@ -76,7 +79,7 @@ async fn main() -> multiproc::Result<()> {
                 .env("EXAMPLE_NODE", format!("{kind}-node"))
                 .spawn()
                 .expect("starting a node");
-            Killed(node)
+            Killed(node, None)
         })
         .collect();
 
