@@ -177,6 +177,9 @@ pub enum ErrorKind {
     Auth,
     /// No `#[worker]` or `#[multiproc::process]` is registered under the function's name.
     UnknownWorker,
+    /// No live node of a cluster can serve what a task needs (a label no node has, more of a
+    /// resource than any node has); feature `nats`, see `multiproc::cluster::Needs`.
+    Infeasible,
     /// A frame was larger than the configured maximum.
     FrameTooLarge,
     /// A child process could not be started, or did not connect back in time.

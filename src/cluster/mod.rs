@@ -55,6 +55,17 @@
 //! [`async_nats::ConnectOptions`]; a server that refuses them gives an
 //! [`Auth`](crate::ErrorKind::Auth) error, which never shows credentials written in the URL.
 //!
+//! # Routing, node options and metrics
+//!
+//! A node declares [labels](NodeBuilder::labels) and [resources](NodeBuilder::resource); a
+//! pool ([`RemotePoolBuilder::requires`]) or one call ([`Apply::needs`](crate::pool::Apply::needs))
+//! states its [`Needs`], and only a node that can serve them receives the task: see
+//! [`routing`]. A node's local pool takes the local pool's
+//! [`initializer`](NodeBuilder::initializer) and
+//! [`max_tasks_per_child`](NodeBuilder::max_tasks_per_child). Queue depth, tasks in flight per
+//! node, retries, give-ups and task durations are recorded through the `metrics` facade and
+//! returned as data by [`Pool::cluster_stats`](crate::Pool::cluster_stats): see [`stats`].
+//!
 //! # Delivery guarantee: at least once
 //!
 //! A task (one chunk of a `map`, or one `apply`) is acknowledged *late*: only after its
@@ -125,6 +136,8 @@
 
 mod node;
 mod pool;
+pub mod routing;
+pub mod stats;
 mod task;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -134,8 +147,10 @@ use async_nats::jetstream::object_store::ObjectStore;
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use crate::pool::Needs;
 pub use node::{Node, NodeBuilder};
 pub use pool::RemotePoolBuilder;
+pub use stats::{ClusterStats, NodeStats};
 pub use task::task_id;
 
 use crate::protocol::cluster::{FailKind, NodeInfo, Outcome};
@@ -184,7 +199,7 @@ fn header(message: &async_nats::Message, name: &str) -> Option<String> {
 
 /// The names one namespace uses on the server.
 #[derive(Debug, Clone)]
-struct Names {
+pub(crate) struct Names {
     stream: String,
     results: String,
     results_prefix: String,
@@ -224,6 +239,20 @@ impl Names {
     fn consumer(&self, fingerprint: &str) -> String {
         format!("nodes_{fingerprint}")
     }
+
+    /// The subject of the tasks of a build with `needs` (see [`routing`]).
+    fn routed_subject(&self, fingerprint: &str, needs: &Needs) -> String {
+        match needs.route() {
+            Some(route) => format!("{}.{route}", self.task_subject(fingerprint)),
+            None => self.task_subject(fingerprint),
+        }
+    }
+
+    /// The durable consumer of a route: named by a hash of the route, which may hold
+    /// characters a consumer name may not.
+    fn route_consumer(&self, fingerprint: &str, route: &str) -> String {
+        format!("{}_{:016x}", self.consumer(fingerprint), fnv1a([route]))
+    }
 }
 
 impl NodeInfo {
@@ -234,14 +263,19 @@ impl NodeInfo {
 
 /// The fingerprint of this binary's worker registry: FNV-1a over the sorted names, in hex.
 pub(crate) fn fingerprint() -> String {
+    format!("{:016x}", fnv1a(crate::registry::names()))
+}
+
+/// FNV-1a over `parts`, each followed by a newline.
+fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for name in crate::registry::names() {
-        for byte in name.bytes().chain([b'\n']) {
+    for part in parts {
+        for byte in part.bytes().chain([b'\n']) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{hash:016x}")
+    hash
 }
 
 fn now_ms() -> u64 {

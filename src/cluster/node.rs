@@ -27,6 +27,7 @@
 //! which fails their calls as cancelled, and a cancelled call is rejected for immediate
 //! redelivery elsewhere.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,10 +40,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::{Job, Pool};
+use crate::pool::{Job, Pool, PoolBuilder};
 use crate::protocol::encode;
+use crate::worker::Worker;
 
+use super::routing::Offer;
+use super::stats::NodeCounts;
 use super::task::{WITH_TASK, with_task_payload};
+use crate::pool::needs::{invalid_name, is_valid_name};
 
 use super::{
     ConnectOptions, DEFAULT_NAMESPACE, FailKind, HEADER_ROOM, HEARTBEAT, ITEMS_HEADER, NODE_HEADER,
@@ -93,7 +98,9 @@ impl Node {
         NodeBuilder {
             url: url.into(),
             options: None,
-            slots: None,
+            pool: Pool::builder(),
+            labels: BTreeSet::new(),
+            resources: BTreeMap::new(),
             namespace: DEFAULT_NAMESPACE.to_string(),
             name: None,
             fingerprint: None,
@@ -187,7 +194,10 @@ impl fmt::Debug for Node {
 pub struct NodeBuilder {
     url: String,
     options: Option<ConnectOptions>,
-    slots: Option<usize>,
+    /// The local pool: its size, initializer and `max_tasks_per_child`.
+    pool: PoolBuilder,
+    labels: BTreeSet<String>,
+    resources: BTreeMap<String, u64>,
     namespace: String,
     name: Option<String>,
     fingerprint: Option<String>,
@@ -200,7 +210,46 @@ impl NodeBuilder {
     /// The number of child processes, hence of tasks run at once (default:
     /// [`cpu_count()`](crate::cpu_count)).
     pub fn slots(mut self, slots: usize) -> Self {
-        self.slots = Some(slots);
+        self.pool = self.pool.processes(slots);
+        self
+    }
+
+    /// Labels the node offers to tasks' [`Needs`](super::Needs) (`["gpu", "eu-west"]`): a
+    /// task needing a label runs only on a node that has it. ASCII letters, digits, `_` and
+    /// `-`. See the [routing docs](super::routing).
+    pub fn labels<I>(mut self, labels: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.labels.extend(labels.into_iter().map(Into::into));
+        self
+    }
+
+    /// A resource the node has, with its total `amount` (`resource("gpu", 2)`), as Ray's
+    /// custom resources: a task needing some of it runs only while that amount is free here,
+    /// and holds it while it runs. Set again, the amount replaces the previous one.
+    pub fn resource(mut self, name: impl Into<String>, amount: u64) -> Self {
+        self.resources.insert(name.into(), amount);
+        self
+    }
+
+    /// A `#[worker]` function run once in each slot's child process before its first task,
+    /// replacements included (Python's `initializer` and `initargs`), as
+    /// [`PoolBuilder::initializer`](crate::PoolBuilder::initializer): a child whose
+    /// initializer panics is started again with back-off, and after ten failed starts in a
+    /// row [`serve`](Self::serve) fails with the initializer's error.
+    pub fn initializer<W: Worker<M>, M>(mut self, initializer: W, args: W::Args) -> Self {
+        self.pool = self.pool.initializer(initializer, args);
+        self
+    }
+
+    /// Replaces a slot's child process once it has been given `tasks` tasks (items of a
+    /// `map`, or `apply`s), as
+    /// [`PoolBuilder::max_tasks_per_child`](crate::PoolBuilder::max_tasks_per_child). Must
+    /// be at least 1; default: never.
+    pub fn max_tasks_per_child(mut self, tasks: usize) -> Self {
+        self.pool = self.pool.max_tasks_per_child(tasks);
         self
     }
 
@@ -314,8 +363,10 @@ impl NodeBuilder {
     /// - [`Io`](crate::ErrorKind::Io) if the server cannot be reached or refuses to create
     ///   the stream, the consumer or the node bucket (is JetStream on? `nats-server -js`).
     /// - [`Auth`](crate::ErrorKind::Auth) if the server refuses the credentials.
-    /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace or 0
-    ///   slots; the local pool's start error if its children cannot start.
+    /// - [`InvalidInput`](crate::ErrorKind::InvalidInput) for an invalid namespace, label or
+    ///   resource name, 0 slots or a `max_tasks_per_child` of 0; the local pool's start error
+    ///   if its children cannot start, or the initializer's error (a
+    ///   [`Panic`](crate::ErrorKind::Panic)) after ten failed starts in a row.
     ///
     /// Lost connections are not errors: the client reconnects and the node goes on.
     ///
@@ -338,11 +389,14 @@ impl NodeBuilder {
     /// ```
     pub async fn start(mut self) -> Result<Node> {
         let names = Names::new(&self.namespace)?;
-        let mut pool = Pool::builder();
-        if let Some(slots) = self.slots {
-            pool = pool.processes(slots);
+        if let Some(name) =
+            (self.labels.iter().chain(self.resources.keys())).find(|name| !is_valid_name(name))
+        {
+            return Err(invalid_name(name));
         }
-        let pool = pool.build().await?;
+        let pool = std::mem::replace(&mut self.pool, Pool::builder())
+            .build()
+            .await?;
         let client = connect(&self.url, self.options.take()).await?;
         let js = jetstream::new(client.clone());
         let layout = ensure_layout(&js, &names).await?;
@@ -350,16 +404,23 @@ impl NodeBuilder {
         let consumer: PullConsumer = self.consumer(&layout.stream, &names, &fingerprint).await?;
         let bucket = layout.bucket;
         let config = &consumer.cached_info().config;
+        let labels: Vec<String> = std::mem::take(&mut self.labels).into_iter().collect();
+        let resources: Vec<(String, u64)> =
+            std::mem::take(&mut self.resources).into_iter().collect();
+        let offer = Offer::new(labels.clone(), resources.clone(), consumer.clone());
+        let id = self
+            .name
+            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
         let node = Arc::new(Serving {
-            id: self
-                .name
-                .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
+            counts: NodeCounts::new(&id),
+            id,
             client,
             js,
             objects: layout.objects,
             pool,
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
+            offer,
         });
         let info = NodeInfo {
             id: node.id.clone(),
@@ -371,18 +432,22 @@ impl NodeBuilder {
                 .into_iter()
                 .map(String::from)
                 .collect(),
+            labels,
+            resources,
+            load: Default::default(),
             at_ms: 0,
         };
         let heartbeat = Heartbeat {
             key: node_key(&node.id),
             bucket,
             info,
+            stream: layout.stream,
+            names,
         };
         heartbeat.beat().await?;
         tracing::info!(node = %node.id, slots = heartbeat.info.slots, "multiproc node serving");
         let (draining, drained) = watch::channel(false);
         let serving = tokio::spawn(node.clone().serve_until_drained(
-            consumer,
             heartbeat,
             drained,
             self.drain_grace,
@@ -395,11 +460,13 @@ impl NodeBuilder {
     }
 }
 
-/// Where and what a node beats.
+/// Where and what a node beats, and where it looks for the routes it can serve.
 struct Heartbeat {
     bucket: jetstream::kv::Store,
     key: String,
     info: NodeInfo,
+    stream: jetstream::stream::Stream,
+    names: Names,
 }
 
 impl Heartbeat {
@@ -407,14 +474,20 @@ impl Heartbeat {
         beat(&self.bucket, &self.key, &self.info).await
     }
 
-    /// Beats every [`HEARTBEAT`], for ever.
-    async fn keep_beating(&self) {
+    /// Beats every [`HEARTBEAT`] with `node`'s load, and refreshes the routes it pulls
+    /// from, for ever.
+    async fn keep_beating(&self, node: &Serving) {
+        let mut info = self.info.clone();
         let mut ticks = tokio::time::interval(HEARTBEAT);
         loop {
             ticks.tick().await;
-            if let Err(error) = self.beat().await {
+            info.load = node.counts.load(node.pool.stats().restarts);
+            if let Err(error) = beat(&self.bucket, &self.key, &info).await {
                 tracing::warn!(%error, "multiproc node: heartbeat failed");
             }
+            node.offer
+                .refresh(&self.stream, &self.names, &info.fingerprint)
+                .await;
         }
     }
 
@@ -467,7 +540,9 @@ impl fmt::Debug for NodeBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeBuilder")
             .field("url", &self.url)
-            .field("slots", &self.slots)
+            .field("pool", &self.pool)
+            .field("labels", &self.labels)
+            .field("resources", &self.resources)
             .field("namespace", &self.namespace)
             .field("name", &self.name)
             .field("ack_wait", &self.ack_wait)
@@ -523,6 +598,10 @@ struct Serving {
     pool: Pool,
     ack_wait: Duration,
     max_deliver: i64,
+    /// What the node offers to tasks' needs, and the routes it pulls from.
+    offer: Offer,
+    /// Its work so far, for heartbeats and metrics.
+    counts: NodeCounts,
 }
 
 impl Serving {
@@ -531,18 +610,16 @@ impl Serving {
     /// local pool.
     async fn serve_until_drained(
         self: Arc<Self>,
-        consumer: PullConsumer,
         heartbeat: Heartbeat,
         mut draining: watch::Receiver<bool>,
         grace: Duration,
     ) {
         let slots = futures::future::join_all(
-            (0..self.pool.processes())
-                .map(|_| self.clone().slot(consumer.clone(), draining.clone())),
+            (0..self.pool.processes()).map(|_| self.clone().slot(draining.clone())),
         );
         tokio::pin!(slots);
         tokio::select! {
-            () = heartbeat.keep_beating() => {}
+            () = heartbeat.keep_beating(&self) => {}
             _ = draining.wait_for(|draining| *draining) => {}
             // The slots stop only once draining.
             _ = &mut slots => {}
@@ -568,14 +645,18 @@ impl Serving {
         tracing::info!(node = %self.id, "multiproc node drained");
     }
 
-    /// One slot: pulls one task, runs it, answers it; again and again, until draining.
-    async fn slot(self: Arc<Self>, consumer: PullConsumer, draining: watch::Receiver<bool>) {
+    /// One slot: pulls one task, from a route whose needs are free here, runs it, answers
+    /// it; again and again, until draining.
+    async fn slot(self: Arc<Self>, draining: watch::Receiver<bool>) {
         while !*draining.borrow() {
             let since = connects(&self.client);
-            let batch = consumer
+            // Holds the route's resources until its task is done.
+            let route = self.offer.pick(PULL_EXPIRES);
+            let batch = route
+                .consumer
                 .batch()
                 .max_messages(1)
-                .expires(PULL_EXPIRES)
+                .expires(route.expires)
                 .messages()
                 .await;
             let mut batch = match batch {
@@ -615,6 +696,8 @@ impl Serving {
     /// and storing a large result take time too.
     async fn run(&self, message: jetstream::Message) {
         let object = header(&message, OBJECT_HEADER);
+        let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+        let _running = self.counts.start(delivered);
         let handled = self.handle(&message, object.as_deref());
         if with_progress(&message, self.ack_wait, handled).await
             && let Some(name) = object
@@ -719,6 +802,7 @@ impl Serving {
     /// is too large for a message). Returns whether the server stored it; a lost connection
     /// is retried for a while.
     async fn answer(&self, task: &str, reply: &str, outcome: &Outcome) -> bool {
+        self.counts.answered(outcome);
         let bytes = match encode(outcome, "a task's outcome") {
             Ok(bytes) => bytes,
             Err(error) => encode(&Outcome::failed(&error), "a task's outcome")
