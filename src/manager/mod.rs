@@ -160,11 +160,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::protocol::store::{Hosted, HostedObject, Kind, StoreOp};
+pub use crate::transport::tls::{TlsClientConfig, TlsServerConfig};
 pub use builder::ManagerBuilder;
 pub use dict::DictProxy;
 use entry::Target;
 pub use list::ListProxy;
 pub use namespace::Namespace;
+/// The TLS library of [`TlsServerConfig::from_rustls`] and [`TlsClientConfig::from_rustls`],
+/// for configurations beyond what the PEM constructors offer.
+pub use rustls;
 use store::Store;
 pub use value::ValueProxy;
 
@@ -343,13 +347,56 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn serve(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
+        Self::serve_with(addr, authkey, None).await
+    }
+
+    /// As [`serve`](Self::serve), with every connection inside TLS: clients reach it with
+    /// [`connect_tls`](Self::connect_tls), check its certificate (and, with
+    /// [`TlsServerConfig::from_pem_with_client_ca`], present one of their own), then prove
+    /// `authkey` inside the TLS session, so nothing after the TCP handshake crosses the
+    /// network in the clear. A client without TLS is refused, and told why, within 2 seconds.
+    /// See [Across machines](self#across-machines).
+    ///
+    /// # Errors
+    ///
+    /// An [`Io`](crate::ErrorKind::Io) error if `addr` cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a listener bound when the future is dropped is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// use multiproc::{Manager, TlsServerConfig};
+    ///
+    /// let chain = std::fs::read("manager.crt").expect("the certificate chain");
+    /// let key = std::fs::read("manager.key").expect("its private key");
+    /// let tls = TlsServerConfig::from_pem(&chain, &key)?;
+    /// let server = Manager::serve_tls("0.0.0.0:50000".parse().unwrap(), b"secret", tls).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_tls(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: TlsServerConfig,
+    ) -> Result<Manager> {
+        Self::serve_with(addr, authkey, Some(tls)).await
+    }
+
+    async fn serve_with(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: Option<TlsServerConfig>,
+    ) -> Result<Manager> {
         let hub = Hub::get_or_start()?;
         let object = hub.create(Box::new(Store::default()));
         let store = Handle {
             hub: hub.name().to_string(),
             object,
         };
-        let front = tcp::serve(addr, authkey.to_vec(), hub, object).await?;
+        let front = tcp::serve(addr, authkey.to_vec(), tls, hub, object).await?;
         Ok(Manager {
             store,
             server: Server::Serving(front),
@@ -379,7 +426,51 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn connect(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
-        let (hub, object) = client::connect_tcp(addr, authkey.to_vec()).await?;
+        Self::connect_with(addr, authkey, None).await
+    }
+
+    /// Connects to a manager [served with TLS](Self::serve_tls) at `addr`: checks its
+    /// certificate against `tls` (and presents `tls`'s client certificate, if it has one),
+    /// then proves `authkey` inside the TLS session, before anything else is exchanged.
+    /// Processes started afterwards inherit `tls` with the key, so the proxies they are given
+    /// just work (unless `tls` was made with [`TlsClientConfig::from_rustls`]).
+    ///
+    /// # Errors
+    ///
+    /// An [`Auth`](crate::ErrorKind::Auth) error, saying what TLS found, if the certificate is
+    /// not signed by a CA `tls` trusts or does not name the server, if the manager requires a
+    /// client certificate `tls` lacks, or if it does not speak TLS; as [`connect`](Self::connect)
+    /// otherwise.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// use multiproc::{Manager, TlsClientConfig};
+    ///
+    /// let ca = std::fs::read("ca.crt").expect("the CA certificate");
+    /// let tls = TlsClientConfig::from_pem(&ca)?;
+    /// let manager = Manager::connect_tls("10.0.0.1:50000".parse().unwrap(), b"secret", tls).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: TlsClientConfig,
+    ) -> Result<Manager> {
+        Self::connect_with(addr, authkey, Some(tls)).await
+    }
+
+    async fn connect_with(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: Option<TlsClientConfig>,
+    ) -> Result<Manager> {
+        let (hub, object) = client::connect_tcp(addr, authkey.to_vec(), tls).await?;
         Ok(Manager {
             store: Handle { hub, object },
             server: Server::Connected(addr),
