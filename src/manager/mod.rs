@@ -97,6 +97,38 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## With TLS
+//!
+//! Without TLS, the key proof keeps strangers out but what follows crosses the network in the
+//! clear. [`Manager::serve_tls`] and [`Manager::connect_tls`] make each connection a TLS
+//! session first: the client checks the manager's certificate against the CAs it trusts (and
+//! the manager the client's, if it asks for one), then the key proof and everything after it
+//! run inside the session. [`TlsServerConfig`] and [`TlsClientConfig`] are read from PEM; a
+//! ready `rustls` configuration is accepted too (`from_rustls`, with [`rustls`] re-exported).
+//!
+//! ```no_run
+//! use multiproc::{Manager, TlsClientConfig, TlsServerConfig};
+//!
+//! # async fn demo() -> multiproc::Result<()> {
+//! let read = |path: &str| std::fs::read(path).expect("a PEM file");
+//! // On one machine, with a certificate naming its address (IP:10.0.0.1) or a DNS name:
+//! let tls = TlsServerConfig::from_pem(&read("manager.crt"), &read("manager.key"))?;
+//! let server = Manager::serve_tls("0.0.0.0:50000".parse().unwrap(), b"secret", tls).await?;
+//! // On another, trusting the CA that signed it:
+//! let tls = TlsClientConfig::from_pem(&read("ca.crt"))?;
+//! let client = Manager::connect_tls("10.0.0.1:50000".parse().unwrap(), b"secret", tls).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A client with the wrong CA, or without a client certificate the manager asks for, is
+//! refused with an [`Auth`](crate::ErrorKind::Auth) error saying what TLS found, before any
+//! request; one without TLS is refused within 2 seconds, told that the manager speaks TLS.
+//! The proxies of a manager reached with TLS name it `tls://ADDRESS/run-RUN`, so every
+//! process reaches them with TLS or not at all; a process started afterwards inherits the
+//! client configuration with the key (see [`TlsClientConfig`]).
+//!
+//! ## Proxies in other processes
+//!
 //! A proxy or hosted object from [`Manager::connect`] names the server's address and its
 //! *run* (below), not the key. As in Python, a process started after [`Manager::connect`]
 //! inherits the key (on its connection to its parent, never its command line or
@@ -751,8 +783,8 @@ impl Manager {
 
     /// Creates (or, with a `name`, finds) a hosted object in the manager's process and
     /// returns its handle, naming the hub this process reaches the store through: the
-    /// manager's local socket, or `tcp://addr` for a manager reached with
-    /// [`connect`](Self::connect). So a queue works over whatever connection the store does.
+    /// manager's local socket, or `tcp://addr` (`tls://addr`) for a manager reached with
+    /// [`connect`](Self::connect) ([`connect_tls`](Self::connect_tls)). So a queue works over whatever connection the store does.
     async fn host<S: DeserializeOwned>(&self, object: Hosted, name: Option<&str>) -> Result<S> {
         self.check_open()?;
         let op = StoreOp::Host {

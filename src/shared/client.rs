@@ -18,7 +18,7 @@
 //! the hub's process dies.
 //!
 //! A manager served over TCP is named `tcp://addr/run-<run>`, or `tls://addr/run-<run>` when
-//! served with TLS (see [`hub_name`](super::hub_name)). A process keeps one link per address
+//! served with TLS (see [`hub_name`](mod@super::hub_name)). A process keeps one link per address
 //! (and scheme), whatever the run; a handle may use it only if the link reached the
 //! handle's run, so a proxy of a restarted manager's earlier run is refused here, before
 //! anything is sent. Unlike a process's hub, a manager may come back at its address, so a

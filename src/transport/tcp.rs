@@ -10,8 +10,8 @@
 //! On Linux the same bound also limits how long sent data may stay unacknowledged
 //! (`TCP_USER_TIMEOUT`), so a peer that stops reading is dropped too.
 //!
-//! Both ends then prove the key with [`auth`](super::auth)'s handshake before anything else
-//! is read: on the bare socket, or inside TLS ([`tls`](super::tls)) for a manager served with
+//! Both ends then prove the key with [`auth`]'s handshake before anything else
+//! is read: on the bare socket, or inside TLS ([`tls`]) for a manager served with
 //! it. [`connect_authenticated`] and [`authenticate`] do either and return frames.
 
 use std::net::SocketAddr;

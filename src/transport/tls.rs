@@ -3,7 +3,7 @@
 //! [`Manager::connect_tls`](crate::Manager::connect_tls) keeps what crosses the network
 //! private.
 //!
-//! The key proof of [`auth`](super::auth) shows that both ends hold the authkey, but on its
+//! The key proof of [`auth`] shows that both ends hold the authkey, but on its
 //! own it leaves everything after it (every key and value of a dict, every item of a queue)
 //! readable and alterable on the wire. With TLS, the TCP connection first becomes a TLS 1.3
 //! session (rustls, with the `ring` provider), in which the manager proves its certificate
@@ -150,8 +150,15 @@ impl std::fmt::Debug for TlsServerConfig {
 
 /// What a client [connecting with TLS](crate::Manager::connect_tls) trusts and presents:
 /// the CA certificates the manager's certificate must chain to, the name it must carry, and
-/// optionally a certificate of its own. Processes started afterwards inherit it (see the
-/// [`transport::tls`](self) module docs).
+/// optionally a certificate of its own.
+///
+/// A process started after `connect_tls` inherits the configuration, as it inherits the
+/// authkey: the CA certificates, the server name and the client certificate with its private
+/// key travel on its connection to its parent, never its command line or environment, so
+/// the proxies it is given reach the manager over TLS. A configuration made with
+/// [`from_rustls`](Self::from_rustls) cannot travel (it may hold code of its own): a child
+/// of a process that used one calls `connect_tls` itself before using the proxies it is
+/// given; until then they fail with a [`Closed`](crate::ErrorKind::Closed) error saying so.
 ///
 /// ```no_run
 /// # fn demo() -> multiproc::Result<()> {
