@@ -285,7 +285,7 @@ async fn a_server_asking_for_client_certificates_refuses_clients_without_a_good_
 
     refused(
         Manager::connect_tls(addr, KEY, server_ca.client()),
-        "certificate",
+        "with_client_cert",
     )
     .await;
     let (foreign, foreign_key) = server_ca.issue(&["a client"]);

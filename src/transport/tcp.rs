@@ -80,7 +80,7 @@ pub(crate) async fn connect_authenticated(
     let mut stream = tls::connect(stream, addr, tls).await?;
     auth::client_handshake(&mut stream, key)
         .await
-        .map_err(|error| inside_tls(&addr.to_string(), error))?;
+        .map_err(|error| tls::key_proof_failed(&addr.to_string(), error))?;
     Ok(split_tls(stream.into(), max_frame_len))
 }
 
@@ -109,17 +109,8 @@ pub(crate) async fn authenticate(
     let mut stream = tls::accept(stream, tls).await?;
     auth::server_handshake_in_time(&mut stream, key)
         .await
-        .map_err(|error| inside_tls("the peer", error))?;
+        .map_err(|error| tls::key_proof_failed("the peer", error))?;
     Ok(split_tls(stream.into(), max_frame_len))
-}
-
-/// An error of the key proof run inside TLS with `peer`, saying so: a TLS alert the peer sent
-/// at that point (TLS 1.3 refuses a missing client certificate only then) reads as such.
-fn inside_tls(peer: &str, error: Error) -> Error {
-    Error::new(
-        error.kind(),
-        format!("inside TLS with {peer}: {}", error.message()),
-    )
 }
 
 /// The reading half of an authenticated TCP connection, bare or inside TLS.

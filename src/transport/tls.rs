@@ -463,6 +463,24 @@ pub(crate) async fn accept(
     }
 }
 
+/// `error`, of the key proof run inside TLS with `peer`, saying so. A TLS alert received then
+/// is about this side's certificate: TLS 1.3 lets a client finish its handshake before the
+/// server checks the client's certificate, so a refused (or missing) one is told on the
+/// client's first read, which is the key proof's.
+pub(crate) fn key_proof_failed(peer: &str, error: Error) -> Error {
+    let hint = if error.message().contains("received fatal alert") {
+        " (the peer refused this side's TLS certificate, or its absence: a manager that asks \
+         for client certificates wants TlsClientConfig::with_client_cert, with a certificate \
+         signed by its client CA)"
+    } else {
+        ""
+    };
+    Error::new(
+        error.kind(),
+        format!("inside TLS with {peer}: {}{hint}", error.message()),
+    )
+}
+
 fn tls_error(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Auth, message)
 }
