@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 
 use multiproc::{Manager, Process, TlsClientConfig, TlsServerConfig, worker};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 const AUTHKEY: &[u8] = b"abracadabra";
 
@@ -48,14 +48,15 @@ async fn client(addr: SocketAddr, ca_pem: String, jobs: u32) -> Result<String, S
 fn throwaway_ca() -> (String, String, String) {
     let mut ca = CertificateParams::new(Vec::new()).expect("no names");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("a key"))
-        .expect("a CA certificate");
+    let ca_key = KeyPair::generate().expect("a key");
+    let ca_pem = ca.self_signed(&ca_key).expect("a CA certificate").pem();
+    let issuer = Issuer::new(ca, ca_key);
     let key = KeyPair::generate().expect("a key");
     let certificate = CertificateParams::new(vec!["127.0.0.1".to_string()])
         .expect("an IP address")
-        .signed_by(&key, &ca)
+        .signed_by(&key, &issuer)
         .expect("a certificate");
-    (ca.pem(), certificate.pem(), key.serialize_pem())
+    (ca_pem, certificate.pem(), key.serialize_pem())
 }
 
 #[multiproc::main]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc::{DictProxy, ErrorKind, Manager, Process, TlsClientConfig, TlsServerConfig, worker};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -21,19 +21,27 @@ fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// A throwaway certificate authority.
-struct Ca(CertifiedIssuer<'static, KeyPair>);
+/// A throwaway certificate authority: its certificate (PEM) and what signs with its key.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
 
 impl Ca {
     fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
-        Ca(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca {
+            pem,
+            issuer: Issuer::new(params, key),
+        }
     }
 
     fn pem(&self) -> Vec<u8> {
-        self.0.pem().into_bytes()
+        self.pem.clone().into_bytes()
     }
 
     /// A certificate for `names` signed by this CA, and its private key, both PEM.
@@ -42,7 +50,7 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let certificate = CertificateParams::new(names)
             .unwrap()
-            .signed_by(&key, &self.0)
+            .signed_by(&key, &self.issuer)
             .unwrap();
         (
             certificate.pem().into_bytes(),
