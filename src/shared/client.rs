@@ -140,12 +140,11 @@ async fn manager_link(manager: ManagerHub<'_>) -> Result<Link> {
     let slot = slot(&link_name(addr, tls), true);
     let remote = slot.get_or_try_init(|| connect_manager(addr, tls)).await?;
     if remote.run.is_none() || remote.run != run {
-        let connect = connect_call(tls);
+        let connect = connect_call(addr, tls);
         return Err(Error::closed(format!(
             "this object belonged to an earlier run of the manager at {addr}, which has been \
              shut down or restarted since: the manager serving there now is a new run, without \
-             this object. Get a new proxy from it: {connect}({addr}, authkey, ...), then \
-             dict_named, queue_named, ..."
+             this object. Get a new proxy from it: {connect}, then dict_named, queue_named, ..."
         )));
     }
     Ok(Link::Remote(remote.clone()))
@@ -154,12 +153,13 @@ async fn manager_link(manager: ManagerHub<'_>) -> Result<Link> {
 /// How long connecting to a manager may take, handshake and welcome included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How a process connects to a manager, with TLS or not, for messages that say what to call.
-fn connect_call(tls: bool) -> &'static str {
+/// How a process connects to the manager at `addr`, with TLS or not, for messages that say
+/// what to call.
+fn connect_call(addr: &str, tls: bool) -> String {
     if tls {
-        "Manager::connect_tls"
+        format!("Manager::connect_tls({addr}, authkey, tls)")
     } else {
-        "Manager::connect"
+        format!("Manager::connect({addr}, authkey)")
     }
 }
 
@@ -211,11 +211,11 @@ pub(crate) async fn connect_tcp(
 /// configuration this process has for it: it has them if it (or the process that started it)
 /// called `Manager::connect` or `connect_tls` for that address.
 async fn connect_manager(addr: &str, tls: bool) -> Result<Arc<Remote>> {
-    let connect = connect_call(tls);
+    let connect = connect_call(addr, tls);
     let unknown = || {
         Error::closed(format!(
             "this object lives in the manager at {addr}, which this process has not \
-             connected to; call {connect}({addr}, authkey, ...) in this process first"
+             connected to; call {connect} in this process first"
         ))
     };
     let key = transport::auth::peer_key(addr).ok_or_else(unknown)?;
@@ -225,8 +225,7 @@ async fn connect_manager(addr: &str, tls: bool) -> Result<Arc<Remote>> {
             Error::closed(format!(
                 "this object lives in the manager at {addr}, served with TLS, and this process \
                  has no TLS configuration for it (a TlsClientConfig made with from_rustls is \
-                 not handed to children); call Manager::connect_tls({addr}, authkey, tls) in \
-                 this process first"
+                 not handed to children); call {connect} in this process first"
             ))
         })?;
         Some(config)

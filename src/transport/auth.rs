@@ -4,9 +4,9 @@
 //! starts inherits it as the first bytes on its connection to the parent (its standard input,
 //! at start), never its command line or environment; the keys of the TCP managers the parent
 //! reached follow it (with what it trusts to reach those served with TLS), so a child can use
-//! their proxies as Python's children can. That socket
-//! pair has no name anyone could squat, so the child answers with a [`Hello`] carrying the
-//! key, which the parent compares in constant time, with the child's pid.
+//! their proxies as Python's children can. That socket pair has no name anyone could squat,
+//! so the child answers with a [`Hello`] carrying the key, which the parent compares in
+//! constant time, with the child's pid.
 //!
 //! Every connection to a *named* socket (a hub, a manager, locally or over TCP) instead opens
 //! with a mutual challenge, as Python 3.12's `multiprocessing.connection` does
@@ -26,7 +26,8 @@
 //! passing a real listener's challenge to a client and the client's answer back. On a local
 //! socket the same-user check below leaves that to processes that could read the key from
 //! memory anyway; over TCP, serve the manager with TLS ([`tls`](super::tls)), inside which
-//! this handshake then runs, or tunnel an untrusted network.
+//! this handshake then runs and whose certificate check leaves a relay nothing to relay, or
+//! tunnel an untrusted network.
 //! Each message is a 4-byte big-endian length and its bytes, as in
 //! Python's `Connection`; a length over 256 bytes is refused before anything is allocated.
 //! Answers are compared in constant time. On a named local socket each side also checks that
