@@ -337,3 +337,45 @@ fn pem_that_holds_nothing_usable_is_refused_at_once() {
     let error = ca.client().with_server_name("not a name!").unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
 }
+
+/// Runs in a child of a process that connected with a configuration made with rustls, which
+/// does not travel: reports how the proxy it was given fails.
+#[worker]
+async fn use_without_inherited_tls(d: DictProxy<String, String>) -> (bool, String) {
+    let error = d.len().await.unwrap_err();
+    (error.is_closed(), error.to_string())
+}
+
+#[tokio::test]
+async fn a_rustls_configuration_works_and_children_are_told_to_connect_themselves() {
+    use multiproc::manager::rustls;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let ca = Ca::new("the test CA");
+    let server = within(Manager::serve_tls(localhost(), KEY, ca.server()))
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&ca.pem()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = TlsClientConfig::from_rustls(Arc::new(config));
+    let client = within(Manager::connect_tls(addr, KEY, tls)).await.unwrap();
+    let d = within(client.dict::<String, String>()).await.unwrap();
+    within(d.insert("k".into(), "v".into())).await.unwrap();
+    let child = within(Process::new(use_without_inherited_tls, (d.clone(),)).start())
+        .await
+        .unwrap();
+    let (closed, message) = within(child.join()).await.unwrap();
+    assert!(closed, "{message}");
+    assert!(message.contains("Manager::connect_tls"), "{message}");
+    within(server.shutdown()).await.unwrap();
+}
