@@ -173,7 +173,8 @@ pub enum ErrorKind {
     Closed,
     /// A value could not be serialized or deserialized.
     Serialization,
-    /// A peer failed to prove that it holds the secret key.
+    /// A peer failed to prove that it holds the secret key, or (TLS) a certificate the other
+    /// side trusts.
     Auth,
     /// No `#[worker]` or `#[multiproc::process]` is registered under the function's name.
     UnknownWorker,
