@@ -20,6 +20,7 @@ pub(crate) mod endpoint;
 pub(crate) mod frame;
 mod pair;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 
 use std::pin::Pin;
 use std::sync::Arc;
