@@ -189,7 +189,8 @@ pub use logging::forward_tracing;
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
 pub use manager::{
-    DictProxy, ListProxy, Manager, ManagerBuilder, Namespace, SHUTDOWN_GRACE, ValueProxy,
+    DictProxy, ListProxy, Manager, ManagerBuilder, ManagerStats, Namespace, SHUTDOWN_GRACE,
+    ValueProxy,
 };
 pub use output::{OutputLine, OutputLines, StdStream, Stdio};
 pub use pool::{Apply, AsyncResult, Imap, Map, MapResult, Pool, PoolBuilder};

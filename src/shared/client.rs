@@ -617,20 +617,32 @@ impl Drop for Timer {
 /// request this process makes afterwards, when the link to its hub is open (as it is once
 /// this process has used the object); otherwise as soon as it is.
 pub(crate) fn send_now(handle: &Handle, op: Op) {
-    let open = match Hub::running() {
-        Some(hub) if hub.name() == handle.hub => Some(Link::Local(hub)),
-        _ => REMOTES
-            .lock()
-            .expect("remote hubs poisoned")
-            .as_ref()
-            .and_then(|remotes| remotes.get(&handle.hub))
-            .and_then(|slot| slot.get().cloned())
-            .map(Link::Remote),
-    };
-    match open {
+    match open_link(handle) {
         Some(link) => send_and_forget(&link, handle.object, 0, op, Vec::new()),
         None => send_later(handle.clone(), op, Vec::new()),
     }
+}
+
+/// The link to `handle`'s hub when this process has one open (it has used that hub), found
+/// without waiting: what [`link`] would give at once, or `None` where it would connect.
+pub(crate) fn open_link(handle: &Handle) -> Option<Link> {
+    if let Some(hub) = Hub::running()
+        && hub.name() == handle.hub
+    {
+        return Some(Link::Local(hub));
+    }
+    let (name, run) = match hub_name::parse_hub_name(&handle.hub) {
+        Some((addr, run)) => (link_name(addr), Some(run)),
+        None => (handle.hub.clone(), None),
+    };
+    let remote = REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .as_ref()
+        .and_then(|remotes| remotes.get(&name))
+        .and_then(|slot| slot.get().cloned())?;
+    let reaches_run = run.is_none_or(|run| remote.run.is_some() && remote.run == run);
+    (reaches_run && !remote.closed.load(Ordering::SeqCst)).then_some(Link::Remote(remote))
 }
 
 /// Sends `op` without waiting, from a `Drop` that has no link at hand (a dropped stream's
