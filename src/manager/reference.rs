@@ -29,6 +29,10 @@
 //! already repaid. A later deserialization of the same bytes (a retried call) holds a
 //! reference of its own too, as long as the object is alive.
 //!
+//! A creation whose future is dropped after the store created the object (before the answer
+//! arrived) leaves the creator's reference counted, with no proxy to release it: it goes
+//! with the creator's connection, like an unclaimed loan.
+//!
 //! A loan nobody claims (bytes serialized but never read back, a value overwritten in a
 //! dict) is dropped with the sender's connection, when the sender exits. A proxy whose
 //! sender died before it was claimed, or whose process's connection broke (a TCP link cut
