@@ -617,7 +617,17 @@ impl Drop for Timer {
 /// request this process makes afterwards, when the link to its hub is open (as it is once
 /// this process has used the object); otherwise as soon as it is.
 pub(crate) fn send_now(handle: &Handle, op: Op) {
-    match open_link(handle) {
+    let open = match Hub::running() {
+        Some(hub) if hub.name() == handle.hub => Some(Link::Local(hub)),
+        _ => REMOTES
+            .lock()
+            .expect("remote hubs poisoned")
+            .as_ref()
+            .and_then(|remotes| remotes.get(&handle.hub))
+            .and_then(|slot| slot.get().cloned())
+            .map(Link::Remote),
+    };
+    match open {
         Some(link) => send_and_forget(&link, handle.object, 0, op, Vec::new()),
         None => send_later(handle.clone(), op, Vec::new()),
     }
