@@ -62,6 +62,7 @@
 //! | `q.qsize()`, `q.empty()`, `q.full()`, `maxsize` | [`q.len()`](Queue::len), [`q.is_empty()`](Queue::is_empty), [`q.full()`](Queue::full) (`false` when unbounded, as in Python), [`q.capacity()`](Queue::capacity) |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `Barrier(n, action=f)`, `barrier.broken` | [`Barrier::with_action(n, f)`](Barrier::with_action) (`f` a `#[worker]` of no arguments, run by the last party to arrive), [`barrier.is_broken()`](Barrier::is_broken) |
+//! | `BaseManager(address, authkey).get_server()`, `.connect()` | [`Manager::serve`], [`Manager::connect`]; with TLS (Python has none): [`Manager::serve_tls`], [`Manager::connect_tls`] with a [`TlsServerConfig`] and a [`TlsClientConfig`] read from PEM |
 //! | `multiprocessing.connection`: `Listener`, `Client`, `wait` | [`connection::Listener`], [`connection::client`], [`connection::wait`]: typed messages between processes that share only an address (local or TCP) and a key |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
 //! | set `os.environ` or `os.chdir` before `start()` | `.env(k, v)`, `.env_remove(k)`, `.env_clear()`, `.current_dir(d)` on [`ProcessBuilder`], [`PoolBuilder`] (every worker) and [`ManagerBuilder`] |
@@ -98,7 +99,8 @@
 //!   connection to a named socket, a TCP manager or a [`connection::Listener`] (with the key
 //!   its user gave) opens with a mutual HMAC-SHA256 challenge (Python 3.12's), so the key
 //!   never crosses a socket and a client sends nothing to a listener that cannot prove it;
-//!   on a named socket the peer's uid is checked too. Each
+//!   on a named socket the peer's uid is checked too. A manager served with
+//!   [`Manager::serve_tls`] runs that challenge, and everything after it, inside TLS. Each
 //!   handshake runs in its own task, so a peer that connects and says nothing delays nobody.
 //! - **Faults.** A parent task per child reads its replies and reaps it. A pool worker writes
 //!   the id of each call it starts into a page it shares with its parent, so when it dies only
@@ -192,7 +194,7 @@ pub use logging::forward_tracing;
 pub use logging::log_to_stderr;
 pub use manager::{
     DictProxy, ListProxy, Manager, ManagerBuilder, ManagerStats, Namespace, SHUTDOWN_GRACE,
-    ValueProxy,
+    TlsClientConfig, TlsServerConfig, ValueProxy,
 };
 pub use output::{OutputLine, OutputLines, StdStream, Stdio};
 pub use pool::{Apply, AsyncResult, Imap, Map, MapResult, Pool, PoolBuilder};

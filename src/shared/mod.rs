@@ -33,31 +33,54 @@
 //!
 //! # How they work
 //!
-//! Each object lives in the **hub** of the process that created it: a small server that the
-//! first object creation starts, listening on a random abstract-namespace socket and serving
-//! from a dedicated thread (so objects stay served while that process's own runtime is blocked
-//! by a sync worker, or after a `#[tokio::test]` runtime has ended). A handle is the pair
-//! (hub socket name, object id): it is `Clone + Serialize + Deserialize`, and a child that
-//! receives one as a worker argument reaches the same object.
+//! **In shared memory.** The state of a [`Lock`], [`RLock`], [`Event`], [`Semaphore`] and
+//! [`BoundedSemaphore`] made by `new` lives in a 64-byte cell of shared memory (an anonymous
+//! `memfd` arena, see `shm/`) that every process holding a handle maps. Taking a free lock or
+//! permit, giving it back with nobody waiting, `is_set`, `set` and `clear` are one atomic
+//! operation: no message, no system call, in whichever process. Only waiting needs the
+//! creator: a process that finds the object taken spins a few microseconds, then parks at the
+//! **hub** of the process that created it (below), after marking the cell so that the next
+//! release rings that hub. A lock word names its holder's process (pid and start time, so a
+//! reused pid is not mistaken for it); a waiter that has waited a slice (200 ms) looks whether
+//! the holder died and, if so, takes the lock or the permits back and tells the next taker.
+//! After the creator exits, the objects keep working between the processes that hold them:
+//! waiters then look every few milliseconds instead of parking.
+//!
+//! **Served by a hub.** Queues, pipes, conditions and barriers, and every object a
+//! [`Manager`](crate::Manager) hosts (which must work across machines), live in the hub of
+//! the process that created them: a small server that the first object creation starts,
+//! listening on a random abstract-namespace socket and serving from a dedicated thread (so
+//! objects stay served while that process's own runtime is blocked by a sync worker, or after
+//! a `#[tokio::test]` runtime has ended). A handle is the pair (hub socket name, object id),
+//! plus its cell for an object in shared memory: it is `Clone + Serialize + Deserialize`, and
+//! a child that receives one as a worker argument reaches the same object.
 //!
 //! In the creating process, operations take the hub's mutex directly: no socket, no task
 //! switch. Any other process opens **one** authenticated connection per hub it talks to
 //! (proving the process tree's key, like every connection of this crate) and multiplexes all
 //! its requests over it, whatever task or runtime they come from.
 //!
+//! A handle of an object in shared memory opens only on the same machine, while some process
+//! holding the memory is alive: through a TCP manager or the cluster it fails to decode with
+//! a clear error (use the manager's own `lock()`, `event()`, ... across machines).
+//!
 //! # What is different from Python
 //!
-//! - A [`Queue::put`] returns once the hub holds the item: a child may exit right after it
-//!   without losing the item, joining a child never waits for a consumer, and an item that
-//!   fails to serialize is an error from `put` itself.
+//! - A [`Queue::put`] returns once the item is held (in a ring of shared memory the queue's
+//!   hub reads, for an unbounded queue of another process; at the hub otherwise): a child may
+//!   exit, or be killed, right after it without losing the item, joining a child never waits
+//!   for a consumer, and an item that fails to serialize is an error from `put` itself.
 //! - A bounded queue applies backpressure at the hub, to producers in every process.
 //! - A process killed during a `put` or `get` breaks only its own connection.
-//! - A [`Lock`] or [`Semaphore`] held by a process that dies is released by the hub, and the
-//!   next acquirer is told through [`LockGuard::owner_died`] (like `EOWNERDEAD`).
-//! - Methods that ask the hub are async, including `len`, `is_set` and `try_get`: in a process
-//!   other than the creator they are a round trip.
-//! - Objects live as long as the process that created them. After it exits, operations fail
-//!   with a [`Closed`](crate::ErrorKind::Closed) error instead of hanging.
+//! - A [`Lock`] or [`Semaphore`] held by a process that dies is released on its behalf, and
+//!   the next acquirer is told through [`LockGuard::owner_died`] (like `EOWNERDEAD`). Python's
+//!   stay locked forever.
+//! - Methods are async even where they are one atomic operation (`is_set`, `is_locked`,
+//!   `value`), so that a manager's objects, served by a hub, have the same API. Those that
+//!   ask a hub (`len`, `try_get`, ...) are a round trip in a process other than the creator.
+//! - Objects served by a hub live as long as the process that created them. After it exits,
+//!   operations fail with a [`Closed`](crate::ErrorKind::Closed) error instead of hanging.
+//!   Objects in shared memory go on working between the processes that remain.
 //! - Every `*_timeout` method returns within its bound plus about 100 ms, even if the
 //!   object's process is stopped; what that process grants after the caller gave up (an
 //!   item, a lock, a permit) is given back, never kept by nobody.
@@ -71,6 +94,7 @@ pub(crate) mod hub_name;
 mod joinable;
 pub(crate) mod lock;
 mod pipe;
+pub(crate) mod put_ring;
 pub(crate) mod queue;
 pub(crate) mod semaphore;
 pub(crate) mod waiters;

@@ -8,8 +8,10 @@
 //!   map them in another process of the same user through `/proc/<pid>/fd/<n>`;
 //! - [`arena`]: 64-byte cells carved out of shared arenas, one cache line each;
 //! - [`owner`]: a process named in a lock word (pid and start time), and whether it died;
-//! - [`lock_cell`] and [`event_cell`]: the states of a lock and an event, changed with one
-//!   atomic operation when nobody waits.
+//! - [`ring`]: a ring of records from one producer process to a queue's hub, so a `put`
+//!   completes in shared memory;
+//! - [`lock_cell`], [`event_cell`] and [`semaphore_cell`]: the states of a lock, an event and
+//!   a semaphore, changed with one atomic operation when nobody waits.
 //!
 //! Nothing here waits: a process that must wait for a cell to change parks at the hub of the
 //! object's creator (`shared/waiters.rs`), and whoever changes the cell rings that hub only
@@ -19,4 +21,6 @@ pub(crate) mod arena;
 pub(crate) mod event_cell;
 pub(crate) mod lock_cell;
 pub(crate) mod owner;
+pub(crate) mod ring;
 pub(crate) mod segment;
+pub(crate) mod semaphore_cell;
