@@ -117,6 +117,7 @@ fn run(bootstrap: Bootstrap, connection: UnixStream) -> ! {
     } else {
         runtime().block_on(serve(&bootstrap, connection))
     };
+    crate::manager::reference::flush_before_exit(Duration::from_secs(1));
     crate::shared::flush_before_exit();
     tracing::info!(target: "multiproc", "process exiting with exitcode {code}");
     std::process::exit(code)

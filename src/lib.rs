@@ -69,6 +69,8 @@
 //! | redirect `sys.stdout` / `sys.stderr` in the child | `.stdout(s)`, `.stderr(s)` on the same builders, with [`Stdio`]: inherit, null, a file, or [`Stdio::Lines`], a stream of [`OutputLine`]s tagged with the child's name and pid (see [`output`]) |
 //! | `log_to_stderr()` | [`log_to_stderr`] |
 //! | a `QueueHandler` in each worker and a `QueueListener` in the parent | [`forward_tracing`]: children's `tracing` events reach the parent's subscriber |
+//! | a manager's proxies `incref` / `decref` their object | [`DictProxy`], [`ListProxy`], [`Namespace`], [`ValueProxy`] are references, counted per connection: an object is freed with its last proxy in any process, or when the processes holding it die; a proxy serialized to another process lends its reference until received (see [`manager`](manager#how-long-objects-live)) |
+//! | (nothing public: `manager._debug_info()`, `_number_of_objects()`) | [`Manager::stats`] gives a [`ManagerStats`]: objects alive by kind, references, clients |
 //! | (nothing public: `pool._cache`, `pool._pool`) | [`Pool::stats`] gives a [`PoolStats`]: tasks queued, running, done, failed; restarts; what each worker runs |
 //! | the same, in a synchronous program: `p.join()`, `q.get()`, `pool.map(f, xs)` | [`blocking`]: `p.join()?`, `q.get()?`, `pool.map(f, xs)?` (with [a table of its own](blocking#pythons-names-here)) |
 //! | exceptions | one [`Error`] with predicates: [`is_worker_died`](Error::is_worker_died), [`is_panic`](Error::is_panic), ... |
@@ -191,8 +193,8 @@ pub use logging::forward_tracing;
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
 pub use manager::{
-    DictProxy, ListProxy, Manager, ManagerBuilder, Namespace, SHUTDOWN_GRACE, TlsClientConfig,
-    TlsServerConfig, ValueProxy,
+    DictProxy, ListProxy, Manager, ManagerBuilder, ManagerStats, Namespace, SHUTDOWN_GRACE,
+    TlsClientConfig, TlsServerConfig, ValueProxy,
 };
 pub use output::{OutputLine, OutputLines, StdStream, Stdio};
 pub use pool::{Apply, AsyncResult, Imap, Map, MapResult, Pool, PoolBuilder};

@@ -243,6 +243,9 @@ impl Manager {
         fn barrier(&self, parties: usize) -> Result<Barrier> as into = "let b = manager.barrier(3)?;";
         /// The barrier registered as `name`, created by the first caller.
         fn barrier_named(&self, name: &str, parties: usize) -> Result<Barrier> as into = "let b = manager.barrier_named(\"start\", 3)?;";
+        /// What the manager holds: its objects alive by kind, the references to them, the
+        /// processes connected.
+        fn stats(&self) -> Result<crate::ManagerStats> = "let stats = manager.stats()?;";
         /// Stops the manager: every proxy call made afterwards, from any process, fails with
         /// a [`Closed`](crate::ErrorKind::Closed) error.
         fn shutdown(&self) -> Result<()> = "manager.shutdown()?;";

@@ -20,10 +20,12 @@
 //! under the hub's lock (which is what makes them atomic): [`run_update`] and [`updated`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::reference::{self, Reference};
 use crate::error::{Error, Result};
 use crate::protocol::decode;
 use crate::protocol::hub::{Answer, Failure, Op};
@@ -36,16 +38,53 @@ use crate::worker::{Worker, worker_name};
 // ---------------------------------------------------------------------------------------------
 // The proxy side.
 
-/// The untyped part of every proxy: which store, which entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The untyped part of every proxy: which store, which entry, as one counted
+/// [`Reference`] shared with the proxy's clones. Serializing it lends a reference, and
+/// deserializing claims one (see [`reference`](super::reference)).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Target {
-    pub(crate) store: Handle,
-    pub(crate) entry: EntryId,
+    reference: Arc<Reference>,
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        self.reference.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        Ok(Target {
+            reference: reference::deserialize(deserializer)?,
+        })
+    }
 }
 
 impl Target {
+    /// The proxy of an entry whose reference the store counted when it answered.
+    pub(super) fn counted(store: Handle, entry: EntryId) -> Self {
+        Target {
+            reference: Reference::counted(store, entry),
+        }
+    }
+
+    /// The store's handle.
+    pub(super) fn store(&self) -> &Handle {
+        &self.reference.store
+    }
+
+    /// The entry's id within the store.
+    pub(super) fn entry(&self) -> EntryId {
+        self.reference.entry
+    }
+
     fn what(&self, op: &EntryOp) -> String {
-        format!("manager {} {}", op.kind().name(), self.entry)
+        format!("manager {} {}", op.kind().name(), self.entry())
     }
 
     /// Sends one operation and returns the answer, or the failure as an error.
@@ -53,10 +92,10 @@ impl Target {
         let op = op.into();
         let what = self.what(&op);
         let op = Op::Manager(StoreOp::On {
-            entry: self.entry,
+            entry: self.entry(),
             op,
         });
-        let reply = client::call(&self.store, op, items, None).await?;
+        let reply = client::call(self.store(), op, items, None).await?;
         match reply.outcome {
             Ok(_) => Ok(reply),
             Err(failure) => Err(failure.into_error(&what)),
@@ -143,8 +182,8 @@ macro_rules! proxy_impls {
         impl<$($param),*> std::fmt::Debug for $proxy<$($param),*> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($proxy))
-                    .field("manager", &self.target.store.hub)
-                    .field("id", &self.target.entry)
+                    .field("manager", &self.target.store().hub)
+                    .field("id", &self.target.entry())
                     .finish()
             }
         }
@@ -170,7 +209,8 @@ macro_rules! proxy_impls {
             fn deserialize<D: serde::Deserializer<'de>>(
                 deserializer: D,
             ) -> std::result::Result<Self, D::Error> {
-                <Target as serde::Deserialize>::deserialize(deserializer).map(Self::from_target)
+                <super::entry::Target as serde::Deserialize>::deserialize(deserializer)
+                    .map(Self::from_target)
             }
         }
     };

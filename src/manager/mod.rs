@@ -68,9 +68,36 @@
 //! compared as encoded bytes (see [`DictProxy`]). Queues, events and locks hosted by a manager
 //! are the crate's ordinary [`Queue`], [`Event`], ...: a request to the store creates one as
 //! an object of the manager's hub, beside the store, so it outlives the process that asked
-//! for it, lives as long as the manager, and is reached over the same connection as the
-//! dicts. A lock or semaphore held by a process whose connection closes (it exited or was
+//! for it, lives as long as the manager (it is not reference counted), and is reached over
+//! the same connection as the dicts. A lock or semaphore held by a process whose connection closes (it exited or was
 //! killed) is released, and the next holder is told by `owner_died`, as for any hub.
+//!
+//! # How long objects live
+//!
+//! As in Python, every proxy is a reference, in whatever process or host it is: a dict, list,
+//! namespace or value is freed once the last proxy of it is dropped, in every process, or its
+//! process dies. Cloning a proxy is free (clones share one reference); deserializing one (a
+//! worker's argument, an item read from a queue) takes a reference, and dropping the last
+//! clone releases it, without waiting. The manager counts references per connection, so
+//! when a process exits or is killed, its references go with its connection: nothing a dead
+//! process held stays alive.
+//!
+//! A proxy on its way to another process keeps its object: **serializing a proxy lends a
+//! reference** from the sender, which the first process to deserialize it takes over. So a
+//! proxy put on a queue, or passed to a worker, stays usable after the sender drops its own.
+//! A lent reference nobody takes over (a proxy serialized and never read back) lasts until
+//! the sender exits; [`ManagerStats::lent`] counts them.
+//!
+//! A proxy can outlive its object only when the process holding its reference is gone: its
+//! sender died before it was received, or its own connection to the manager broke (a TCP
+//! link cut for longer than keepalive allows, which also releases its locks). Its calls then
+//! fail with a [`Closed`](crate::ErrorKind::Closed) error saying that the object was freed.
+//! Ids are never reused, so a stale proxy never reaches another object's data.
+//!
+//! Objects registered by name ([`Manager::dict_named`], ...) live as long as the manager:
+//! a client may ask for them by name at any time. So do the queues, locks and other hosted
+//! objects: they are the crate's ordinary [`Queue`], [`Lock`], ..., whose handles are not
+//! counted. [`Manager::stats`] tells what the manager holds, for a service to watch.
 //!
 //! # Across machines
 //!
@@ -167,7 +194,8 @@
 //! - Proxies are typed; a dict proxy is `DictProxy<K, V>` and decodes what it reads.
 //! - Every method is async and is one round trip (pipelined when called from several tasks).
 //! - `update` runs a registered function on the server: Python has no atomic equivalent.
-//! - Objects live as long as the manager; they are not reference counted.
+//! - References are counted per connection rather than by messages alone, so a process that
+//!   dies never keeps an object alive; hosted queues and locks are not counted (below).
 //! - After [`Manager::shutdown`] (or once the manager is dropped), every proxy call fails
 //!   with a [`Closed`](crate::ErrorKind::Closed) error, without hanging, in every process.
 //! - A proxy of a manager that was restarted fails with a clear error instead of reaching an
@@ -178,6 +206,8 @@ mod dict;
 mod entry;
 mod list;
 mod namespace;
+pub(crate) mod reference;
+mod stats;
 pub(crate) mod store;
 pub(crate) mod tcp;
 mod value;
@@ -201,6 +231,7 @@ pub use namespace::Namespace;
 /// The TLS library of [`TlsServerConfig::from_rustls`] and [`TlsClientConfig::from_rustls`],
 /// for configurations beyond what the PEM constructors offer.
 pub use rustls;
+pub use stats::ManagerStats;
 use store::Store;
 pub use value::ValueProxy;
 
@@ -522,6 +553,51 @@ impl Manager {
         }
     }
 
+    /// What the manager holds: its objects alive by kind, the references to them, the
+    /// processes connected; see [`ManagerStats`]. For a service to watch: a manager whose
+    /// clients create and drop proxies keeps [`objects`](ManagerStats::objects) level.
+    ///
+    /// References are released without waiting for an answer, so a proxy dropped just
+    /// before this call may still be counted; a proxy dropped in this process before the
+    /// call is not (its release travels ahead of the request).
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`](crate::ErrorKind::Closed) once the manager has shut down or its server is
+    /// gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: multiproc::Manager) -> multiproc::Result<()> {
+    /// let stats = manager.stats().await?;
+    /// println!("{} objects, {} clients", stats.objects(), stats.connections);
+    /// # Ok(()) }
+    /// ```
+    pub async fn stats(&self) -> Result<ManagerStats> {
+        self.ask_item(StoreOp::Stats, "the manager's stats").await
+    }
+
+    /// Sends `op`, whose answer is one encoded item, `what`, and decodes it.
+    async fn ask_item<T: DeserializeOwned>(&self, op: StoreOp, what: &str) -> Result<T> {
+        self.check_open()?;
+        let reply = client::call(&self.store, Op::Manager(op), Vec::new(), None).await?;
+        if let Err(failure) = reply.outcome {
+            return Err(failure.into_error("the manager"));
+        }
+        match reply.items.first() {
+            Some(bytes) => decode(bytes, what),
+            None => Err(Error::new(
+                crate::ErrorKind::Protocol,
+                format!("the manager answered with no item where {what} was due"),
+            )),
+        }
+    }
+
     /// The pid of the manager's process, for a manager from [`start`](Self::start).
     pub fn pid(&self) -> Option<u32> {
         match &self.server {
@@ -576,10 +652,7 @@ impl Manager {
         self.check_open()?;
         let reply = client::call(&self.store, Op::Manager(op), items, None).await?;
         match reply.outcome {
-            Ok(Answer::Count(entry)) => Ok(Target {
-                store: self.store.clone(),
-                entry,
-            }),
+            Ok(Answer::Count(entry)) => Ok(Target::counted(self.store.clone(), entry)),
             Ok(other) => Err(Error::new(
                 crate::ErrorKind::Protocol,
                 format!("the manager answered a creation with {other:?}"),
@@ -786,22 +859,11 @@ impl Manager {
     /// manager's local socket, or `tcp://addr` (`tls://addr`) for a manager reached with
     /// [`connect`](Self::connect) ([`connect_tls`](Self::connect_tls)). So a queue works over whatever connection the store does.
     async fn host<S: DeserializeOwned>(&self, object: Hosted, name: Option<&str>) -> Result<S> {
-        self.check_open()?;
         let op = StoreOp::Host {
             object,
             name: name.map(str::to_string),
         };
-        let reply = client::call(&self.store, Op::Manager(op), Vec::new(), None).await?;
-        if let Err(failure) = reply.outcome {
-            return Err(failure.into_error("the manager"));
-        }
-        let Some(bytes) = reply.items.first() else {
-            return Err(Error::new(
-                crate::ErrorKind::Protocol,
-                "the manager answered a creation with no object",
-            ));
-        };
-        let hosted: HostedObject = decode(bytes, "a hosted object")?;
+        let hosted: HostedObject = self.ask_item(op, "a hosted object").await?;
         let handle = Handle {
             hub: self.store.hub.clone(),
             object: hosted.id,

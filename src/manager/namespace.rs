@@ -104,8 +104,8 @@ pub struct Namespace {
 impl fmt::Debug for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Namespace")
-            .field("manager", &self.target.store.hub)
-            .field("id", &self.target.entry)
+            .field("manager", &self.target.store().hub)
+            .field("id", &self.target.entry())
             .finish()
     }
 }

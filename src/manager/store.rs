@@ -21,22 +21,30 @@
 //! bytes, which is equality-correct for every type (postcard encodes equal values to equal
 //! bytes) but is not the type's `Ord` order.
 //!
-//! No request waits: each is answered at once, so `cancel` and `disconnected` have nothing to
-//! do. A request that does not fit its object (a list operation on a dict, a missing item) is
+//! Each entry lives as long as a reference to it is held, counted per connection (see
+//! [`reference`](super::reference)): [`StoreOp::Lend`], [`StoreOp::Claim`] and
+//! [`StoreOp::Release`] change the counts (and are not answered: nobody waits for them), a
+//! connection that closes drops every reference it held, and an entry left with none is
+//! freed, unless a name pins it. Ids are never reused, so a request naming a freed entry is
+//! answered that it was freed, never with another entry's data.
+//!
+//! No request waits: each is answered at once, so `cancel` has nothing to do. A request that does not fit its object (a list operation on a dict, a missing item) is
 //! answered with a failure; nothing here panics on a client's input, and a registered worker
 //! applied by `update` runs under `catch_unwind` (in the registry's dispatcher).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::dict::DictState;
 use super::entry::invalid;
 use super::list::ListState;
 use super::namespace::NamespaceState;
+use super::reference::{References, in_store};
+use super::stats::ManagerStats;
 use super::value::ValueState;
 use crate::protocol::encode;
 use crate::protocol::hub::{Answer, Failure, ObjectId, Op};
 use crate::protocol::store::{EntryId, EntryOp, Hosted, HostedObject, Kind, StoreOp};
-use crate::shared::hub::{ConnId, Hub, Items, Object, Reply, Request};
+use crate::shared::hub::{ConnId, Hub, Items, LOCAL, Object, Reply, Request};
 use crate::shared::{barrier, condition, event, lock, queue, semaphore};
 
 /// One entry of the store: a kind's state.
@@ -62,11 +70,21 @@ impl Entry {
 #[derive(Default)]
 pub(crate) struct Store {
     entries: HashMap<EntryId, Entry>,
+    /// The last id given; ids only grow.
     next: EntryId,
     /// Objects registered by name.
     names: HashMap<String, Named>,
+    /// Entries registered by name: their name keeps them, whatever their references.
+    pinned: HashSet<EntryId>,
     /// Every hosted object, named or not: they go when the manager shuts down.
     hosted: Vec<ObjectId>,
+    references: References,
+    /// Connections of other processes that have made a request, until they close.
+    clients: HashSet<ConnId>,
+    /// Entries alive, by [`Kind`] (its discriminant).
+    alive: [u64; 4],
+    created: u64,
+    freed: u64,
 }
 
 /// What a name is registered to: one of the store's entries or a hosted hub object.
@@ -77,7 +95,8 @@ enum Named {
 }
 
 impl Store {
-    fn create(&mut self, kind: Kind, mut items: Items) -> Reply {
+    /// Creates an entry, held by one reference of `conn`; answers its id.
+    fn create(&mut self, conn: ConnId, kind: Kind, mut items: Items) -> Reply {
         let entry = match kind {
             Kind::Dict => Entry::Dict(DictState::default()),
             Kind::List => Entry::List(ListState::default()),
@@ -89,20 +108,79 @@ impl Store {
         };
         self.next += 1;
         self.entries.insert(self.next, entry);
+        self.references.hold(conn, self.next);
+        self.alive[kind as usize] += 1;
+        self.created += 1;
         Reply::ok(Answer::Count(self.next))
     }
 
-    fn named(&mut self, kind: Kind, name: String, items: Items) -> Reply {
+    /// Finds (or creates) the entry registered as `name`, with one more reference of `conn`.
+    fn named(&mut self, conn: ConnId, kind: Kind, name: String, items: Items) -> Reply {
         match self.names.get(&name) {
-            Some(Named::Entry(existing, id)) if *existing == kind => Reply::ok(Answer::Count(*id)),
+            Some(Named::Entry(existing, id)) if *existing == kind => {
+                let id = *id;
+                self.references.hold(conn, id);
+                Reply::ok(Answer::Count(id))
+            }
             Some(existing) => name_taken(&name, existing, &format!("{kind:?}")),
             None => {
-                let reply = self.create(kind, items);
+                let reply = self.create(conn, kind, items);
                 if let Ok(Answer::Count(id)) = reply.outcome {
                     self.names.insert(name, Named::Entry(kind, id));
+                    self.pinned.insert(id);
                 }
                 reply
             }
+        }
+    }
+
+    /// Applies a change of references from `conn`, freeing an entry left with none.
+    fn reference(&mut self, conn: ConnId, op: StoreOp) {
+        match op {
+            // A freed entry stays freed: a proxy that arrives too late to keep it finds it
+            // gone when it is used.
+            StoreOp::Lend { entry, loan } if self.entries.contains_key(&entry) => {
+                self.references.lend(conn, entry, loan);
+            }
+            StoreOp::Claim { entry, loan } if self.entries.contains_key(&entry) => {
+                self.references.claim(conn, entry, loan);
+            }
+            StoreOp::Release { entry } if self.references.release(conn, entry) => {
+                self.free(entry);
+            }
+            _ => {}
+        }
+    }
+
+    /// Frees `entry`, unless a name keeps it.
+    fn free(&mut self, entry: EntryId) {
+        if self.pinned.contains(&entry) {
+            return;
+        }
+        if let Some(freed) = self.entries.remove(&entry) {
+            self.alive[freed.kind() as usize] -= 1;
+            self.freed += 1;
+        }
+    }
+
+    fn stats(&self) -> Reply {
+        let [dicts, lists, namespaces, values] = self.alive;
+        let stats = ManagerStats {
+            dicts,
+            lists,
+            namespaces,
+            values,
+            named: self.pinned.len() as u64,
+            hosted: self.hosted.len() as u64,
+            references: self.references.total(),
+            lent: self.references.lent(),
+            connections: self.clients.len() as u64,
+            created: self.created,
+            freed: self.freed,
+        };
+        match encode(&stats, "a manager's stats") {
+            Ok(bytes) => Reply::items(vec![bytes]),
+            Err(error) => invalid(error.to_string()),
         }
     }
 
@@ -149,7 +227,16 @@ impl Store {
 
     /// Hands `op` to the entry's kind, or answers that it is for another kind of entry.
     fn apply(&mut self, entry: EntryId, op: EntryOp, items: Items) -> Reply {
+        let id = entry;
         let Some(entry) = self.entries.get_mut(&entry) else {
+            if id > 0 && id <= self.next {
+                return Reply::failed(Failure::Gone(
+                    "it was freed once no proxy of it was left in any process (a proxy stops \
+                     counting when its process's connection to the manager closes, or when \
+                     the process that sent it exits before it is received)"
+                        .into(),
+                ));
+            }
             return Reply::failed(Failure::NoSuchObject);
         };
         let items = items.into_iter();
@@ -199,12 +286,25 @@ fn hosted_state(object: Hosted) -> Result<Box<dyn Object>, Reply> {
 
 impl Object for Store {
     fn call(&mut self, request: Request, op: Op, items: Items) {
+        let conn = request.caller.conn;
+        if conn != LOCAL {
+            self.clients.insert(conn);
+        }
+        let Op::Manager(op) = op else {
+            let _ = request.answer(invalid("not an operation of a manager"));
+            return;
+        };
         let reply = match op {
-            Op::Manager(StoreOp::Create(kind)) => self.create(kind, items),
-            Op::Manager(StoreOp::Named { kind, name }) => self.named(kind, name, items),
-            Op::Manager(StoreOp::On { entry, op }) => self.apply(entry, op, items),
-            Op::Manager(StoreOp::Host { object, name }) => self.host(object, name),
-            _ => invalid("not an operation of a manager"),
+            StoreOp::Create(kind) => self.create(conn, kind, items),
+            StoreOp::Named { kind, name } => self.named(conn, kind, name, items),
+            StoreOp::On { entry, op } => in_store(|| self.apply(entry, op, items)),
+            StoreOp::Host { object, name } => self.host(object, name),
+            StoreOp::Stats => self.stats(),
+            op @ (StoreOp::Lend { .. } | StoreOp::Claim { .. } | StoreOp::Release { .. }) => {
+                // Nobody waits for these: no answer to send.
+                self.reference(conn, op);
+                return;
+            }
         };
         let _ = request.answer(reply);
     }
@@ -214,9 +314,13 @@ impl Object for Store {
         None
     }
 
-    fn disconnected(&mut self, _conn: ConnId) {
-        // Objects belong to the manager, not to a connection: a client that goes away leaves
-        // its writes in place, as with Python's manager.
+    fn disconnected(&mut self, conn: ConnId) {
+        // What the process wrote stays for the others; the references it held go, and what
+        // only it held goes with them.
+        self.clients.remove(&conn);
+        for entry in self.references.disconnected(conn) {
+            self.free(entry);
+        }
     }
 
     fn drain(&mut self) -> Vec<Request> {

@@ -40,9 +40,28 @@ pub(crate) type ObjectId = u64;
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> crate::Result<Vec<u8>> {
     // Sized first, so a large value (a byte buffer of megabytes) is written once into a buffer
     // of the right size rather than copied through every doubling of a growing one.
-    let encoded = postcard::experimental::serialized_size(value)
+    let encoded = serialized_size(value)
         .and_then(|size| postcard::to_extend(value, crate::buffers::with_capacity(size)));
     encoded.map_err(|source| crate::Error::serialization(what, source))
+}
+
+thread_local! {
+    static SIZING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The encoded size of `value`, found by serializing it into nothing. While it runs,
+/// [`is_sizing`] is true on this thread: a value whose serialization has an effect (a
+/// manager's proxy lends a reference) skips it, and writes as many bytes.
+fn serialized_size<T: Serialize + ?Sized>(value: &T) -> postcard::Result<usize> {
+    SIZING.with(|sizing| sizing.set(true));
+    let size = postcard::experimental::serialized_size(value);
+    SIZING.with(|sizing| sizing.set(false));
+    size
+}
+
+/// Whether this thread is only sizing a value (see [`encode`]), not writing it out.
+pub(crate) fn is_sizing() -> bool {
+    SIZING.with(std::cell::Cell::get)
 }
 
 /// Items this large are sized exactly before a list of them is encoded (see [`encode_list`]).
@@ -58,7 +77,7 @@ pub(crate) fn encode_list<L: Serialize + ?Sized, T: Serialize>(
     items: usize,
     what: &str,
 ) -> crate::Result<Vec<u8>> {
-    let first_len = match first.map(postcard::experimental::serialized_size) {
+    let first_len = match first.map(serialized_size) {
         Some(Ok(len)) if len < LARGE_ITEM => len,
         _ => return encode(list, what),
     };

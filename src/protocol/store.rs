@@ -9,8 +9,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The id of one entry (a dict, list, namespace or value) within the store.
+/// The id of one entry (a dict, list, namespace or value) within the store. Ids are never
+/// reused: a proxy of a freed entry finds it gone, never another entry.
 pub(crate) type EntryId = u64;
+
+/// One serialization of a proxy, unique across processes: names the reference its sender
+/// lent, which the receiver claims.
+pub(crate) type Loan = u64;
 
 /// The kind of an entry: what to create, and what an [`EntryOp`] applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +45,18 @@ pub(crate) enum StoreOp {
         object: Hosted,
         name: Option<String>,
     },
+    /// The caller serialized a proxy of `entry`: its connection lends one more reference,
+    /// until the process that deserializes it claims `loan` (see `manager/reference.rs`).
+    /// Not answered.
+    Lend { entry: EntryId, loan: Loan },
+    /// The caller deserialized a proxy of `entry`, serialized with `loan`: its connection
+    /// takes the lent reference over (or holds one of its own). Not answered.
+    Claim { entry: EntryId, loan: Loan },
+    /// The caller dropped its last proxy (in that process) of one reference to `entry`: the
+    /// object is freed once no reference is left. Not answered.
+    Release { entry: EntryId },
+    /// What the store holds; answered with one item, the encoded `ManagerStats`.
+    Stats,
 }
 
 /// A queue or synchronisation object a manager hosts: the crate's ordinary [`Queue`](crate::Queue),

@@ -687,6 +687,28 @@ pub(crate) fn send_now(handle: &Handle, op: Op) {
     }
 }
 
+/// The link to `handle`'s hub when this process has one open (it has used that hub), found
+/// without waiting: what [`link`] would give at once, or `None` where it would connect.
+pub(crate) fn open_link(handle: &Handle) -> Option<Link> {
+    if let Some(hub) = Hub::running()
+        && hub.name() == handle.hub
+    {
+        return Some(Link::Local(hub));
+    }
+    let (name, run) = match hub_name::parse_hub_name(&handle.hub) {
+        Some(ManagerHub { addr, run, tls }) => (link_name(addr, tls), Some(run)),
+        None => (handle.hub.clone(), None),
+    };
+    let remote = REMOTES
+        .lock()
+        .expect("remote hubs poisoned")
+        .as_ref()
+        .and_then(|remotes| remotes.get(&name))
+        .and_then(|slot| slot.get().cloned())?;
+    let reaches_run = run.is_none_or(|run| remote.run.is_some() && remote.run == run);
+    (reaches_run && !remote.closed.load(Ordering::SeqCst)).then_some(Link::Remote(remote))
+}
+
 /// Sends `op` without waiting, from a `Drop` that has no link at hand (a dropped stream's
 /// read-ahead going back to its queue, a pipe end closing).
 pub(crate) fn send_later(handle: Handle, op: Op, items: Items) {
