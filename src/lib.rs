@@ -179,6 +179,11 @@ mod transport;
 mod worker;
 
 pub use async_trait::async_trait;
+/// The plain-data traits a [`SharedValue`] or [`SharedArray`] needs of its type (`Pod`), for
+/// deriving them on your own `repr(C)` types without a dependency of your own:
+/// `#[derive(Clone, Copy, multiproc::bytemuck::Pod, multiproc::bytemuck::Zeroable)]` with
+/// `#[bytemuck(crate = "multiproc::bytemuck")]`.
+pub use bytemuck;
 pub use child::init;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -197,9 +202,10 @@ pub use pool::{PoolStats, RunningCall, WorkerStats};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,
-    PipeEnd, PipeReceiver, PipeSender, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
-    pipe_one_way,
+    AtomicPrimitive, AtomicValue, Barrier, BoundedSemaphore, Condition, ConditionGuard, Event,
+    JoinableQueue, Lock, LockGuard, PipeEnd, PipeReceiver, PipeSender, Queue, RLock, RLockGuard,
+    RawArray, RawValue, Semaphore, SemaphorePermit, SharedArray, SharedGuard, SharedMemory,
+    SharedValue, pipe, pipe_one_way,
 };
 pub use spawn::DEFAULT_START_TIMEOUT;
 pub use transport::DEFAULT_MAX_FRAME_LEN;

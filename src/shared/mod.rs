@@ -62,6 +62,7 @@
 //!   object's process is stopped; what that process grants after the caller gave up (an
 //!   item, a lock, a permit) is given back, never kept by nobody.
 
+mod array;
 pub(crate) mod barrier;
 pub(crate) mod client;
 pub(crate) mod condition;
@@ -70,19 +71,24 @@ pub(crate) mod hub;
 pub(crate) mod hub_name;
 mod joinable;
 pub(crate) mod lock;
+mod memory;
 mod pipe;
 pub(crate) mod queue;
 pub(crate) mod semaphore;
+mod value;
 pub(crate) mod waiters;
 
+pub use array::{RawArray, SharedArray, SharedGuard};
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
 pub use joinable::JoinableQueue;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use memory::SharedMemory;
 pub use pipe::{PipeEnd, PipeReceiver, PipeSender, pipe, pipe_one_way};
 pub use queue::Queue;
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};
+pub use value::{AtomicPrimitive, AtomicValue, RawValue, SharedValue};
 
 /// Called by a child once its job is done, before it exits: waits (at most a second) until the
 /// hubs it used have applied what it sent, so guards dropped at the end of a worker arrive as
