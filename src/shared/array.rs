@@ -310,7 +310,7 @@ impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(deserialize = "T: Pod"))]
+#[serde(bound(serialize = "", deserialize = "T: Pod"))]
 pub struct SharedArray<T> {
     elements: RawArray<T>,
     lock: Lock,

@@ -330,7 +330,7 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let segment = Segment::deserialize(deserializer)?;
-        SharedMemory::from_segment(segment).map_err(serde::de::Error::custom)
+        SharedMemory::from_segment(segment).map_err(Error::refuse)
     }
 }
 

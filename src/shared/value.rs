@@ -34,7 +34,7 @@ use crate::shm::region::Region;
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(deserialize = "T: Pod"))]
+#[serde(bound(serialize = "", deserialize = "T: Pod"))]
 pub struct RawValue<T> {
     cell: RawArray<T>,
 }
@@ -105,7 +105,7 @@ impl<T: Pod> RawValue<T> {
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(bound(deserialize = "T: Pod"))]
+#[serde(bound(serialize = "", deserialize = "T: Pod"))]
 pub struct SharedValue<T> {
     cell: RawArray<T>,
     lock: Lock,

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::segment::{Segment, SegmentHandle, SharedPlain};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The size of one arena.
 const ARENA_LEN: usize = 64 * 1024;
@@ -136,7 +136,7 @@ impl<T> Serialize for Cell<T> {
 impl<'de, T: SharedPlain> Deserialize<'de> for Cell<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let (handle, offset) = <(SegmentHandle, u64)>::deserialize(deserializer)?;
-        let segment = Segment::open(&handle).map_err(serde::de::Error::custom)?;
+        let segment = Segment::open(&handle).map_err(Error::refuse)?;
         let offset = usize::try_from(offset).map_err(serde::de::Error::custom)?;
         if offset + std::mem::size_of::<T>() > segment.len() || !offset.is_multiple_of(LINE) {
             return Err(serde::de::Error::custom(

@@ -22,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::arena::{self, MAX_CARVED};
 use super::segment::{Segment, SegmentHandle};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Regions up to this length come from an arena; longer ones get a segment of their own.
 const LARGEST_CARVED: usize = 4096;
@@ -166,7 +166,7 @@ impl Serialize for Region {
 impl<'de> Deserialize<'de> for Region {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let (handle, offset, len) = <(SegmentHandle, u64, u64)>::deserialize(deserializer)?;
-        let segment = Segment::open(&handle).map_err(serde::de::Error::custom)?;
+        let segment = Segment::open(&handle).map_err(Error::refuse)?;
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
             return Err(serde::de::Error::custom(
                 "a shared region larger than memory",

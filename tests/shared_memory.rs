@@ -1,0 +1,147 @@
+//! SharedMemory across processes: written by children and pool workers, opened by name,
+//! outliving its creator, and refused where it cannot be mapped.
+
+use std::sync::atomic::Ordering;
+
+use multiproc::{ErrorKind, Event, Pool, Process, Queue, SharedMemory, worker};
+
+multiproc::test_support!();
+
+mod common;
+use common::within;
+
+#[worker]
+async fn write_under_lock(block: SharedMemory, text: String) {
+    let mut bytes = block.lock().await.unwrap();
+    bytes[..text.len()].copy_from_slice(text.as_bytes());
+}
+
+#[worker]
+fn write_part_and_count(block: SharedMemory, part: usize) {
+    block.write_at(part * 8, &[part as u8 + 1; 8]);
+    block.atomics::<u64>()[16].fetch_add(1, Ordering::SeqCst);
+}
+
+#[worker]
+async fn answer_by_name(name: String) -> String {
+    let block = SharedMemory::open(&name).unwrap();
+    let mut question = [0; 5];
+    block.read_at(0, &mut question);
+    let mut bytes = block.lock().await.unwrap();
+    bytes[100..103].copy_from_slice(b"yes");
+    String::from_utf8(question.to_vec()).unwrap()
+}
+
+#[worker]
+fn name_of_a_block_of_mine() -> String {
+    SharedMemory::new(64).unwrap().name()
+}
+
+#[worker]
+async fn create_and_send(blocks: Queue<SharedMemory>, received: Option<Event>) {
+    let block = SharedMemory::new(4096).unwrap();
+    block.write_at(4000, b"from a process now gone");
+    blocks.put(block.clone()).await.unwrap();
+    if let Some(received) = received {
+        received.wait().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_child_writes_under_the_lock_and_the_parent_reads() {
+    let block = SharedMemory::new(32).unwrap();
+    let child =
+        within(Process::new(write_under_lock, (block.clone(), "from the child".into())).start())
+            .await
+            .unwrap();
+    within(child.join()).await.unwrap();
+    let bytes = within(block.lock()).await.unwrap();
+    assert_eq!(&bytes[..14], b"from the child");
+    assert!(!bytes.owner_died());
+}
+
+#[tokio::test]
+async fn pool_workers_write_their_parts_and_count_with_atomics() {
+    let block = SharedMemory::new(256).unwrap();
+    let pool = within(Pool::builder().processes(2).build()).await.unwrap();
+    let parts = (0..8).map(|part| (block.clone(), part));
+    within(pool.starmap(write_part_and_count, parts).chunksize(1))
+        .await
+        .unwrap();
+    for part in 0..8 {
+        let mut bytes = [0; 8];
+        block.read_at(part * 8, &mut bytes);
+        assert_eq!(bytes, [part as u8 + 1; 8], "part {part}");
+    }
+    assert_eq!(block.atomics::<u64>()[16].load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test]
+async fn a_child_opens_the_block_by_its_name_alone() {
+    let block = SharedMemory::new(128).unwrap();
+    block.write_at(0, b"ready");
+    let child = within(Process::new(answer_by_name, (block.name(),)).start())
+        .await
+        .unwrap();
+    assert_eq!(within(child.join()).await.unwrap(), "ready");
+    let mut answer = [0; 3];
+    block.read_at(100, &mut answer);
+    assert_eq!(&answer, b"yes");
+}
+
+#[tokio::test]
+async fn a_name_that_names_no_block_is_not_found() {
+    let child = within(Process::new(name_of_a_block_of_mine, ()).start())
+        .await
+        .unwrap();
+    let freed = within(child.join()).await.unwrap();
+    let block = SharedMemory::new(8).unwrap();
+    let name = block.name();
+    let mut other_token: Vec<&str> = name.split('.').collect();
+    let zeros = "0".repeat(32);
+    other_token[2] = &zeros;
+    for wrong in [
+        "psm_0123abcd".to_string(),
+        "multiproc-1.2.3.4".to_string(),
+        other_token.join("."),
+        freed,
+    ] {
+        let error = SharedMemory::open(&wrong).expect_err(&wrong);
+        assert_eq!(error.kind(), ErrorKind::NotFound, "{wrong}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn a_block_outlives_its_creator_in_a_process_that_holds_it() {
+    let blocks = Queue::new();
+    let received = Event::new();
+    let child =
+        within(Process::new(create_and_send, (blocks.clone(), Some(received.clone()))).start())
+            .await
+            .unwrap();
+    let block = within(blocks.get()).await.unwrap();
+    within(received.set()).await.unwrap();
+    within(child.join()).await.unwrap();
+    let mut text = [0; 23];
+    block.read_at(4000, &mut text);
+    assert_eq!(&text, b"from a process now gone");
+    // The lock is in the block: it still works, though its waiters' hub died with the creator.
+    let mut bytes = within(block.lock()).await.unwrap();
+    bytes[0] = 1;
+    assert!(!bytes.owner_died());
+}
+
+#[tokio::test]
+async fn a_handle_whose_holders_all_exited_fails_to_deserialize() {
+    let blocks = Queue::new();
+    let child = within(Process::new(create_and_send, (blocks.clone(), None)).start())
+        .await
+        .unwrap();
+    within(child.join()).await.unwrap();
+    let error = within(blocks.get()).await.expect_err("no process holds it");
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    assert!(
+        error.message().contains("cannot be opened here"),
+        "the error says why: {error}"
+    );
+}
