@@ -1,9 +1,11 @@
 //! Queues and synchronisation primitives shared between processes.
 //!
 //! Python coordinates processes with `multiprocessing.Queue`, `JoinableQueue`, `Lock`,
-//! `Event`, `Semaphore`, ...; these are the async Rust equivalents: [`Queue`],
-//! [`JoinableQueue`], [`pipe`] and [`pipe_one_way`], [`Event`], [`Lock`], [`RLock`],
-//! [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and [`Barrier`].
+//! `Event`, `Semaphore`, ..., and shares data with `Value`, `Array` and `SharedMemory`; these
+//! are the async Rust equivalents: [`Queue`], [`JoinableQueue`], [`pipe`] and
+//! [`pipe_one_way`], [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`],
+//! [`Condition`] and [`Barrier`]; [`SharedValue`], [`SharedArray`], [`RawValue`],
+//! [`RawArray`], [`AtomicValue`] and [`SharedMemory`].
 //!
 //! ```no_run
 //! use multiproc::{worker, Event, Process, Queue};
@@ -44,6 +46,41 @@
 //! switch. Any other process opens **one** authenticated connection per hub it talks to
 //! (proving the process tree's key, like every connection of this crate) and multiplexes all
 //! its requests over it, whatever task or runtime they come from.
+//!
+//! # Shared memory
+//!
+//! [`SharedMemory`], [`SharedValue`], [`SharedArray`], [`RawValue`], [`RawArray`] and
+//! [`AtomicValue`] keep their data in shared memory that every process holding a handle
+//! maps, as Python's `Value`, `Array` and `shared_memory` do. What lives there, and so takes
+//! no round trip to the process that created it:
+//!
+//! - the data of those types: a read or a write is a memory access, and a worker reads an
+//!   array in place, with no copy through a socket;
+//! - the state of a [`Lock`], [`RLock`] or [`Event`] made with `new()`, and of the locks of
+//!   the types above: taking a free lock, releasing one nobody waits for, `is_set`, and
+//!   `set` with no waiter are one atomic operation, with no system call.
+//!
+//! What still takes a round trip to the creating process's hub, and why:
+//!
+//! - waiting: a process that must wait for a lock or an event parks at the hub of its
+//!   creator, which answers when the state changes. A tokio task cannot sleep on a futex
+//!   without a thread of its own per waiter, while a socket wakes it like any other I/O, and a
+//!   dropped future simply stops waiting (cancel safety);
+//! - releasing a lock, or setting an event, that some process waits for: one message to
+//!   that hub, sent without waiting for an answer;
+//! - queues, pipes, semaphores, conditions and barriers, and a manager's objects: their state
+//!   is in the hub, which owns an item as soon as `put` returns.
+//!
+//! The memory is a `memfd` (an anonymous file with no name in `/dev/shm`), mode 0600: the
+//! kernel frees it when the last process that holds it lets go, even if the whole tree is
+//! `SIGKILL`ed, so there is nothing to `unlink` and nothing to leak. A handle names it by
+//! processes that hold it (pid and descriptor) and the random token in its name; a receiver
+//! opens it through `/proc/<pid>/fd/<n>`, which the kernel allows to the same user only, and
+//! checks the token, the owner and the length. So a handle works on the same machine while
+//! one of the processes it names still holds the memory; anywhere else (another machine,
+//! through a TCP manager or the cluster, or once they have all exited) it fails to
+//! deserialize with [`NotFound`](crate::ErrorKind::NotFound) saying why. There is no fallback
+//! through a socket: memory that cannot be mapped has nothing to offer but copies.
 //!
 //! # What is different from Python
 //!
