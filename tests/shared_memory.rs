@@ -1,7 +1,11 @@
 //! SharedMemory across processes: written by children and pool workers, opened by name,
 //! outliving its creator, and refused where it cannot be mapped.
 
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use multiproc::{ErrorKind, Event, Pool, Process, Queue, SharedMemory, worker};
 
@@ -144,4 +148,54 @@ async fn a_handle_whose_holders_all_exited_fails_to_deserialize() {
         error.message().contains("cannot be opened here"),
         "the error says why: {error}"
     );
+}
+
+const OTHER_USER_SCENARIO: &str = "a_block_held_by_another_user";
+const OTHER_USER_VAR: &str = "MULTIPROC_TEST_OTHER_USER";
+
+/// Run by [`a_block_of_another_user_is_refused`] as user `nobody`: creates a block, prints its
+/// name and waits to be killed. Without the variable, returns at once.
+#[tokio::test]
+#[ignore = "run as another user by a_block_of_another_user_is_refused"]
+async fn a_block_held_by_another_user() {
+    if std::env::var_os(OTHER_USER_VAR).is_none() {
+        return;
+    }
+    let block = SharedMemory::new(64).unwrap();
+    println!("NAME {}", block.name());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+}
+
+#[test]
+fn a_block_of_another_user_is_refused() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: starting a process as another user needs root");
+        return;
+    }
+    let mut other = Command::new(std::env::current_exe().unwrap())
+        .args([OTHER_USER_SCENARIO, "--exact", "--ignored", "--nocapture"])
+        .env(OTHER_USER_VAR, "1")
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, names) = std::sync::mpsc::channel();
+    let stdout = other.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(name) = line.strip_prefix("NAME ") {
+                let _ = sender.send(name.to_string());
+            }
+        }
+    });
+    let opened = names
+        .recv_timeout(common::LIMIT)
+        .map(|name| SharedMemory::open(&name));
+    other.kill().unwrap();
+    other.wait().unwrap();
+    let opened = opened.expect("the other user's process printed its block's name");
+    let error = opened.expect_err("a block of another user");
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
 }
