@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 
 use multiproc::bytemuck::{Pod, Zeroable};
 use multiproc::{
-    AtomicValue, Event, Pool, Process, RawArray, RawValue, SharedArray, SharedValue, worker,
+    AtomicValue, Event, Manager, Namespace, Pool, Process, RawArray, RawValue, SharedArray,
+    SharedValue, worker,
 };
 
 multiproc::test_support!();
@@ -54,6 +55,12 @@ fn count_atomically(hits: AtomicValue<u64>, times: u64) {
 }
 
 #[worker]
+async fn increment_from_namespace(shared: Namespace) {
+    let counter: SharedValue<u64> = shared.get("counter").await.unwrap().unwrap();
+    *counter.lock().await.unwrap() += 1;
+}
+
+#[worker]
 async fn die_half_way(value: SharedValue<[u64; 2]>, inside: Event) {
     let mut pair = value.lock().await.unwrap();
     pair[0] = 1;
@@ -72,7 +79,10 @@ async fn a_value_incremented_under_its_lock_by_several_processes_ends_exact() {
             .unwrap();
         children.push(child);
     }
-    within(increment(counter.clone(), 1000)).await;
+    // In a task of this process too (the guard is held across an await in a spawned task).
+    within(tokio::spawn(increment(counter.clone(), 1000)))
+        .await
+        .unwrap();
     for child in children {
         within(child.join()).await.unwrap();
     }
@@ -149,4 +159,19 @@ async fn a_holder_killed_inside_the_locked_section_leaves_owner_died() {
         !within(value.lock()).await.unwrap().owner_died(),
         "told once"
     );
+}
+
+#[tokio::test]
+async fn a_value_kept_in_a_manager_namespace_is_the_same_value() {
+    let manager = within(Manager::start()).await.unwrap();
+    let shared = within(manager.namespace()).await.unwrap();
+    let counter = SharedValue::new(41u64).unwrap();
+    within(shared.set("counter", counter.clone()))
+        .await
+        .unwrap();
+    let child = within(Process::new(increment_from_namespace, (shared.clone(),)).start())
+        .await
+        .unwrap();
+    within(child.join()).await.unwrap();
+    assert_eq!(within(counter.get()).await.unwrap(), 42);
 }
