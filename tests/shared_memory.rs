@@ -181,21 +181,74 @@ fn a_block_of_another_user_is_refused() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let (sender, names) = std::sync::mpsc::channel();
-    let stdout = other.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(name) = line.strip_prefix("NAME ") {
-                let _ = sender.send(name.to_string());
-            }
-        }
-    });
-    let opened = names
+    let lines = read_lines(other.stdout.take().unwrap());
+    let opened = lines
         .recv_timeout(common::LIMIT)
-        .map(|name| SharedMemory::open(&name));
+        .map(|name| SharedMemory::open(name.strip_prefix("NAME ").unwrap_or(&name)));
     other.kill().unwrap();
     other.wait().unwrap();
     let opened = opened.expect("the other user's process printed its block's name");
     let error = opened.expect_err("a block of another user");
     assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+}
+
+const UNRELATED_SCENARIO: &str = "an_unrelated_program_waits_for_the_lock";
+const UNRELATED_VAR: &str = "MULTIPROC_TEST_BLOCK_NAME";
+
+/// Run by [`a_program_outside_the_tree_opens_by_name_and_waits_for_the_lock`] as a program of
+/// its own (not a child of this crate: another key, no parent): opens the block named in the
+/// variable, waits for its lock and writes under it. Without the variable, returns at once.
+#[tokio::test]
+#[ignore = "run as a program of its own by a_program_outside_the_tree_opens_by_name_..."]
+async fn an_unrelated_program_waits_for_the_lock() {
+    let Ok(name) = std::env::var(UNRELATED_VAR) else {
+        return;
+    };
+    let block = SharedMemory::open(&name).unwrap();
+    let held = within(block.get_lock().try_acquire()).await.unwrap();
+    assert!(held.is_none(), "the test holds the lock");
+    println!("OPENED");
+    let mut bytes = within(block.lock()).await.unwrap();
+    bytes[..4].copy_from_slice(b"done");
+}
+
+#[tokio::test]
+async fn a_program_outside_the_tree_opens_by_name_and_waits_for_the_lock() {
+    let block = SharedMemory::new(16).unwrap();
+    let guard = within(block.lock()).await.unwrap();
+    let mut other = Command::new(std::env::current_exe().unwrap())
+        .args([UNRELATED_SCENARIO, "--exact", "--ignored", "--nocapture"])
+        .env(UNRELATED_VAR, block.name())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = read_lines(other.stdout.take().unwrap());
+    let opened = tokio::task::spawn_blocking(move || lines.recv_timeout(common::LIMIT));
+    assert_eq!(within(opened).await.unwrap().as_deref(), Ok("OPENED"));
+    // It found the lock held; give it time to start waiting for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(guard);
+    let status = within(tokio::task::spawn_blocking(move || other.wait()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "the program failed: {status}");
+    let mut written = [0; 4];
+    block.read_at(0, &mut written);
+    assert_eq!(&written, b"done");
+}
+
+/// The lines a scenario prints for the test (`NAME ...`, `OPENED`; libtest's own are left
+/// out), read to the end on a thread of their own so that the scenario never writes to a closed
+/// pipe.
+fn read_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("NAME ") || line == "OPENED" {
+                let _ = sender.send(line);
+            }
+        }
+    });
+    lines
 }

@@ -8,12 +8,15 @@
 //! finds the same lock. The user's bytes follow.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::array::SharedGuard;
-use super::client::Handle;
-use super::lock::Lock;
+use super::client::{Handle, Timer};
+use super::lock::{Lock, LockGuard};
 use super::value::AtomicPrimitive;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol;
@@ -82,7 +85,13 @@ const NAME_PREFIX: &str = "multiproc-";
 pub struct SharedMemory {
     data: Region,
     lock: Lock,
+    /// Set once the lock's hub refused this process (a program outside the creator's tree,
+    /// with another key): from then on, waiting for the lock polls it.
+    hub_refused: Arc<AtomicBool>,
 }
+
+/// How often a process that may not park at the lock's hub looks at a held lock again.
+const POLL_WITHOUT_HUB: Duration = Duration::from_millis(2);
 
 impl fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,6 +134,7 @@ impl SharedMemory {
         Ok(SharedMemory {
             data: Region::within(segment, HEADER, size),
             lock,
+            hub_refused: Arc::default(),
         })
     }
 
@@ -132,10 +142,11 @@ impl SharedMemory {
     /// `SharedMemory(name=name)`.
     ///
     /// The name names the block through the process that gave it, so it opens while that
-    /// process holds the block. Its lock is the block's lock: taken without any round trip;
-    /// a process that waits for it parks at the creator's hub, which admits only the
-    /// creator's process tree (another program of the same user polls instead once the
-    /// creator has exited, and fails to wait while it lives).
+    /// process holds the block. Its lock is the block's lock, taken without any round trip
+    /// when free. A process that waits for it parks at the creator's hub, which admits only
+    /// the creator's process tree: [`lock`](Self::lock) in another program of the same user
+    /// polls the lock every 2 ms instead (while [`get_lock`](Self::get_lock)`.acquire()`
+    /// there fails with [`Auth`](ErrorKind::Auth) when it would have to wait).
     ///
     /// # Errors
     ///
@@ -183,6 +194,7 @@ impl SharedMemory {
         Ok(SharedMemory {
             data: Region::within(segment, HEADER, size),
             lock,
+            hub_refused: Arc::default(),
         })
     }
 
@@ -234,12 +246,28 @@ impl SharedMemory {
     /// # Ok(()) }
     /// ```
     pub async fn lock(&self) -> Result<SharedGuard<'_, [u8]>> {
-        let guard = self.lock.acquire().await?;
+        let guard = self.acquire().await?;
         // SAFETY: the lock is held; lock-free access to the same bytes meanwhile is ruled
         // out by the type's docs.
         let bytes = unsafe { self.as_mut_slice() };
         // SAFETY: as above.
         Ok(unsafe { SharedGuard::new(guard, bytes) })
+    }
+
+    /// Takes the lock, parking at its hub, or polling it in a program the hub refuses.
+    async fn acquire(&self) -> Result<LockGuard> {
+        if !self.hub_refused.load(Ordering::Relaxed) {
+            match self.lock.acquire().await {
+                Err(error) if error.is_auth() => self.hub_refused.store(true, Ordering::Relaxed),
+                acquired => return acquired,
+            }
+        }
+        loop {
+            if let Some(guard) = self.lock.try_acquire().await? {
+                return Ok(guard);
+            }
+            Timer::after(POLL_WITHOUT_HUB).await;
+        }
     }
 
     /// Copies the bytes at `offset` into `buf`, without the lock.
