@@ -317,6 +317,12 @@ impl Error {
         custom
     }
 
+    /// Forgets a refusal made outside of [`decoding`](Self::decoding)'s watch (a value
+    /// deserialized by other means), so that it is never reported for a later failure.
+    pub(crate) fn forget_refusal() {
+        REFUSAL.with(|refusal| drop(refusal.take()));
+    }
+
     /// The error for `what` whose decoding failed with `source`: the error a `Deserialize`
     /// impl [refused](Self::refuse) it with, if it did, else a serialization error.
     pub(crate) fn decoding(what: &str, source: postcard::Error) -> Self {
