@@ -37,8 +37,8 @@ async fn hold(
     std::future::pending::<()>().await;
 }
 
-/// The parent to be killed: creates the segments, starts two children that map them, prints
-/// the block's name to a file and the children's pids, and waits.
+/// The parent to be killed: creates the segments, writes the block's name to a file, starts
+/// two children that map them, prints their pids, and waits.
 #[tokio::test]
 #[ignore = "the parent the other test starts and kills"]
 async fn the_parent_to_be_killed() {
@@ -48,15 +48,22 @@ async fn the_parent_to_be_killed() {
     let block = SharedMemory::new(1 << 16).unwrap();
     let value = SharedValue::new(0u64).unwrap();
     let array = SharedArray::<u64>::new(1 << 16).unwrap();
+    // Written before the pids are printed, so the test finds it once it has read them.
+    std::fs::write(name_file, block.name()).unwrap();
+    // Killed with their handles, should this process outlive the test that kills it.
+    let mut children = Vec::new();
     for _ in 0..2 {
         let holding = Event::new();
         let args = (block.clone(), value.clone(), array.clone(), holding.clone());
-        let child = Process::new(hold, args).start().await.unwrap();
+        let child = Process::new(hold, args)
+            .kill_on_drop(true)
+            .start()
+            .await
+            .unwrap();
         holding.wait().await.unwrap();
         println!("PID {}", child.pid());
-        std::mem::forget(child);
+        children.push(child);
     }
-    std::fs::write(name_file, block.name()).unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
 }
 
@@ -64,13 +71,16 @@ async fn the_parent_to_be_killed() {
 fn a_killed_tree_leaves_no_shared_memory() {
     let before = ours_in_dev_shm();
     let name_file = std::env::temp_dir().join(format!("multiproc-shm-test-{}", std::process::id()));
-    let mut parent = Command::new(std::env::current_exe().unwrap())
-        .args([SCENARIO, "--exact", "--ignored", "--nocapture"])
-        .env(SCENARIO_VAR, &name_file)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut tree = read_pids(&mut parent, 2);
+    let mut parent = KilledOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args([SCENARIO, "--exact", "--ignored", "--nocapture"])
+            .env(SCENARIO_VAR, &name_file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let parent = &mut parent.0;
+    let mut tree = read_pids(parent, 2);
     assert!(tree.iter().all(|&pid| is_running(pid)));
     let name = std::fs::read_to_string(&name_file).unwrap();
     let _ = std::fs::remove_file(&name_file);
@@ -136,4 +146,14 @@ fn processes_holding(prefix: &str) -> HashSet<u32> {
         }
     }
     found
+}
+
+/// The scenario's process, killed if the test fails before it kills it.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

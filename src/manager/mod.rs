@@ -688,11 +688,13 @@ impl Manager {
         // type and gives the same value a worker would receive.
         let encoded = match hosted.object {
             Hosted::Barrier(parties) => encode(&(handle, parties), "a hosted object")?,
-            // A manager's locks and events are served by its hub (reachable across machines),
+            // A manager's locks, events and semaphores are served by its hub (reachable across machines),
             // so they have no part in shared memory.
-            Hosted::Lock | Hosted::RLock | Hosted::Event => {
-                encode(&(handle, None::<()>), "a hosted object")?
-            }
+            Hosted::Lock
+            | Hosted::RLock
+            | Hosted::Event
+            | Hosted::Semaphore(_)
+            | Hosted::BoundedSemaphore(_) => encode(&(handle, None::<()>), "a hosted object")?,
             _ => encode(&handle, "a hosted object")?,
         };
         decode(&encoded, "a hosted object")

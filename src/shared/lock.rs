@@ -414,20 +414,26 @@ macro_rules! lock_handle {
                 Ok(held.map(|held| $guard { grant: Grant::Hub(held) }))
             }
 
-            /// Waits for the lock; the guard releases it when dropped. Waiters are served
-            /// first come, first served.
+            /// Waits for the lock; the guard releases it when dropped.
             ///
-            /// If the previous holder's process died holding the lock, the hub released it
-            /// and the guard's [`owner_died`]($guard::owner_died) is `true`.
+            /// A free lock is taken in shared memory, without a message; a held one is
+            /// waited for at its creator's hub, and the waiter that finds it free first takes
+            /// it (as with Python's locks, there is no queue). A manager's lock serves its
+            /// waiters first come, first served. If the previous holder's process died holding
+            /// the lock, it was taken back within a second and the guard's
+            /// [`owner_died`]($guard::owner_died) is `true`.
             ///
             /// # Errors
             ///
-            /// [`is_closed`](crate::Error::is_closed) if the lock's process has exited.
+            /// Never for a lock made by `new`: after its creator exits, its waiters look for
+            /// the lock every few milliseconds instead of parking. For a
+            /// [manager's](crate::Manager::lock) lock, [`is_closed`](crate::Error::is_closed)
+            /// once the manager is gone.
             ///
             /// # Cancel safety
             ///
-            /// Cancel safe: a cancelled acquire leaves the queue of waiters, and a grant that
-            /// crossed the cancellation is released.
+            /// Cancel safe: a cancelled acquire leaves the waiters, and a wake or grant that
+            /// crossed the cancellation goes on to the next waiter.
             ///
             /// # Examples
             ///

@@ -1,7 +1,7 @@
 //! [`Semaphore`] and [`BoundedSemaphore`]: counters of permits shared between processes.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,8 +9,11 @@ use super::client::{self, Handle};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
 use super::lock::{Held, acquire};
 use super::queue::expect_started;
-use crate::error::Result;
+use super::waiters::{self, Waiters};
+use crate::error::{Error, Result};
 use crate::protocol::hub::{Answer, Failure, Op, SemaphoreOp};
+use crate::shm::arena::Cell;
+use crate::shm::semaphore_cell::{SemaphoreCell, Take};
 
 /// A semaphore's state on its hub.
 struct SemaphoreState {
@@ -127,24 +130,120 @@ impl Object for SemaphoreState {
 #[derive(Debug)]
 #[must_use = "the permit is released as soon as it is dropped"]
 pub struct SemaphorePermit {
-    held: Held,
+    grant: PermitGrant,
+}
+
+/// A permit of a semaphore in shared memory, or of one served by a hub (a manager's).
+#[derive(Debug)]
+enum PermitGrant {
+    Memory {
+        semaphore: MemorySemaphore,
+        owner_died: bool,
+        armed: bool,
+    },
+    Hub(Held),
 }
 
 impl SemaphorePermit {
-    /// Whether a process died holding permits, which the hub returned (like `EOWNERDEAD`).
+    /// Whether a process died holding permits, which were given back on its behalf (like
+    /// `EOWNERDEAD`).
     pub fn owner_died(&self) -> bool {
-        self.held.owner_died()
+        match &self.grant {
+            PermitGrant::Memory { owner_died, .. } => *owner_died,
+            PermitGrant::Hub(held) => held.owner_died(),
+        }
     }
 
     /// Keeps the permit taken after the guard is gone; give it back with `release`.
     pub fn forget(mut self) {
-        self.held.disarm();
+        match &mut self.grant {
+            PermitGrant::Memory { armed, .. } => *armed = false,
+            PermitGrant::Hub(held) => {
+                held.disarm();
+            }
+        }
     }
 }
 
 impl Drop for SemaphorePermit {
     fn drop(&mut self) {
-        self.held.release_with(Op::Semaphore(SemaphoreOp::Release));
+        match &mut self.grant {
+            PermitGrant::Memory {
+                semaphore, armed, ..
+            } => {
+                if std::mem::take(armed) {
+                    // A bounded semaphore released past its bound by someone else meanwhile
+                    // is left as it is.
+                    let _ = semaphore.release_permit();
+                }
+            }
+            PermitGrant::Hub(held) => held.release_with(Op::Semaphore(SemaphoreOp::Release)),
+        }
+    }
+}
+
+/// A semaphore in shared memory and the hub where its waiters park.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct MemorySemaphore {
+    cell: Cell<SemaphoreCell>,
+    handle: Handle,
+}
+
+impl MemorySemaphore {
+    fn new(permits: u64, bounded: bool) -> Result<Self> {
+        let cell = Cell::<SemaphoreCell>::new()?;
+        cell.init(permits, bounded);
+        let (segment, offset) = cell.place();
+        let handle = Handle::create(Box::new(Waiters::new(segment.clone(), offset)))?;
+        Ok(MemorySemaphore { cell, handle })
+    }
+
+    /// Takes a permit: at once if one is free, else parked at the hub until one is released,
+    /// a dead holder's permits come back, or `timeout` passes (`None`). Without `wait`, only
+    /// tries.
+    async fn take(
+        &self,
+        wait: bool,
+        timeout: Option<Duration>,
+        what: &str,
+    ) -> Result<Option<SemaphorePermit>> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut parked = false;
+        loop {
+            match self.cell.try_take() {
+                Take::Taken { owner_died } => {
+                    return Ok(Some(SemaphorePermit {
+                        grant: PermitGrant::Memory {
+                            semaphore: self.clone(),
+                            owner_died,
+                            armed: true,
+                        },
+                    }));
+                }
+                Take::Empty(_) => {}
+            }
+            // After a park, or on a try, look for holders that died (reads of /proc).
+            if (parked || !wait) && self.cell.recover_from_dead() > 0 {
+                waiters::wake(&self.handle, true);
+                continue;
+            }
+            let Some(slice) = waiters::next_slice(deadline).filter(|_| wait) else {
+                return Ok(None);
+            };
+            let Some(expect) = self.cell.announce_waiter() else {
+                continue;
+            };
+            waiters::park(&self.handle, expect, slice, what).await?;
+            parked = true;
+        }
+    }
+
+    /// Gives a permit back; `Err` if a bounded semaphore is full.
+    fn release_permit(&self) -> std::result::Result<(), ()> {
+        if self.cell.release()? {
+            waiters::wake(&self.handle, false);
+        }
+        Ok(())
     }
 }
 
@@ -163,14 +262,15 @@ pub(crate) fn state(permits: u64, bounded: bool) -> Box<dyn Object> {
 macro_rules! semaphore_handle {
     ($name:ident, $bounded:expr, $noun:literal) => {
         impl $name {
-            #[doc = concat!("A ", $noun, " with `permits` permits, served by this process.")]
+            #[doc = concat!("A ", $noun, " with `permits` permits, in shared memory; its waiters park at this process's hub.")]
             ///
             /// # Panics
             ///
-            /// If this process's hub cannot bind its socket.
+            /// If this process cannot create shared memory or bind its hub's socket (out of
+            /// memory or descriptors).
             pub fn new(permits: u64) -> Self {
-                let handle = expect_started(Handle::create(state(permits, $bounded)));
-                $name { handle }
+                let semaphore = expect_started(MemorySemaphore::new(permits, $bounded));
+                $name { handle: semaphore.handle.clone(), memory: Some(semaphore) }
             }
 
             fn describe(&self) -> String {
@@ -178,18 +278,25 @@ macro_rules! semaphore_handle {
             }
 
             async fn acquire_with(&self, wait: bool, timeout: Option<Duration>) -> Result<Option<SemaphorePermit>> {
+                if let Some(semaphore) = &self.memory {
+                    return semaphore.take(wait, timeout, &self.describe()).await;
+                }
                 let op = Op::Semaphore(SemaphoreOp::Acquire { wait });
                 let held = acquire(&self.handle, op, timeout, &self.describe()).await?;
-                Ok(held.map(|held| SemaphorePermit { held }))
+                Ok(held.map(|held| SemaphorePermit { grant: PermitGrant::Hub(held) }))
             }
 
-            /// Waits for a permit; the permit goes back when dropped. Waiters are served first
-            /// come, first served. Permits of a process that dies holding them come back, and
+            /// Waits for a permit; the permit goes back when dropped. A free permit is taken in
+            /// shared memory, without a message; otherwise the waiter parks at the creator's
+            /// hub (a manager's semaphore serves its waiters first come, first served).
+            /// Permits of a process that dies holding them come back within a second, and
             /// the next permit's [`owner_died`](SemaphorePermit::owner_died) is `true`.
             ///
             /// # Errors
             ///
-            /// [`is_closed`](crate::Error::is_closed) if the semaphore's process has exited.
+            /// Never for a semaphore made by `new` (after its creator exits, waiters poll).
+            /// For a [manager's](crate::Manager::semaphore) semaphore,
+            /// [`is_closed`](crate::Error::is_closed) once the manager is gone.
             ///
             /// # Cancel safety
             ///
@@ -273,6 +380,14 @@ macro_rules! semaphore_handle {
             /// # Ok(()) }
             /// ```
             pub async fn release(&self) -> Result<()> {
+                if let Some(semaphore) = &self.memory {
+                    return semaphore.release_permit().map_err(|()| {
+                        Error::invalid_state(format!(
+                            "{}: a bounded semaphore released more times than it was acquired",
+                            self.describe()
+                        ))
+                    });
+                }
                 match client::ask(&self.handle, Op::Semaphore(SemaphoreOp::Release), None).await? {
                     Ok(_) => Ok(()),
                     Err(failure) => Err(failure.into_error(&self.describe())),
@@ -297,6 +412,9 @@ macro_rules! semaphore_handle {
             /// # Ok(()) }
             /// ```
             pub async fn value(&self) -> Result<u64> {
+                if let Some(semaphore) = &self.memory {
+                    return Ok(semaphore.cell.value());
+                }
                 match client::ask(&self.handle, Op::Semaphore(SemaphoreOp::Value), None).await? {
                     Ok(Answer::Count(value)) => Ok(value),
                     Ok(_) => Err(Failure::Protocol("no count".into()).into_error(&self.describe())),
@@ -311,14 +429,19 @@ macro_rules! semaphore_handle {
 /// raise the count above its initial value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Semaphore {
+    /// Where waiters park (a semaphore in shared memory), or the semaphore itself (a
+    /// manager's).
     handle: Handle,
+    memory: Option<MemorySemaphore>,
 }
 
 /// A semaphore that refuses to be released above its initial value: Python's
 /// `multiprocessing.BoundedSemaphore`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BoundedSemaphore {
+    /// As [`Semaphore`]'s.
     handle: Handle,
+    memory: Option<MemorySemaphore>,
 }
 
 semaphore_handle!(Semaphore, false, "semaphore");

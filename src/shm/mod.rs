@@ -11,8 +11,8 @@
 //! - [`region`]: runs of bytes that hold a user's plain data (values, arrays, the bytes of a
 //!   `SharedMemory`), carved from an arena or in a segment of their own, and copies in and out
 //!   of them made of atomic words;
-//! - [`lock_cell`] and [`event_cell`]: the states of a lock and an event, changed with one
-//!   atomic operation when nobody waits.
+//! - [`lock_cell`], [`event_cell`] and [`semaphore_cell`]: the states of a lock, an event and
+//!   a semaphore, changed with one atomic operation when nobody waits.
 //!
 //! Nothing here waits: a process that must wait for a cell to change parks at the hub of the
 //! object's creator (`shared/waiters.rs`), and whoever changes the cell rings that hub only
@@ -24,3 +24,4 @@ pub(crate) mod lock_cell;
 pub(crate) mod owner;
 pub(crate) mod region;
 pub(crate) mod segment;
+pub(crate) mod semaphore_cell;
