@@ -173,10 +173,14 @@ pub enum ErrorKind {
     Closed,
     /// A value could not be serialized or deserialized.
     Serialization,
-    /// A peer failed to prove that it holds the secret key.
+    /// A peer failed to prove that it holds the secret key, or (TLS) a certificate the other
+    /// side trusts.
     Auth,
     /// No `#[worker]` or `#[multiproc::process]` is registered under the function's name.
     UnknownWorker,
+    /// No live node of a cluster can serve what a task needs (a label no node has, more of a
+    /// resource than any node has); feature `nats`, see `multiproc::cluster::Needs`.
+    Infeasible,
     /// A frame was larger than the configured maximum.
     FrameTooLarge,
     /// A child process could not be started, or did not connect back in time.

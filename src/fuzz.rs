@@ -176,7 +176,7 @@ pub fn seeds(target: &str) -> Option<Vec<u8>> {
         "handshake_connect" => auth::peer_messages(&FUZZ_KEY, false),
         "handshake_child" => {
             use_fuzz_key();
-            auth::remember_peer_key("127.0.0.1:5000".into(), b"a manager's key".to_vec());
+            auth::remember_peer_key("127.0.0.1:5000".into(), b"a manager's key".to_vec(), None);
             [auth::handover(), frame(&call, b"args")].concat()
         }
         "child_calls" => [&[0u8][..], &encoded(&call)].concat(),

@@ -67,6 +67,7 @@
 //! | (a counter in a `Value`, under its lock) | [`AtomicValue::new(0u64)?`](AtomicValue::new): an `AtomicU64` in shared memory, `fetch_add` without a lock |
 //! | `shared_memory.SharedMemory(create=True, size=n)`, `SharedMemory(name=...)`, `buf` | [`SharedMemory::new(n)?`](SharedMemory::new), [`SharedMemory::open(&name)?`](SharedMemory::open), [`shm.lock().await?`](SharedMemory::lock) (`&mut [u8]` under its lock), [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at), [`atomics`](SharedMemory::atomics), `unsafe` [`as_mut_slice`](SharedMemory::as_mut_slice) |
 //! | `shm.close()`, `shm.unlink()` | drop the handle; nothing to unlink: the kernel frees the memory with its last user (see [`SharedMemory`]) |
+//! | `BaseManager(address, authkey).get_server()`, `.connect()` | [`Manager::serve`], [`Manager::connect`]; with TLS (Python has none): [`Manager::serve_tls`], [`Manager::connect_tls`] with a [`TlsServerConfig`] and a [`TlsClientConfig`] read from PEM |
 //! | `multiprocessing.connection`: `Listener`, `Client`, `wait` | [`connection::Listener`], [`connection::client`], [`connection::wait`]: typed messages between processes that share only an address (local or TCP) and a key |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
 //! | set `os.environ` or `os.chdir` before `start()` | `.env(k, v)`, `.env_remove(k)`, `.env_clear()`, `.current_dir(d)` on [`ProcessBuilder`], [`PoolBuilder`] (every worker) and [`ManagerBuilder`] |
@@ -101,7 +102,8 @@
 //!   connection to a named socket, a TCP manager or a [`connection::Listener`] (with the key
 //!   its user gave) opens with a mutual HMAC-SHA256 challenge (Python 3.12's), so the key
 //!   never crosses a socket and a client sends nothing to a listener that cannot prove it;
-//!   on a named socket the peer's uid is checked too. Each
+//!   on a named socket the peer's uid is checked too. A manager served with
+//!   [`Manager::serve_tls`] runs that challenge, and everything after it, inside TLS. Each
 //!   handshake runs in its own task, so a peer that connects and says nothing delays nobody.
 //! - **Faults.** A parent task per child reads its replies and reaps it. A pool worker writes
 //!   the id of each call it starts into a page it shares with its parent, so when it dies only
@@ -199,7 +201,8 @@ pub use logging::forward_tracing;
 #[cfg(feature = "log-to-stderr")]
 pub use logging::log_to_stderr;
 pub use manager::{
-    DictProxy, ListProxy, Manager, ManagerBuilder, Namespace, SHUTDOWN_GRACE, ValueProxy,
+    DictProxy, ListProxy, Manager, ManagerBuilder, Namespace, SHUTDOWN_GRACE, TlsClientConfig,
+    TlsServerConfig, ValueProxy,
 };
 pub use output::{OutputLine, OutputLines, StdStream, Stdio};
 pub use pool::{Apply, AsyncResult, Imap, Map, MapResult, Pool, PoolBuilder};

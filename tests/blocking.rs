@@ -349,3 +349,32 @@ fn a_blocking_call_in_an_async_worker_fails_its_call() {
         assert!(!event.is_set().unwrap());
     });
 }
+
+#[test]
+fn an_rlock_belongs_to_the_thread_that_took_it() {
+    within(|| {
+        let lock = multiproc::blocking::RLock::new();
+        let outer = lock.acquire().unwrap();
+        let inner = lock.acquire().unwrap();
+        let other = lock.clone();
+        let from_another_thread = std::thread::spawn(move || {
+            let taken = other.try_acquire().unwrap().is_some();
+            let released = other.release().is_ok();
+            (taken, released)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            from_another_thread,
+            (false, false),
+            "another thread neither takes nor releases it"
+        );
+        drop(inner);
+        drop(outer);
+        let other = lock.clone();
+        let taken = std::thread::spawn(move || other.try_acquire().unwrap().is_some())
+            .join()
+            .unwrap();
+        assert!(taken, "free once the owner let go of every level");
+    });
+}

@@ -14,6 +14,7 @@ use super::{
     blocking_forms, wait, wrapper,
 };
 use crate::error::Result;
+use crate::manager::{TlsClientConfig, TlsServerConfig};
 use crate::worker::{Value, Worker};
 
 wrapper! {
@@ -116,6 +117,61 @@ impl Manager {
     #[track_caller]
     pub fn connect(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
         wait(crate::Manager::connect(addr, authkey)).map(Manager::from)
+    }
+
+    /// Serves a manager from this process on the TCP address `addr`, inside TLS.
+    ///
+    /// The blocking form of [`crate::Manager::serve_tls`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Manager::serve_tls`].
+    ///
+    /// # Panics
+    ///
+    /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let read = |path: &str| std::fs::read(path).expect("a PEM file");
+    /// let tls = multiproc::TlsServerConfig::from_pem(&read("manager.crt"), &read("manager.key"))?;
+    /// let server =
+    ///     multiproc::blocking::Manager::serve_tls("0.0.0.0:50000".parse().unwrap(), b"secret", tls)?;
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn serve_tls(addr: SocketAddr, authkey: &[u8], tls: TlsServerConfig) -> Result<Manager> {
+        wait(crate::Manager::serve_tls(addr, authkey, tls)).map(Manager::from)
+    }
+
+    /// Connects to a manager served with TLS at `addr`, checking its certificate against
+    /// `tls`, then proving `authkey`.
+    ///
+    /// The blocking form of [`crate::Manager::connect_tls`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Manager::connect_tls`].
+    ///
+    /// # Panics
+    ///
+    /// In an async context (see the [module docs](crate::blocking#panics)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let ca = std::fs::read("ca.crt").expect("the CA certificate");
+    /// let tls = multiproc::TlsClientConfig::from_pem(&ca)?;
+    /// let client =
+    ///     multiproc::blocking::Manager::connect_tls("10.0.0.1:50000".parse().unwrap(), b"secret", tls)?;
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn connect_tls(addr: SocketAddr, authkey: &[u8], tls: TlsClientConfig) -> Result<Manager> {
+        wait(crate::Manager::connect_tls(addr, authkey, tls)).map(Manager::from)
     }
 
     /// The TCP address of the manager. As [`crate::Manager::local_addr`].

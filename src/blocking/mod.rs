@@ -103,10 +103,9 @@
 //! wait as long as their twins would.
 //!
 //! The owner of an [`RLock`], or of a [`Condition`]'s lock, is the tokio task that acquired
-//! it; blocking forms run in no task, so every thread of a process that acquires through the
-//! blocking API is the same owner (one thread may release what another acquired, and a
-//! thread's acquire of an `RLock` that another thread of its process holds succeeds). Between
-//! processes, ownership is as usual.
+//! it, and outside of any task (as blocking forms run) the thread: as in Python, another
+//! thread of the same process waits for an `RLock` that one thread holds, and only the
+//! holding thread may release it.
 
 use std::future::Future;
 

@@ -55,6 +55,17 @@
 //! [`async_nats::ConnectOptions`]; a server that refuses them gives an
 //! [`Auth`](crate::ErrorKind::Auth) error, which never shows credentials written in the URL.
 //!
+//! # Routing, node options and metrics
+//!
+//! A node declares [labels](NodeBuilder::labels) and [resources](NodeBuilder::resource); a
+//! pool ([`RemotePoolBuilder::requires`]) or one call ([`Apply::needs`](crate::pool::Apply::needs))
+//! states its [`Needs`], and only a node that can serve them receives the task: see
+//! [`routing`]. A node's local pool takes the local pool's
+//! [`initializer`](NodeBuilder::initializer) and
+//! [`max_tasks_per_child`](NodeBuilder::max_tasks_per_child). Queue depth, tasks in flight per
+//! node, retries, give-ups and task durations are recorded through the `metrics` facade and
+//! returned as data by [`Pool::cluster_stats`](crate::Pool::cluster_stats): see [`stats`].
+//!
 //! # Delivery guarantee: at least once
 //!
 //! A task (one chunk of a `map`, or one `apply`) is acknowledged *late*: only after its
@@ -62,9 +73,10 @@
 //!
 //! - a child process that crashes while running a task makes its node reject the task at
 //!   once, and JetStream delivers it again, to another slot or another node;
-//! - a node that vanishes has its tasks delivered again after the ack wait (30 s by default,
-//!   [`NodeBuilder::ack_wait`]); a node keeps the lease of a long task alive with progress
-//!   acks, so a long task is not delivered twice merely for being long;
+//! - a node that vanishes (killed, frozen, cut off from the server) has its tasks delivered
+//!   again after the ack wait (3 s by default, [`NodeBuilder::ack_wait`]); a node keeps the
+//!   lease of each task it holds alive with progress acks every third of the ack wait, so a
+//!   long task is not delivered twice merely for being long;
 //! - after [`max_deliver`](NodeBuilder::max_deliver) deliveries (3 by default) that all
 //!   crashed, the caller gets a [`WorkerDied`](crate::ErrorKind::WorkerDied) error naming the
 //!   task and the last failure, and the message is removed from the stream. When the
@@ -77,6 +89,22 @@
 //! `Mp-Task` header, names the task in errors, and is what [`task_id()`] returns inside the
 //! worker, the same on every delivery: a worker with side effects can use it to do them
 //! once. A duplicate result is discarded by the caller.
+//!
+//! # Stopping a node: drain
+//!
+//! [`Node::drain`] takes a node out without losing a task: it stops pulling,
+//! leaves the node list at once, lets its running tasks finish (for up to
+//! [`NodeBuilder::drain_grace`], 25 s by default) and hands back those that did not, which
+//! other nodes then run at once. [`NodeBuilder::serve`] drains on `SIGTERM` and then returns
+//! `Ok(())`, so a rolling restart (Kubernetes, systemd) is a `SIGTERM` to each node in turn:
+//!
+//! ```no_run
+//! # async fn demo() -> multiproc::Result<()> {
+//! let node = multiproc::Node::connect("nats://127.0.0.1:4222").start().await?;
+//! // ... on a signal of your own:
+//! node.drain().await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Submission window and shutting down
 //!
@@ -108,6 +136,8 @@
 
 mod node;
 mod pool;
+pub mod routing;
+pub mod stats;
 mod task;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -117,8 +147,10 @@ use async_nats::jetstream::object_store::ObjectStore;
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use crate::pool::Needs;
 pub use node::{Node, NodeBuilder};
 pub use pool::RemotePoolBuilder;
+pub use stats::{ClusterStats, NodeStats};
 pub use task::task_id;
 
 use crate::protocol::cluster::{FailKind, NodeInfo, Outcome};
@@ -167,7 +199,7 @@ fn header(message: &async_nats::Message, name: &str) -> Option<String> {
 
 /// The names one namespace uses on the server.
 #[derive(Debug, Clone)]
-struct Names {
+pub(crate) struct Names {
     stream: String,
     results: String,
     results_prefix: String,
@@ -207,6 +239,20 @@ impl Names {
     fn consumer(&self, fingerprint: &str) -> String {
         format!("nodes_{fingerprint}")
     }
+
+    /// The subject of the tasks of a build with `needs` (see [`routing`]).
+    fn routed_subject(&self, fingerprint: &str, needs: &Needs) -> String {
+        match needs.route() {
+            Some(route) => format!("{}.{route}", self.task_subject(fingerprint)),
+            None => self.task_subject(fingerprint),
+        }
+    }
+
+    /// The durable consumer of a route: named by a hash of the route, which may hold
+    /// characters a consumer name may not.
+    fn route_consumer(&self, fingerprint: &str, route: &str) -> String {
+        format!("{}_{:016x}", self.consumer(fingerprint), fnv1a([route]))
+    }
 }
 
 impl NodeInfo {
@@ -217,14 +263,19 @@ impl NodeInfo {
 
 /// The fingerprint of this binary's worker registry: FNV-1a over the sorted names, in hex.
 pub(crate) fn fingerprint() -> String {
+    format!("{:016x}", fnv1a(crate::registry::names()))
+}
+
+/// FNV-1a over `parts`, each followed by a newline.
+fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for name in crate::registry::names() {
-        for byte in name.bytes().chain([b'\n']) {
+    for part in parts {
+        for byte in part.bytes().chain([b'\n']) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{hash:016x}")
+    hash
 }
 
 fn now_ms() -> u64 {

@@ -8,7 +8,7 @@
 //! come back on the pool's own subject of the results stream, where a listener task hands
 //! each to its waiting caller.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -26,8 +26,9 @@ use crate::pool::{Backend, Command, Job, Pool};
 use crate::protocol::call::{batch_of_one, only_item};
 use crate::protocol::decode;
 
+use super::stats::{ClusterStats, NodeStats, PoolCounts, record_cluster};
 use super::{
-    ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Layout, Names, NodeInfo,
+    ConnectOptions, DEFAULT_NAMESPACE, HEADER_ROOM, ITEMS_HEADER, Layout, Names, Needs, NodeInfo,
     OBJECT_HEADER, Outcome, RECONNECT_CHECK, REPLY_HEADER, TASK_HEADER, WORKER_HEADER, connect,
     connects, delete_object, ensure_layout, fingerprint, header, nats_error, put_object,
     read_object, reconnected,
@@ -102,6 +103,7 @@ impl Pool {
             url: url.into(),
             options: None,
             namespace: DEFAULT_NAMESPACE.to_string(),
+            requires: Needs::none(),
         }
     }
 
@@ -137,15 +139,64 @@ impl Pool {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+impl Pool {
+    /// What the cluster of a pool built by [`Pool::connect`] is doing, read now: the tasks
+    /// waiting in the work queue and in flight, and each live node's work (tasks running,
+    /// completed, failed, retried and given up, time spent), as its heartbeat tells. The same
+    /// figures are recorded as metrics; see [`stats`](crate::cluster::stats).
+    /// [`Pool::stats`] has this pool's own counts.
+    ///
+    /// # Errors
+    ///
+    /// - [`InvalidState`](crate::ErrorKind::InvalidState) for a local pool, which has no
+    ///   nodes.
+    /// - [`Io`](crate::ErrorKind::Io) if the server cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: multiproc::Pool) -> multiproc::Result<()> {
+    /// let stats = pool.cluster_stats().await?;
+    /// println!("{} queued, {} in flight", stats.queue_depth, stats.in_flight);
+    /// for node in stats.nodes {
+    ///     println!("{}: {} running, {} done", node.id, node.in_flight, node.completed);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn cluster_stats(&self) -> Result<ClusterStats> {
+        match self.backend::<RemotePool>() {
+            Some(remote) => remote.cluster_stats().await,
+            None => Err(Error::invalid_state(
+                "cluster_stats() is for a pool on a cluster (Pool::connect); this pool is local",
+            )),
+        }
+    }
+}
+
 /// Configures a [`Pool`] on a cluster; returned by [`Pool::connect`].
 #[must_use = "a pool connects only when built"]
 pub struct RemotePoolBuilder {
     url: String,
     options: Option<ConnectOptions>,
     namespace: String,
+    requires: Needs,
 }
 
 impl RemotePoolBuilder {
+    /// What every call of the pool needs of the node that runs it (default: nothing), a
+    /// label such as `"gpu"` or a [`Needs`] of labels and resources, as Ray's
+    /// `ray_remote_args`; [`Apply::needs`](crate::pool::Apply::needs) overrides it for one
+    /// call. See the [routing docs](super::routing).
+    pub fn requires(mut self, needs: impl Into<Needs>) -> Self {
+        self.requires = needs.into();
+        self
+    }
+
     /// Connection options: credentials, NKeys, token, TLS, reconnection.
     pub fn options(mut self, options: ConnectOptions) -> Self {
         self.options = Some(options);
@@ -184,6 +235,7 @@ impl RemotePoolBuilder {
     /// ```
     pub async fn build(self) -> Result<Pool> {
         let names = Names::new(&self.namespace)?;
+        self.requires.check()?;
         let client = connect(&self.url, self.options).await?;
         let js = jetstream::new(client.clone());
         let Layout {
@@ -201,10 +253,10 @@ impl RemotePoolBuilder {
             .map_err(|error| nats_error("opening the results stream", error))?;
         let results = read_results(&results_stream, &inbox, 0).await?;
         let advisories = client
+            // Every consumer of the stream: the build's own and its routes'.
             .subscribe(format!(
-                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
-                names.stream,
-                names.consumer(&fingerprint)
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+                names.stream
             ))
             .await
             .map_err(|error| nats_error("subscribing to the max-deliveries advisories", error))?;
@@ -227,7 +279,9 @@ impl RemotePoolBuilder {
         ));
         let remote = RemotePool {
             inner: Arc::new(Inner {
-                subject: names.task_subject(&fingerprint),
+                requires: self.requires,
+                routes: Mutex::default(),
+                names,
                 fingerprint,
                 js,
                 client,
@@ -241,6 +295,7 @@ impl RemotePoolBuilder {
                 nodes: Mutex::new(None),
                 slots: AtomicUsize::new(0),
                 terminated: AtomicBool::new(false),
+                counts: PoolCounts::default(),
                 busy: watch::Sender::new(0),
                 listener,
             }),
@@ -469,7 +524,7 @@ async fn refresh_nodes(pool: Weak<Inner>) {
         let Some(inner) = pool.upgrade() else {
             return;
         };
-        if let Err(error) = (RemotePool { inner }).live_nodes(true).await {
+        if let Err(error) = (RemotePool { inner }).cluster_stats().await {
             tracing::debug!(%error, "multiproc: listing the nodes failed");
         }
     }
@@ -490,7 +545,11 @@ struct Inner {
     bucket: Store,
     /// Arguments and results too large for a message.
     objects: ObjectStore,
-    subject: String,
+    names: Names,
+    /// What calls need unless they say otherwise.
+    requires: Needs,
+    /// The routes whose consumer this pool has made sure of.
+    routes: Mutex<HashSet<String>>,
     fingerprint: String,
     inbox: String,
     id: String,
@@ -500,6 +559,8 @@ struct Inner {
     /// The slots of the live nodes of this build, as last read.
     slots: AtomicUsize,
     terminated: AtomicBool,
+    /// Its items' counts, for [`Pool::stats`], and its metrics.
+    counts: PoolCounts,
     /// Jobs submitted and not yet answered (or withdrawn): `join` waits for 0.
     busy: watch::Sender<usize>,
     listener: tokio::task::JoinHandle<()>,
@@ -549,6 +610,30 @@ impl Drop for Waiter {
     }
 }
 
+/// The error of a call whose `needs` no live node serving `worker` can meet, with what the
+/// nodes offer.
+fn infeasible(worker: &str, needs: &Needs, nodes: &[NodeInfo]) -> Error {
+    let offers: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            let resources = node
+                .resources
+                .iter()
+                .map(|(name, amount)| format!("{name}={amount}"));
+            let offer: Vec<String> = node.labels.iter().cloned().chain(resources).collect();
+            format!("{} offers [{}]", node.id, offer.join(", "))
+        })
+        .collect();
+    Error::new(
+        ErrorKind::Infeasible,
+        format!(
+            "no live node can run `{worker}`, which needs {needs}: {}; start a node with \
+             Node::connect(url).labels([..]).resource(name, amount)",
+            offers.join("; ")
+        ),
+    )
+}
+
 fn terminated() -> Error {
     Error::cancelled("the pool was terminated before this call finished")
 }
@@ -562,12 +647,52 @@ impl Backend for RemotePool {
         self.inner.slots.load(Ordering::Relaxed).max(1)
     }
 
+    /// This pool's items, and the restarts of the live nodes' children, as last read.
+    fn stats(&self) -> crate::PoolStats {
+        let nodes = self.inner.nodes.lock().expect("nodes lock");
+        let nodes: Vec<NodeInfo> = nodes
+            .iter()
+            .flat_map(|(_, nodes)| nodes)
+            .filter(|node| node.fingerprint == self.inner.fingerprint)
+            .cloned()
+            .collect();
+        self.inner.counts.stats(&nodes)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }
 
 impl RemotePool {
+    /// The work queue and the live nodes of this build, read now, and recorded as metrics.
+    async fn cluster_stats(&self) -> Result<ClusterStats> {
+        let mut nodes: Vec<NodeStats> = self
+            .live_nodes(true)
+            .await?
+            .iter()
+            .filter(|node| node.fingerprint == self.inner.fingerprint)
+            .map(NodeStats::of)
+            .collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut stats = ClusterStats {
+            nodes,
+            ..ClusterStats::default()
+        };
+        // The build's consumer and its routes' (see `Names::route_consumer`).
+        let ours = self.inner.names.consumer(&self.inner.fingerprint);
+        let mut consumers = self.inner.stream.consumers();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|error| nats_error("reading the work queue", error))?;
+            if info.name == ours || info.name.starts_with(&format!("{ours}_")) {
+                stats.queue_depth += info.num_pending;
+                stats.in_flight += info.num_ack_pending as u64;
+            }
+        }
+        record_cluster(&stats);
+        Ok(stats)
+    }
+
     /// The ids of the live nodes that run this build, read now.
     async fn nodes(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self
@@ -623,6 +748,9 @@ impl RemotePool {
     async fn run_jobs(self, jobs: Vec<(Job, Busy)>, window: Arc<Semaphore>) {
         let this = &self;
         let mut running = FuturesUnordered::new();
+        for (job, _) in &jobs {
+            self.inner.counts.queue(job.items);
+        }
         for (job, busy) in jobs {
             let permit = loop {
                 tokio::select! {
@@ -648,10 +776,12 @@ impl RemotePool {
             batch,
             items,
             mut reply,
+            needs,
             // Deadlines and cancelling a running call are the local pool's; a node runs its
             // tasks to the end.
             ..
         } = job;
+        self.inner.counts.dequeue(items);
         if reply.is_closed() {
             return; // withdrawn before it was sent
         }
@@ -663,7 +793,12 @@ impl RemotePool {
             batch_of_one(payload)
         };
         let answer = async {
-            let answer = self.submit(worker, payload, items).await?.reply().await?;
+            let needs = needs.as_ref().unwrap_or(&self.inner.requires);
+            let waiter = self.submit(worker, payload, items, needs).await?;
+            let published = self.inner.counts.published(items);
+            let answer = waiter.reply().await;
+            published.answered(&answer);
+            let answer = answer?;
             if batch {
                 Ok(answer)
             } else {
@@ -736,19 +871,24 @@ impl RemotePool {
         Ok(nodes)
     }
 
-    /// Fails unless a live node of this build serves `worker`.
-    async fn ensure_served(&self, worker: &str) -> Result<()> {
+    /// Fails unless a live node of this build serves `worker` with `needs`.
+    async fn ensure_served(&self, worker: &str, needs: &Needs) -> Result<()> {
         let nodes = self.live_nodes(false).await?;
         let serves = |node: &NodeInfo| {
             node.fingerprint == self.inner.fingerprint && node.workers.iter().any(|w| w == worker)
         };
-        if nodes.iter().any(serves) {
+        let satisfies =
+            |node: &NodeInfo| serves(node) && needs.satisfied_by(&node.labels, &node.resources);
+        if nodes.iter().any(satisfies) {
             return Ok(());
         }
         // The cache may predate a node that just started.
         let nodes = self.live_nodes(true).await?;
-        if nodes.iter().any(serves) {
+        if nodes.iter().any(satisfies) {
             return Ok(());
+        }
+        if nodes.iter().any(serves) {
+            return Err(infeasible(worker, needs, &nodes));
         }
         let others = nodes
             .iter()
@@ -771,6 +911,44 @@ impl RemotePool {
         ))
     }
 
+    /// Makes sure the consumer of the route of `needs` exists, so that the nodes find the
+    /// route: created with the settings of the build's own consumer (its ack wait and
+    /// retry cap, which the nodes chose).
+    async fn ensure_route(&self, needs: &Needs) -> Result<()> {
+        let inner = &self.inner;
+        let Some(route) = needs.route() else {
+            return Ok(());
+        };
+        if inner.routes.lock().expect("routes lock").contains(&route) {
+            return Ok(());
+        }
+        let (names, fingerprint) = (&inner.names, &inner.fingerprint);
+        let mut config = inner
+            .stream
+            .get_consumer::<jetstream::consumer::pull::Config>(&names.consumer(fingerprint))
+            .await
+            .map_err(|error| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("NATS: reading the nodes' consumer: {error}"),
+                )
+            })?
+            .cached_info()
+            .config
+            .clone();
+        let name = names.route_consumer(fingerprint, &route);
+        config.durable_name = Some(name.clone());
+        config.name = None;
+        config.filter_subject = names.routed_subject(fingerprint, needs);
+        inner
+            .stream
+            .get_or_create_consumer::<jetstream::consumer::Config>(&name, config)
+            .await
+            .map_err(|error| nats_error(&format!("creating the route {route}"), error))?;
+        inner.routes.lock().expect("routes lock").insert(route);
+        Ok(())
+    }
+
     /// Waits out an unreachable server: `Ok` to try `doing` again after a pause, or the
     /// error once [`PUBLISH_RETRY`] has passed since `since` or the pool was terminated.
     async fn retry(&self, error: Error, doing: &str, since: Instant) -> Result<()> {
@@ -790,12 +968,20 @@ impl RemotePool {
     /// While the server cannot be reached the task is published again, for up to
     /// [`PUBLISH_RETRY`]: the `Nats-Msg-Id` header makes the server store it once however
     /// many attempts reach it.
-    async fn submit(&self, worker: &'static str, payload: Vec<u8>, items: usize) -> Result<Waiter> {
+    async fn submit(
+        &self,
+        worker: &'static str,
+        payload: Vec<u8>,
+        items: usize,
+        needs: &Needs,
+    ) -> Result<Waiter> {
         let inner = &self.inner;
         let started = Instant::now();
         if inner.terminated.load(Ordering::SeqCst) {
             return Err(terminated());
         }
+        needs.check()?;
+        let subject = inner.names.routed_subject(&inner.fingerprint, needs);
         let task = format!(
             "{}.{}",
             inner.id,
@@ -822,7 +1008,8 @@ impl RemotePool {
         loop {
             let since = connects(&inner.client);
             let attempt = async {
-                self.ensure_served(worker).await?;
+                self.ensure_served(worker, needs).await?;
+                self.ensure_route(needs).await?;
                 let payload = if large {
                     put_object(&inner.objects, &waiter.task, &payload).await?;
                     bytes::Bytes::new()
@@ -831,7 +1018,7 @@ impl RemotePool {
                 };
                 inner
                     .js
-                    .publish_with_headers(inner.subject.clone(), headers.clone(), payload)
+                    .publish_with_headers(subject.clone(), headers.clone(), payload)
                     .await
                     .map_err(|error| {
                         nats_error(&format!("publishing task {}", waiter.task), error)
@@ -889,7 +1076,7 @@ impl fmt::Debug for RemotePool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemotePool")
             .field("id", &self.inner.id)
-            .field("subject", &self.inner.subject)
+            .field("requires", &self.inner.requires)
             .field("fingerprint", &self.inner.fingerprint)
             .finish()
     }

@@ -97,6 +97,38 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## With TLS
+//!
+//! Without TLS, the key proof keeps strangers out but what follows crosses the network in the
+//! clear. [`Manager::serve_tls`] and [`Manager::connect_tls`] make each connection a TLS
+//! session first: the client checks the manager's certificate against the CAs it trusts (and
+//! the manager the client's, if it asks for one), then the key proof and everything after it
+//! run inside the session. [`TlsServerConfig`] and [`TlsClientConfig`] are read from PEM; a
+//! ready `rustls` configuration is accepted too (`from_rustls`, with [`rustls`] re-exported).
+//!
+//! ```no_run
+//! use multiproc::{Manager, TlsClientConfig, TlsServerConfig};
+//!
+//! # async fn demo() -> multiproc::Result<()> {
+//! let read = |path: &str| std::fs::read(path).expect("a PEM file");
+//! // On one machine, with a certificate naming its address (IP:10.0.0.1) or a DNS name:
+//! let tls = TlsServerConfig::from_pem(&read("manager.crt"), &read("manager.key"))?;
+//! let server = Manager::serve_tls("0.0.0.0:50000".parse().unwrap(), b"secret", tls).await?;
+//! // On another, trusting the CA that signed it:
+//! let tls = TlsClientConfig::from_pem(&read("ca.crt"))?;
+//! let client = Manager::connect_tls("10.0.0.1:50000".parse().unwrap(), b"secret", tls).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A client with the wrong CA, or without a client certificate the manager asks for, is
+//! refused with an [`Auth`](crate::ErrorKind::Auth) error saying what TLS found, before any
+//! request; one without TLS is refused within 2 seconds, told that the manager speaks TLS.
+//! The proxies of a manager reached with TLS name it `tls://ADDRESS/run-RUN`, so every
+//! process reaches them with TLS or not at all; a process started afterwards inherits the
+//! client configuration with the key (see [`TlsClientConfig`]).
+//!
+//! ## Proxies in other processes
+//!
 //! A proxy or hosted object from [`Manager::connect`] names the server's address and its
 //! *run* (below), not the key. As in Python, a process started after [`Manager::connect`]
 //! inherits the key (on its connection to its parent, never its command line or
@@ -160,11 +192,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::protocol::store::{Hosted, HostedObject, Kind, StoreOp};
+pub use crate::transport::tls::{TlsClientConfig, TlsServerConfig};
 pub use builder::ManagerBuilder;
 pub use dict::DictProxy;
 use entry::Target;
 pub use list::ListProxy;
 pub use namespace::Namespace;
+/// The TLS library of [`TlsServerConfig::from_rustls`] and [`TlsClientConfig::from_rustls`],
+/// for configurations beyond what the PEM constructors offer.
+pub use rustls;
 use store::Store;
 pub use value::ValueProxy;
 
@@ -343,13 +379,56 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn serve(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
+        Self::serve_with(addr, authkey, None).await
+    }
+
+    /// As [`serve`](Self::serve), with every connection inside TLS: clients reach it with
+    /// [`connect_tls`](Self::connect_tls), check its certificate (and, with
+    /// [`TlsServerConfig::from_pem_with_client_ca`], present one of their own), then prove
+    /// `authkey` inside the TLS session, so nothing after the TCP handshake crosses the
+    /// network in the clear. A client without TLS is refused, and told why, within 2 seconds.
+    /// See [Across machines](self#across-machines).
+    ///
+    /// # Errors
+    ///
+    /// An [`Io`](crate::ErrorKind::Io) error if `addr` cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a listener bound when the future is dropped is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// use multiproc::{Manager, TlsServerConfig};
+    ///
+    /// let chain = std::fs::read("manager.crt").expect("the certificate chain");
+    /// let key = std::fs::read("manager.key").expect("its private key");
+    /// let tls = TlsServerConfig::from_pem(&chain, &key)?;
+    /// let server = Manager::serve_tls("0.0.0.0:50000".parse().unwrap(), b"secret", tls).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve_tls(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: TlsServerConfig,
+    ) -> Result<Manager> {
+        Self::serve_with(addr, authkey, Some(tls)).await
+    }
+
+    async fn serve_with(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: Option<TlsServerConfig>,
+    ) -> Result<Manager> {
         let hub = Hub::get_or_start()?;
         let object = hub.create(Box::new(Store::default()));
         let store = Handle {
             hub: hub.name().to_string(),
             object,
         };
-        let front = tcp::serve(addr, authkey.to_vec(), hub, object).await?;
+        let front = tcp::serve(addr, authkey.to_vec(), tls, hub, object).await?;
         Ok(Manager {
             store,
             server: Server::Serving(front),
@@ -379,7 +458,51 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub async fn connect(addr: SocketAddr, authkey: &[u8]) -> Result<Manager> {
-        let (hub, object) = client::connect_tcp(addr, authkey.to_vec()).await?;
+        Self::connect_with(addr, authkey, None).await
+    }
+
+    /// Connects to a manager [served with TLS](Self::serve_tls) at `addr`: checks its
+    /// certificate against `tls` (and presents `tls`'s client certificate, if it has one),
+    /// then proves `authkey` inside the TLS session, before anything else is exchanged.
+    /// Processes started afterwards inherit `tls` with the key, so the proxies they are given
+    /// just work (unless `tls` was made with [`TlsClientConfig::from_rustls`]).
+    ///
+    /// # Errors
+    ///
+    /// An [`Auth`](crate::ErrorKind::Auth) error, saying what TLS found, if the certificate is
+    /// not signed by a CA `tls` trusts or does not name the server, if the manager requires a
+    /// client certificate `tls` lacks, or if it does not speak TLS; as [`connect`](Self::connect)
+    /// otherwise.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> multiproc::Result<()> {
+    /// use multiproc::{Manager, TlsClientConfig};
+    ///
+    /// let ca = std::fs::read("ca.crt").expect("the CA certificate");
+    /// let tls = TlsClientConfig::from_pem(&ca)?;
+    /// let manager = Manager::connect_tls("10.0.0.1:50000".parse().unwrap(), b"secret", tls).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: TlsClientConfig,
+    ) -> Result<Manager> {
+        Self::connect_with(addr, authkey, Some(tls)).await
+    }
+
+    async fn connect_with(
+        addr: SocketAddr,
+        authkey: &[u8],
+        tls: Option<TlsClientConfig>,
+    ) -> Result<Manager> {
+        let (hub, object) = client::connect_tcp(addr, authkey.to_vec(), tls).await?;
         Ok(Manager {
             store: Handle { hub, object },
             server: Server::Connected(addr),
@@ -660,8 +783,8 @@ impl Manager {
 
     /// Creates (or, with a `name`, finds) a hosted object in the manager's process and
     /// returns its handle, naming the hub this process reaches the store through: the
-    /// manager's local socket, or `tcp://addr` for a manager reached with
-    /// [`connect`](Self::connect). So a queue works over whatever connection the store does.
+    /// manager's local socket, or `tcp://addr` (`tls://addr`) for a manager reached with
+    /// [`connect`](Self::connect) ([`connect_tls`](Self::connect_tls)). So a queue works over whatever connection the store does.
     async fn host<S: DeserializeOwned>(&self, object: Hosted, name: Option<&str>) -> Result<S> {
         self.check_open()?;
         let op = StoreOp::Host {

@@ -1,4 +1,4 @@
-//! The manager's TCP front: the mutual HMAC challenge, then hub frames.
+//! The manager's TCP front: TLS if asked, the mutual HMAC challenge, then hub frames.
 //!
 //! A TCP peer may be another machine with no common ancestor, so both sides prove a key given
 //! by the user rather than the process tree's, with the same handshake as every named local
@@ -25,7 +25,17 @@
 //! any object of the serving process's hub (as any process of the local tree can) and can ask
 //! `update` to run any one-argument `#[worker]` registered in the server's binary. Unlike
 //! Python's pickle, nothing a peer sends can run code that is not already registered there.
-//! The connection is not encrypted: over an untrusted network, tunnel it (SSH, WireGuard).
+//!
+//! # TLS
+//!
+//! A front served with [`Manager::serve`](crate::Manager::serve) is not encrypted: the key
+//! proof keeps strangers out, but what follows is readable on the wire. One served with
+//! [`Manager::serve_tls`](crate::Manager::serve_tls) first makes each connection a TLS
+//! session ([`transport::tls`](crate::transport::tls)): the client checks the manager's
+//! certificate (and the manager the client's, if it asks for one); the key proof then runs
+//! inside the session, and so does everything after it. Its hub name starts with `tls://`
+//! instead of `tcp://`, so that its proxies are reached with TLS in every process, or not at
+//! all.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -37,8 +47,9 @@ use crate::error::{Error, Result};
 use crate::protocol::{ObjectId, Welcome};
 use crate::shared::hub::{Hub, runtime};
 use crate::transport::accept::Handshakes;
-use crate::transport::auth::{HANDSHAKE_TIMEOUT, random_bytes, server_handshake};
-use crate::transport::{DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter, tcp};
+use crate::transport::auth::random_bytes;
+use crate::transport::tls::TlsServerConfig;
+use crate::transport::{DEFAULT_MAX_FRAME_LEN, tcp};
 
 /// A TCP front serving one store, and the connections it accepted.
 #[derive(Debug)]
@@ -108,10 +119,11 @@ impl TcpFront {
 }
 
 /// Listens on `addr` and serves `store` of this process's `hub` to every client that proves
-/// `key`.
+/// `key`, inside TLS if `tls` is given.
 pub(crate) async fn serve(
     addr: SocketAddr,
     key: Vec<u8>,
+    tls: Option<TlsServerConfig>,
     hub: Arc<Hub>,
     store: ObjectId,
 ) -> Result<TcpFront> {
@@ -127,6 +139,7 @@ pub(crate) async fn serve(
     let tasks = Arc::new(Mutex::new(FrontTasks::default()));
     let front = Front {
         key: key.into(),
+        tls,
         hub: hub.clone(),
         welcome: Welcome {
             store,
@@ -151,6 +164,7 @@ pub(crate) async fn serve(
 /// What every connection to one front shares.
 struct Front {
     key: Arc<[u8]>,
+    tls: Option<TlsServerConfig>,
     hub: Arc<Hub>,
     welcome: Welcome,
     tasks: Arc<Mutex<FrontTasks>>,
@@ -172,25 +186,26 @@ async fn accept_peers(listener: TcpListener, front: Arc<Front>) {
     }
 }
 
-/// Proves the key both ways with `peer` and, if it is proven, serves it in a task of its own.
-async fn authenticate_peer(mut stream: TcpStream, peer: SocketAddr, front: Arc<Front>) {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, server_handshake(&mut stream, &front.key)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
+/// Starts TLS with `peer` if the front has it, proves the key both ways and, if it is
+/// proven, serves the peer in a task of its own.
+async fn authenticate_peer(stream: TcpStream, peer: SocketAddr, front: Arc<Front>) {
+    let authenticated = tcp::authenticate(
+        stream,
+        &front.key,
+        DEFAULT_MAX_FRAME_LEN,
+        front.tls.as_ref(),
+    )
+    .await;
+    let (reader, writer) = match authenticated {
+        Ok(framed) => framed,
+        Err(error) => {
             tracing::warn!(target: "multiproc", "the manager refused {peer}: {error}");
             return;
         }
-        Err(_) => {
-            tracing::warn!(target: "multiproc", "the manager refused {peer}: the handshake timed out");
-            return;
-        }
-    }
-    let (read, write) = stream.into_split();
-    let (writer, _writer_task) = FrameWriter::spawn(write, DEFAULT_MAX_FRAME_LEN);
+    };
     if writer.send(&front.welcome, Vec::new()).is_err() {
         return;
     }
-    let reader = FrameReader::new(read, DEFAULT_MAX_FRAME_LEN);
     let served = tokio::spawn(front.hub.clone().serve_stream(reader, writer, 0));
     front
         .tasks

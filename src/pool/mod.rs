@@ -119,6 +119,8 @@
 
 mod builder;
 pub(crate) mod map;
+#[cfg(feature = "nats")]
+pub(crate) mod needs;
 mod pool_worker;
 mod result;
 mod scheduler;
@@ -134,6 +136,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use builder::PoolBuilder;
 pub use map::{Imap, Map};
+#[cfg(feature = "nats")]
+pub use needs::Needs;
 pub use result::{AsyncResult, MapResult};
 pub use stats::{PoolStats, RunningCall, WorkerStats};
 
@@ -365,8 +369,12 @@ impl Pool {
     /// snapshot for a service to export as health metrics; see [`PoolStats`] for what each
     /// count means. Reading it sends nothing to the workers.
     ///
-    /// A pool on a cluster (`Pool::connect`, feature `nats`) reports no counts and no workers
-    /// yet: every field is zero or empty.
+    /// A pool on a cluster (`Pool::connect`, feature `nats`) counts its own items: `queued`
+    /// are held back by its submission window, `running` are published and not answered
+    /// (waiting on the server or running on a node), `completed` and `failed` by the answer
+    /// of their task (the items of a chunk that came back count as completed, even one that
+    /// panicked); `restarts` sums the live nodes' child restarts; `workers` is empty. The
+    /// cluster's own figures (queue depth, each node's work) are in `Pool::cluster_stats`.
     ///
     /// # Examples
     ///
@@ -501,6 +509,8 @@ impl Pool {
             pool: self,
             args,
             timeout: None,
+            #[cfg(feature = "nats")]
+            needs: None,
             _worker: PhantomData,
         }
     }
@@ -750,9 +760,16 @@ impl Pool {
             return Err(error);
         }
         // Only a local pool can kill the process that runs an overdue call.
-        if self.backend::<LocalBackend>().is_none()
-            && jobs.iter().any(|job| job.task_timeout.is_some())
-        {
+        let local = self.backend::<LocalBackend>().is_some();
+        #[cfg(feature = "nats")]
+        if local && jobs.iter().any(|job| job.needs.is_some()) {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidInput,
+                "needs (labels, resources) are for a pool on a cluster (Pool::connect); this \
+                 pool is local",
+            ));
+        }
+        if !local && jobs.iter().any(|job| job.task_timeout.is_some()) {
             return Err(Error::new(
                 crate::ErrorKind::InvalidInput,
                 "a deadline needs a local pool: this pool's workers run on other machines, \
@@ -789,6 +806,8 @@ impl Job {
                 task_timeout: None,
                 control: None,
                 span: crate::logging::call_span(),
+                #[cfg(feature = "nats")]
+                needs: None,
             },
             receiver,
         )
@@ -821,6 +840,8 @@ pub struct Apply<'a, W: Worker<M>, M> {
     pool: &'a Pool,
     args: W::Args,
     timeout: Option<Duration>,
+    #[cfg(feature = "nats")]
+    needs: Option<Needs>,
     _worker: PhantomData<fn() -> (W, M)>,
 }
 
@@ -834,6 +855,19 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
         self
     }
 
+    /// On a pool on a cluster (feature `nats`): runs the call only on a node that offers
+    /// `needs` (a label such as `"gpu"`, or a [`Needs`] of labels and
+    /// resources), instead of the pool's
+    /// [`requires`](crate::RemotePoolBuilder::requires). A need no live node can serve fails
+    /// the call at once with an [`Infeasible`](crate::ErrorKind::Infeasible) error; on a local
+    /// pool, with an [`InvalidInput`](crate::ErrorKind::InvalidInput) error.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn needs(mut self, needs: impl Into<Needs>) -> Self {
+        self.needs = Some(needs.into());
+        self
+    }
+
     /// Queues the call now and returns a handle to its result (what
     /// [`apply_async`](Pool::apply_async) does).
     pub fn submit(self) -> AsyncResult<W::Output> {
@@ -841,6 +875,8 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
             pool,
             args,
             timeout,
+            #[cfg(feature = "nats")]
+            needs,
             ..
         } = self;
         let control = Arc::new(Control::default());
@@ -850,6 +886,10 @@ impl<W: Worker<M>, M> Apply<'_, W, M> {
                 let (mut job, reply) = Job::new(name, payload, false, 1);
                 job.task_timeout = timeout;
                 job.control = Some(control.clone());
+                #[cfg(feature = "nats")]
+                {
+                    job.needs = needs;
+                }
                 pool.submit(pool.new_group(), vec![job])?;
                 Ok(reply)
             });

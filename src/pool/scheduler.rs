@@ -69,6 +69,9 @@ pub(crate) struct Job {
     pub(crate) control: Option<Arc<Control>>,
     /// The caller's span, for the events the child forwards while it runs the call.
     pub(crate) span: Option<tracing::Span>,
+    /// What the node running it must offer, on a cluster; `None`: the pool's default.
+    #[cfg(feature = "nats")]
+    pub(crate) needs: Option<super::Needs>,
 }
 
 /// Where a call that its caller can cancel is, so that a cancel withdraws it or stops it.

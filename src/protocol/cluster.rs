@@ -15,8 +15,27 @@ pub(crate) struct NodeInfo {
     pub(crate) slots: usize,
     pub(crate) fingerprint: String,
     pub(crate) workers: Vec<String>,
+    /// The labels it offers to tasks' needs.
+    pub(crate) labels: Vec<String>,
+    /// The resources it offers, with their total amounts.
+    pub(crate) resources: Vec<(String, u64)>,
+    /// Its work so far.
+    pub(crate) load: NodeLoad,
     /// Milliseconds since the Unix epoch when the heartbeat was written.
     pub(crate) at_ms: u64,
+}
+
+/// What a node's heartbeat says of its work.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct NodeLoad {
+    pub(crate) in_flight: usize,
+    pub(crate) completed: u64,
+    pub(crate) failed: u64,
+    pub(crate) retries: u64,
+    pub(crate) give_ups: u64,
+    pub(crate) restarts: u64,
+    /// Milliseconds of tasks run, in all.
+    pub(crate) task_ms: u64,
 }
 
 /// The answer to a task, as a node publishes it.

@@ -6,9 +6,11 @@
 //! child answers with a [`Hello`] that proves it and says which process it is. A named socket
 //! or a TCP connection opens instead with the mutual challenge of `transport::auth`, whose
 //! messages are raw bytes as in Python's `multiprocessing.connection`; a TCP manager then
-//! sends its [`Welcome`].
+//! sends its [`Welcome`]. A child also inherits what its parent trusts to reach managers
+//! served with TLS ([`TlsTrust`]), beside their keys.
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 use super::ObjectId;
 use crate::current::ProcessInfo;
@@ -32,6 +34,30 @@ pub(crate) struct Hello {
 pub(crate) struct Welcome {
     pub(crate) store: ObjectId,
     pub(crate) run: u64,
+}
+
+/// What a process trusts and presents to reach a manager served with TLS, in the form a
+/// child inherits it (see [`transport::tls`](crate::transport::tls)): all DER, as the user's
+/// PEM files held it.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct TlsTrust {
+    /// The certificates of the CAs the manager's certificate must chain to.
+    pub(crate) roots: Vec<ByteBuf>,
+    /// The name the manager's certificate must carry; `None`: the IP address connected to.
+    pub(crate) server_name: Option<String>,
+    /// The client certificate chain and its private key, for a manager that asks for one.
+    pub(crate) client_cert: Option<(Vec<ByteBuf>, ByteBuf)>,
+}
+
+impl std::fmt::Debug for TlsTrust {
+    /// Everything but the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsTrust")
+            .field("roots", &self.roots.len())
+            .field("server_name", &self.server_name)
+            .field("client_cert", &self.client_cert.is_some())
+            .finish()
+    }
 }
 
 /// What a child needs to know about itself; travels hex-encoded in [`BOOTSTRAP_ENV`](crate::bootstrap::BOOTSTRAP_ENV).

@@ -134,6 +134,12 @@ pub(crate) enum QueueOp {
     },
     /// Give back items a dropped `get` had already taken, to the front of the queue.
     Unget,
+    /// The payload's one item is the handle of a ring (`shm/ring.rs`) through which this
+    /// connection's process will put items; the hub maps it and reads it before every
+    /// request. Refused (and the process keeps putting by request) where it cannot be mapped.
+    AttachRing,
+    /// A ring of this queue holds records and a getter waits: read them now.
+    RingRung,
     Len,
     /// The queue's bound and length, answered with [`Answer::Capacity`].
     Capacity,

@@ -30,7 +30,7 @@ pub(crate) mod store;
 use serde::Serialize;
 
 pub(crate) use call::{BatchResults, FromChild, ToChild};
-pub(crate) use handshake::{Bootstrap, Hello, KEY_LEN, Key, Welcome};
+pub(crate) use handshake::{Bootstrap, Hello, KEY_LEN, Key, TlsTrust, Welcome};
 
 /// The id of an object (a queue, a lock, a manager's store) in the hub of the process that
 /// serves it.

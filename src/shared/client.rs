@@ -17,8 +17,9 @@
 //! untimed request fails as soon as the connection closes, which the kernel does the moment
 //! the hub's process dies.
 //!
-//! A manager served over TCP is named `tcp://addr/run-<run>` (see [`hub_name`](super::hub_name)). A process keeps
-//! one link per address, whatever the run; a handle may use it only if the link reached the
+//! A manager served over TCP is named `tcp://addr/run-<run>`, or `tls://addr/run-<run>` when
+//! served with TLS (see [`hub_name`](mod@super::hub_name)). A process keeps one link per address
+//! (and scheme), whatever the run; a handle may use it only if the link reached the
 //! handle's run, so a proxy of a restarted manager's earlier run is refused here, before
 //! anything is sent. Unlike a process's hub, a manager may come back at its address, so a
 //! closed TCP link is replaced on its next use.
@@ -36,10 +37,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, oneshot};
 
 use super::hub::{Caller, Hub, Items, LOCAL, Replier, Reply, Request, decode_items, runtime};
-use super::hub_name::{self, hub_name, link_name};
+use super::hub_name::{self, ManagerHub, hub_name, link_name};
 use crate::error::{Error, Result};
 use crate::protocol::Welcome;
 use crate::protocol::hub::{Answer, Failure, HubReply, HubRequest, ObjectId, Op, grants, undo_of};
+use crate::transport::tls::TlsClientConfig;
 use crate::transport::{self, DEFAULT_MAX_FRAME_LEN, FrameReader, FrameWriter};
 use tokio::io::AsyncRead;
 
@@ -67,6 +69,17 @@ impl Handle {
 pub(crate) enum Link {
     Local(Arc<Hub>),
     Remote(Arc<Remote>),
+}
+
+impl Link {
+    /// The error to give for a request on this link if its connection has closed (the hub's
+    /// process died or closed it); `None` while it is open.
+    pub(crate) fn gone(&self) -> Option<Error> {
+        match self {
+            Link::Local(_) => None,
+            Link::Remote(remote) => remote.closed.load(Ordering::SeqCst).then(|| gone(remote)),
+        }
+    }
 }
 
 /// This process's connection to another process's hub.
@@ -102,8 +115,8 @@ pub(crate) async fn link(handle: &Handle) -> Result<Link> {
     {
         return Ok(Link::Local(hub));
     }
-    if let Some((addr, run)) = hub_name::parse_hub_name(&handle.hub) {
-        return manager_link(addr, run).await;
+    if let Some(manager) = hub_name::parse_hub_name(&handle.hub) {
+        return manager_link(manager).await;
     }
     let slot = slot(&handle.hub, false);
     let remote = slot.get_or_try_init(|| connect(handle.hub.clone())).await?;
@@ -128,20 +141,21 @@ fn slot(name: &str, renew: bool) -> RemoteSlot {
     slot.clone()
 }
 
-/// The link to the manager at `addr`, for an object of its run `run`: the process's one link
-/// to that address, which must reach that run.
-async fn manager_link(addr: &str, run: Option<u64>) -> Result<Link> {
+/// The link to the manager `manager` names, for an object of its run: the process's one link
+/// to that address (with TLS or not, as the name says), which must reach that run.
+async fn manager_link(manager: ManagerHub<'_>) -> Result<Link> {
+    let ManagerHub { addr, run, tls } = manager;
     // Unlike a process, a manager can come back at its address (a network cut, or served
     // again): a closed link is replaced on next use. Whether the server is the same run is
     // learnt on connecting, and only a handle of that run may use the link.
-    let slot = slot(&link_name(addr), true);
-    let remote = slot.get_or_try_init(|| connect_manager(addr)).await?;
+    let slot = slot(&link_name(addr, tls), true);
+    let remote = slot.get_or_try_init(|| connect_manager(addr, tls)).await?;
     if remote.run.is_none() || remote.run != run {
+        let connect = connect_call(addr, tls);
         return Err(Error::closed(format!(
             "this object belonged to an earlier run of the manager at {addr}, which has been \
              shut down or restarted since: the manager serving there now is a new run, without \
-             this object. Get a new proxy from it: Manager::connect({addr}, authkey), then \
-             dict_named, queue_named, ..."
+             this object. Get a new proxy from it: {connect}, then dict_named, queue_named, ..."
         )));
     }
     Ok(Link::Remote(remote.clone()))
@@ -150,25 +164,48 @@ async fn manager_link(addr: &str, run: Option<u64>) -> Result<Link> {
 /// How long connecting to a manager may take, handshake and welcome included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to a manager served at `addr`, proves `key` both ways, and registers the
-/// connection as this process's link to that address. Returns the hub's name (address and
-/// run) and the store's id.
-pub(crate) async fn connect_tcp(addr: SocketAddr, key: Vec<u8>) -> Result<(String, ObjectId)> {
+/// How a process connects to the manager at `addr`, with TLS or not, for messages that say
+/// what to call.
+fn connect_call(addr: &str, tls: bool) -> String {
+    if tls {
+        format!("Manager::connect_tls({addr}, authkey, tls)")
+    } else {
+        format!("Manager::connect({addr}, authkey)")
+    }
+}
+
+/// Connects to a manager served at `addr`, with TLS if `tls` is given, proves `key` both ways,
+/// and registers the connection as this process's link to that address. Returns the hub's
+/// name (scheme, address and run) and the store's id.
+pub(crate) async fn connect_tcp(
+    addr: SocketAddr,
+    key: Vec<u8>,
+    tls: Option<TlsClientConfig>,
+) -> Result<(String, ObjectId)> {
     runtime()
         .spawn(async move {
             let attempt = async {
-                let (mut reader, writer) =
-                    transport::tcp::connect_authenticated(addr, &key, DEFAULT_MAX_FRAME_LEN)
-                        .await?;
+                let (mut reader, writer) = transport::tcp::connect_authenticated(
+                    addr,
+                    &key,
+                    DEFAULT_MAX_FRAME_LEN,
+                    tls.as_ref(),
+                )
+                .await?;
                 let welcome: Welcome = match reader.read().await? {
                     Some(frame) => frame.header()?,
                     None => return Err(Error::closed(format!("the manager at {addr} hung up"))),
                 };
                 // Kept under the address alone, so that a proxy of this run received from
                 // another process works here too. A reconnect replaces the link.
-                adopt(link_name(&addr.to_string()), welcome.run, reader, writer);
-                transport::auth::remember_peer_key(addr.to_string(), key);
-                Ok((hub_name(addr, welcome.run), welcome.store))
+                let peer = addr.to_string();
+                adopt(link_name(&peer, tls.is_some()), welcome.run, reader, writer);
+                let trust = tls.as_ref().and_then(TlsClientConfig::trust);
+                transport::auth::remember_peer_key(peer.clone(), key, trust);
+                if let Some(tls) = &tls {
+                    transport::tls::remember(&peer, tls.clone());
+                }
+                Ok((hub_name(addr, welcome.run, tls.is_some()), welcome.store))
             };
             match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                 Ok(result) => result,
@@ -181,18 +218,32 @@ pub(crate) async fn connect_tcp(addr: SocketAddr, key: Vec<u8>) -> Result<(Strin
         .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
 }
 
-/// Connects to the manager at `addr` with the authkey this process has for it: it has one if
-/// it (or the process that started it) called `Manager::connect` for that address.
-async fn connect_manager(addr: &str) -> Result<Arc<Remote>> {
+/// Connects to the manager at `addr` (with TLS if `tls`) with the authkey and TLS
+/// configuration this process has for it: it has them if it (or the process that started it)
+/// called `Manager::connect` or `connect_tls` for that address.
+async fn connect_manager(addr: &str, tls: bool) -> Result<Arc<Remote>> {
+    let connect = connect_call(addr, tls);
     let unknown = || {
         Error::closed(format!(
             "this object lives in the manager at {addr}, which this process has not \
-             connected to; call Manager::connect({addr}, authkey) in this process first"
+             connected to; call {connect} in this process first"
         ))
     };
     let key = transport::auth::peer_key(addr).ok_or_else(unknown)?;
     let parsed = addr.parse().map_err(|_| unknown())?;
-    if let Err(error) = connect_tcp(parsed, key).await {
+    let config = if tls {
+        let config = transport::tls::client_config(addr)?.ok_or_else(|| {
+            Error::closed(format!(
+                "this object lives in the manager at {addr}, served with TLS, and this process \
+                 has no TLS configuration for it (a TlsClientConfig made with from_rustls is \
+                 not handed to children); call {connect} in this process first"
+            ))
+        })?;
+        Some(config)
+    } else {
+        None
+    };
+    if let Err(error) = connect_tcp(parsed, key, config).await {
         // A wrong key is the user's to fix; anything else means the server is not there,
         // which for a proxy is the manager having gone away.
         return Err(if error.is_auth() {
@@ -209,7 +260,7 @@ async fn connect_manager(addr: &str) -> Result<Arc<Remote>> {
         .lock()
         .expect("remote hubs poisoned")
         .as_ref()
-        .and_then(|remotes| remotes.get(&link_name(addr)))
+        .and_then(|remotes| remotes.get(&link_name(addr, tls)))
         .and_then(|slot| slot.get().cloned())
         .ok_or_else(unknown)
 }
@@ -223,8 +274,11 @@ async fn connect(hub: String) -> Result<Arc<Remote>> {
         .map_err(|_| Error::closed("the shared-objects runtime stopped"))?
         .map_err(|error| {
             // A listener that cannot prove the key is not the process that served this
-            // object (a name squatted after it exited, or a forged handle): say so.
-            if error.is_auth() {
+            // object (a name squatted after it exited, or a forged handle): say so. Unless
+            // that process has just ended, closing the connection in the middle of the
+            // handshake: then it is simply gone.
+            let ended = transport::pid_in_name(&hub).is_some_and(crate::shm::owner::has_ended);
+            if error.is_auth() && !ended {
                 error
             } else {
                 Error::closed(format!(
@@ -499,7 +553,7 @@ fn undo(link: &Link, object: ObjectId, task: u64, undo: Option<Op>, reply: Reply
 }
 
 fn gone(remote: &Remote) -> Error {
-    if let Some((addr, _)) = hub_name::parse_hub_name(&remote.hub) {
+    if let Some(ManagerHub { addr, .. }) = hub_name::parse_hub_name(&remote.hub) {
         // A TCP server may have stopped serving rather than exited, and may come back.
         return Error::closed(format!(
             "the connection to the manager at {addr} closed (it stopped serving, exited or \

@@ -91,9 +91,10 @@
 //!
 //! # What is different from Python
 //!
-//! - A [`Queue::put`] returns once the hub holds the item: a child may exit right after it
-//!   without losing the item, joining a child never waits for a consumer, and an item that
-//!   fails to serialize is an error from `put` itself.
+//! - A [`Queue::put`] returns once the item is held (in a ring of shared memory the queue's
+//!   hub reads, for an unbounded queue of another process; at the hub otherwise): a child may
+//!   exit, or be killed, right after it without losing the item, joining a child never waits
+//!   for a consumer, and an item that fails to serialize is an error from `put` itself.
 //! - A bounded queue applies backpressure at the hub, to producers in every process.
 //! - A process killed during a `put` or `get` breaks only its own connection.
 //! - A [`Lock`] or [`Semaphore`] held by a process that dies is released on its behalf, and
@@ -120,6 +121,7 @@ mod joinable;
 pub(crate) mod lock;
 mod memory;
 mod pipe;
+pub(crate) mod put_ring;
 pub(crate) mod queue;
 pub(crate) mod semaphore;
 mod value;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::client::{self, Handle, InFlight, Link};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
+use super::put_ring::{self, Rings};
 use crate::error::{Error, Result};
 use crate::protocol::hub::{Answer, Failure, Op, QueueOp};
 use crate::protocol::{decode, encode};
@@ -48,6 +49,8 @@ pub(crate) struct QueueState {
     joinable: bool,
     unfinished: u64,
     joiners: VecDeque<Request>,
+    /// Items put by other processes through shared memory, read before every request.
+    rings: Rings,
 }
 
 impl QueueState {
@@ -61,6 +64,7 @@ impl QueueState {
             joinable,
             unfinished: 0,
             joiners: VecDeque::new(),
+            rings: Rings::default(),
         }
     }
 
@@ -73,6 +77,46 @@ impl QueueState {
     fn admit(&mut self, item: Vec<u8>) {
         self.items.push_back(item);
         self.unfinished += 1;
+    }
+
+    /// Admits what the rings hold: every put that returned before the request being applied.
+    fn read_rings(&mut self) {
+        let Self {
+            rings,
+            items,
+            unfinished,
+            ..
+        } = self;
+        rings.read(|item| {
+            items.push_back(item);
+            *unfinished += 1;
+        });
+    }
+
+    /// After a request: if a getter still waits, arms the rings and looks once more, so a put
+    /// through a ring from now on rings the hub (see `put_ring.rs`).
+    fn watch_rings(&mut self) {
+        if !self.getters.is_empty() {
+            self.rings.arm();
+            self.read_rings();
+            self.make_progress();
+        }
+    }
+
+    fn attach_ring(&mut self, request: Request, items: Items) {
+        let outcome = if self.capacity.is_some() {
+            Err(Failure::InvalidState(
+                "a bounded queue counts every item at its hub".into(),
+            ))
+        } else if self.closed {
+            Err(Failure::Closed)
+        } else {
+            self.rings.attach(request.caller.conn, &items)
+        };
+        let _ = request.answer(match outcome {
+            Ok(()) => Reply::ok(Answer::Done),
+            Err(failure) => Reply::failed(failure),
+        });
     }
 
     /// Hands items to parked getters and admits parked putters until neither can progress.
@@ -158,6 +202,7 @@ impl QueueState {
 
     fn close(&mut self) {
         self.closed = true;
+        self.rings.close();
         for putter in self.putters.drain(..) {
             let _ = putter.request.answer(Reply::failed(Failure::Closed));
         }
@@ -195,7 +240,54 @@ impl Object for QueueState {
             let _ = request.answer(Reply::failed(Failure::Protocol("not a queue".into())));
             return;
         };
+        self.read_rings();
+        self.apply(request, op, items);
+        self.watch_rings();
+    }
+
+    fn cancel(&mut self, conn: ConnId, id: u64) -> Option<Request> {
+        if let Some(getter) = take_parked(&mut self.getters, conn, id, |g| &g.request) {
+            return Some(getter.request);
+        }
+        if let Some(putter) = take_parked(&mut self.putters, conn, id, |p| &p.request) {
+            // Items already admitted stay; a single put is all or nothing, so only a
+            // cancelled put_many can have put part of its items.
+            let request = putter.request;
+            self.make_progress();
+            return Some(request);
+        }
+        take_parked(&mut self.joiners, conn, id, |r| r)
+    }
+
+    fn disconnected(&mut self, conn: ConnId) {
+        // What the process put through its ring before it went is kept.
+        self.read_rings();
+        self.rings.forget(conn);
+        self.getters.retain(|g| g.request.caller.conn != conn);
+        self.putters.retain(|p| p.request.caller.conn != conn);
+        self.joiners.retain(|r| r.caller.conn != conn);
+        self.make_progress();
+        self.watch_rings();
+    }
+
+    fn drain(&mut self) -> Vec<Request> {
+        let getters = self.getters.drain(..).map(|g| g.request);
+        let putters = self.putters.drain(..).map(|p| p.request);
+        getters
+            .chain(putters)
+            .chain(self.joiners.drain(..))
+            .collect()
+    }
+}
+
+impl QueueState {
+    fn apply(&mut self, request: Request, op: QueueOp, items: Items) {
         match op {
+            QueueOp::AttachRing => self.attach_ring(request, items),
+            QueueOp::RingRung => {
+                self.make_progress();
+                let _ = request.answer(Reply::ok(Answer::Done));
+            }
             QueueOp::Put { wait } => self.put(request, wait, items),
             QueueOp::Get { wait, max } => self.get(request, wait, max.unwrap_or(1).max(1)),
             QueueOp::Unget => {
@@ -235,36 +327,6 @@ impl Object for QueueState {
             }
         }
     }
-
-    fn cancel(&mut self, conn: ConnId, id: u64) -> Option<Request> {
-        if let Some(getter) = take_parked(&mut self.getters, conn, id, |g| &g.request) {
-            return Some(getter.request);
-        }
-        if let Some(putter) = take_parked(&mut self.putters, conn, id, |p| &p.request) {
-            // Items already admitted stay; a single put is all or nothing, so only a
-            // cancelled put_many can have put part of its items.
-            let request = putter.request;
-            self.make_progress();
-            return Some(request);
-        }
-        take_parked(&mut self.joiners, conn, id, |r| r)
-    }
-
-    fn disconnected(&mut self, conn: ConnId) {
-        self.getters.retain(|g| g.request.caller.conn != conn);
-        self.putters.retain(|p| p.request.caller.conn != conn);
-        self.joiners.retain(|r| r.caller.conn != conn);
-        self.make_progress();
-    }
-
-    fn drain(&mut self) -> Vec<Request> {
-        let getters = self.getters.drain(..).map(|g| g.request);
-        let putters = self.putters.drain(..).map(|p| p.request);
-        getters
-            .chain(putters)
-            .chain(self.joiners.drain(..))
-            .collect()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,9 +338,12 @@ impl Object for QueueState {
 /// Handles are cheap to clone and serialize to a few bytes, so pass them to a
 /// [`#[worker]`](crate::worker) as arguments: the child's handle reaches the same queue.
 ///
-/// - [`put`](Self::put) returns once the hub holds the item, so a process may exit right after
-///   a `put` without losing the item (Python's feeder thread loses it), and a value that fails
-///   to serialize is an error from `put` itself.
+/// - [`put`](Self::put) returns once the item is held, so a process may exit (or be killed)
+///   right after a `put` without losing the item (Python's feeder thread loses it), and a
+///   value that fails to serialize is an error from `put` itself. From a process other than
+///   the creator, a `put` to an unbounded queue is a copy into a ring of shared memory that
+///   the hub reads (no round trip); a bounded queue, an item over 64 KiB, or a full ring take
+///   a request to the hub, in order with the ring's items.
 /// - A [bounded](Self::bounded) queue makes `put` wait at the hub until there is room, in
 ///   every process.
 /// - Order is FIFO per producer; items of different producers interleave.
@@ -447,7 +512,25 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
         client::call(&self.handle, Op::Queue(op), items, timeout).await
     }
 
-    async fn put_items(&self, items: Items, wait: bool, timeout: Option<Duration>) -> Result<()> {
+    async fn put_items(
+        &self,
+        mut items: Items,
+        wait: bool,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        // Through this process's ring where the queue takes one: no round trip. What does
+        // not fit goes by request, which the hub applies after reading the ring.
+        let mut through_ring = 0;
+        for item in &items {
+            if !put_ring::put(&self.handle, item).await? {
+                break;
+            }
+            through_ring += 1;
+        }
+        items.drain(..through_ring);
+        if items.is_empty() {
+            return Ok(());
+        }
         let reply = self.request(QueueOp::Put { wait }, items, timeout).await?;
         match reply.outcome {
             Ok(_) => Ok(()),
@@ -457,7 +540,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     }
 
     /// Puts `item` at the back of the queue, waiting for room in a bounded queue; returns once
-    /// the hub holds it.
+    /// the item is held (in shared memory the hub reads, or at the hub).
     ///
     /// # Errors
     ///

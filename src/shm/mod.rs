@@ -11,6 +11,8 @@
 //! - [`region`]: runs of bytes that hold a user's plain data (values, arrays, the bytes of a
 //!   `SharedMemory`), carved from an arena or in a segment of their own, and copies in and out
 //!   of them made of atomic words;
+//! - [`ring`]: a ring of records from one producer process to a queue's hub, so a `put`
+//!   completes in shared memory;
 //! - [`lock_cell`], [`event_cell`] and [`semaphore_cell`]: the states of a lock, an event and
 //!   a semaphore, changed with one atomic operation when nobody waits.
 //!
@@ -23,5 +25,6 @@ pub(crate) mod event_cell;
 pub(crate) mod lock_cell;
 pub(crate) mod owner;
 pub(crate) mod region;
+pub(crate) mod ring;
 pub(crate) mod segment;
 pub(crate) mod semaphore_cell;

@@ -63,6 +63,14 @@ pub(crate) fn has_died(holder: u64) -> bool {
     }
 }
 
+/// Whether the process `pid` has ended (it no longer exists, or is a zombie), whoever it was.
+pub(crate) fn has_ended(pid: u32) -> bool {
+    match read_stat(pid) {
+        Some(stat) => stat.dead,
+        None => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    }
+}
+
 struct Stat {
     start: u64,
     dead: bool,

@@ -3,9 +3,10 @@
 //! The main process draws a random 32-byte key, like Python's `authkey`, and every process it
 //! starts inherits it as the first bytes on its connection to the parent (its standard input,
 //! at start), never its command line or environment; the keys of the TCP managers the parent
-//! reached follow it, so a child can use their proxies as Python's children can. That socket
-//! pair has no name anyone could squat, so the child answers with a [`Hello`] carrying the
-//! key, which the parent compares in constant time, with the child's pid.
+//! reached follow it (with what it trusts to reach those served with TLS), so a child can use
+//! their proxies as Python's children can. That socket pair has no name anyone could squat,
+//! so the child answers with a [`Hello`] carrying the key, which the parent compares in
+//! constant time, with the child's pid.
 //!
 //! Every connection to a *named* socket (a hub, a manager, locally or over TCP) instead opens
 //! with a mutual challenge, as Python 3.12's `multiprocessing.connection` does
@@ -24,7 +25,9 @@
 //! make a listener compute proofs for it. What remains, as in Python, is a relay: a squatter
 //! passing a real listener's challenge to a client and the client's answer back. On a local
 //! socket the same-user check below leaves that to processes that could read the key from
-//! memory anyway; over TCP, tunnel an untrusted network (see the manager's TCP front).
+//! memory anyway; over TCP, serve the manager with TLS ([`tls`](super::tls)), inside which
+//! this handshake then runs and whose certificate check leaves a relay nothing to relay, or
+//! tunnel an untrusted network.
 //! Each message is a 4-byte big-endian length and its bytes, as in
 //! Python's `Connection`; a length over 256 bytes is refused before anything is allocated.
 //! Answers are compared in constant time. On a named local socket each side also checks that
@@ -41,7 +44,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{Hello, KEY_LEN, Key};
+use crate::protocol::{Hello, KEY_LEN, Key, TlsTrust};
 
 static KEY: OnceLock<Key> = OnceLock::new();
 
@@ -63,24 +66,39 @@ pub(crate) fn inherit_key(key: Key) {
     let _ = KEY.set(key);
 }
 
-/// The keys of TCP managers this process reached (or inherited), by address.
-static PEER_KEYS: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
+/// How this process reaches one TCP manager: its key and, for one served with TLS, what to
+/// trust (when it can be handed to a child).
+type PeerCredentials = (Vec<u8>, Option<TlsTrust>);
+
+/// The credentials of TCP managers this process reached (or inherited), by address.
+static PEER_KEYS: Mutex<BTreeMap<String, PeerCredentials>> = Mutex::new(BTreeMap::new());
 
 /// The most bytes of peer keys handed to a child: the handover is written into a socket the
 /// child has not started reading, so it must fit the socket's buffer.
 const MAX_PEER_KEYS_LEN: usize = 64 * 1024;
 
-/// Remembers the key that proved itself to the manager at `peer`, so that children started
-/// from now on can reach it too, as Python hands its authkey to the processes it starts.
-pub(crate) fn remember_peer_key(peer: String, key: Vec<u8>) {
+/// Remembers the key that proved itself to the manager at `peer` (and, for a manager served
+/// with TLS, what this process trusts there), so that children started from now on can reach
+/// it too, as Python hands its authkey to the processes it starts.
+pub(crate) fn remember_peer_key(peer: String, key: Vec<u8>, tls: Option<TlsTrust>) {
     PEER_KEYS
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())
-        .insert(peer, key);
+        .insert(peer, (key, tls));
 }
 
 /// The key for the manager at `peer`, if this process reached it or inherited its key.
 pub(crate) fn peer_key(peer: &str) -> Option<Vec<u8>> {
+    peer_credentials(peer).map(|(key, _)| key)
+}
+
+/// What this process trusts to reach the manager at `peer` over TLS, if it reached it with a
+/// configuration that can be handed down, or inherited one.
+pub(crate) fn peer_tls(peer: &str) -> Option<TlsTrust> {
+    peer_credentials(peer).and_then(|(_, tls)| tls)
+}
+
+fn peer_credentials(peer: &str) -> Option<PeerCredentials> {
     PEER_KEYS
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())
@@ -88,19 +106,18 @@ pub(crate) fn peer_key(peer: &str) -> Option<Vec<u8>> {
         .cloned()
 }
 
-/// What a child inherits, first thing on its connection: this process's key, then the keys
-/// of the managers it reached (a length, then their postcard encoding).
+/// What a child inherits, first thing on its connection: this process's key, then the
+/// credentials of the managers it reached (a length, then their postcard encoding).
 pub(crate) fn handover() -> Vec<u8> {
-    let peers: Vec<(String, Vec<u8>)> = PEER_KEYS
+    let peers = PEER_KEYS
         .lock()
         .unwrap_or_else(|poison| poison.into_inner())
-        .iter()
-        .map(|(peer, key)| (peer.clone(), key.clone()))
-        .collect();
+        .clone();
     let mut encoded = postcard::to_stdvec(&peers).expect("strings and bytes always encode");
     if encoded.len() > MAX_PEER_KEYS_LEN {
         tracing::warn!(target: "multiproc", "too many manager keys to hand to a child; it gets none");
-        encoded = postcard::to_stdvec(&Vec::<(String, Vec<u8>)>::new()).expect("encodes");
+        encoded =
+            postcard::to_stdvec(&BTreeMap::<String, PeerCredentials>::new()).expect("encodes");
     }
     let mut bytes = process_key().to_vec();
     bytes.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
@@ -123,11 +140,11 @@ pub(crate) fn receive_handover(input: &mut impl Read) -> std::io::Result<()> {
     }
     let mut encoded = vec![0u8; len];
     input.read_exact(&mut encoded)?;
-    let peers: Vec<(String, Vec<u8>)> = postcard::from_bytes(&encoded)
+    let peers: BTreeMap<String, PeerCredentials> = postcard::from_bytes(&encoded)
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
     inherit_key(key);
-    for (peer, key) in peers {
-        remember_peer_key(peer, key);
+    for (peer, (key, tls)) in peers {
+        remember_peer_key(peer, key, tls);
     }
     Ok(())
 }
@@ -183,6 +200,9 @@ const MAX_MESSAGE_LEN: usize = 256;
 const CHALLENGE: &[u8] = b"#CHALLENGE#";
 const WELCOME: &[u8] = b"#WELCOME#";
 const FAILURE: &[u8] = b"#FAILURE#";
+/// What a listener that speaks TLS says, in the clear, to a peer that said nothing: a client
+/// without TLS, waiting for a challenge that would otherwise never come.
+const TLS_REQUIRED: &[u8] = b"#TLS-REQUIRED#";
 const SHA256: &[u8] = b"{sha256}";
 const NONCE_LEN: usize = 40;
 /// The shortest nonce accepted in a peer's challenge, as Python's legacy 20-byte one.
@@ -268,6 +288,12 @@ pub(crate) async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     key: &[u8],
 ) -> Result<()> {
     let theirs = recv_message(stream).await?;
+    if theirs == TLS_REQUIRED {
+        return Err(auth_error(
+            "the listener speaks TLS, and this side does not: a manager served with \
+             Manager::serve_tls is reached with Manager::connect_tls",
+        ));
+    }
     let answer = response(key, challenged_bytes(&theirs)?);
     let ours = Challenge::new();
     // The answer and our own challenge in one write: one round trip fewer, and the
@@ -362,6 +388,12 @@ fn framed(messages: &[&[u8]]) -> Vec<u8> {
     bytes
 }
 
+/// The notice a listener that speaks TLS gives a peer that did not start TLS, framed as a
+/// handshake message, so that a client without TLS fails saying why (see [`client_handshake`]).
+pub(crate) fn tls_required_notice() -> Vec<u8> {
+    framed(&[TLS_REQUIRED])
+}
+
 /// What a peer that knows `key` says in a handshake, framed, for the fuzz targets' seeds: to a
 /// listener, an answer (to a challenge it cannot know), its own challenge and its welcome; to
 /// a connecting client, a challenge, the welcome and a proof.
@@ -378,10 +410,11 @@ pub(crate) fn peer_messages(key: &[u8], to_listener: bool) -> Vec<u8> {
 
 /// Writes `messages`, each after its length, in one write.
 async fn send_messages<S: AsyncWrite + Unpin>(stream: &mut S, messages: &[&[u8]]) -> Result<()> {
-    stream
-        .write_all(&framed(messages))
-        .await
-        .map_err(|error| auth_error(format!("the handshake failed to write: {error}")))
+    let failed =
+        |error: std::io::Error| auth_error(format!("the handshake failed to write: {error}"));
+    stream.write_all(&framed(messages)).await.map_err(failed)?;
+    // A TLS stream holds what is written until flushed; a bare socket has nothing to flush.
+    stream.flush().await.map_err(failed)
 }
 
 /// Reads one message, refusing a length over [`MAX_MESSAGE_LEN`] before reading its bytes.

@@ -234,7 +234,7 @@ async fn authenticate(stream: Accepted, key: &[u8]) -> Result<Framed> {
             Ok(Framed::start(connection.reader, connection.writer))
         }
         Accepted::Tcp(stream) => {
-            let (reader, writer) = tcp::authenticate(stream, key, max).await?;
+            let (reader, writer) = tcp::authenticate(stream, key, max, None).await?;
             Ok(Framed::start(reader, writer))
         }
     }
@@ -259,7 +259,7 @@ pub(crate) async fn connect(address: &Address, key: &[u8]) -> Result<Framed> {
         Address::Tcp(addr) => {
             let (reader, writer) = tokio::time::timeout(
                 HANDSHAKE_TIMEOUT,
-                tcp::connect_authenticated(*addr, key, max),
+                tcp::connect_authenticated(*addr, key, max, None),
             )
             .await
             .map_err(|_| {

@@ -20,6 +20,7 @@ pub(crate) mod endpoint;
 pub(crate) mod frame;
 mod pair;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -135,6 +136,15 @@ pub(crate) fn random_name() -> String {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     )
+}
+
+/// The pid of the process that bound the socket named `name` by [`random_name`].
+pub(crate) fn pid_in_name(name: &str) -> Option<u32> {
+    name.strip_prefix("multiproc-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Listener {

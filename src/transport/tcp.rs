@@ -10,16 +10,22 @@
 //! On Linux the same bound also limits how long sent data may stay unacknowledged
 //! (`TCP_USER_TIMEOUT`), so a peer that stops reading is dropped too.
 //!
-//! Both ends then prove the key with [`auth`](super::auth)'s handshake before anything else
-//! is read; that is the caller's next step, not this module's.
+//! Both ends then prove the key with [`auth`]'s handshake before anything else
+//! is read: on the bare socket, or inside TLS ([`tls`]) for a manager served with
+//! it. [`connect_authenticated`] and [`authenticate`] do either and return frames.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsStream;
 
+use super::tls::{self, TlsClientConfig, TlsServerConfig};
 use super::{FrameReader, FrameWriter, auth};
 use crate::error::{Error, Result};
 
@@ -46,31 +52,46 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<TcpStream> {
     Ok(stream)
 }
 
-/// Connects to `addr` and proves `key` both ways ([`auth::client_handshake`]): nothing is
-/// sent to a listener that cannot prove it. Returns the connection split into frames.
+/// Connects to `addr`, starts TLS with `tls` if given, and proves `key` both ways
+/// ([`auth::client_handshake`]): nothing is sent to a listener that cannot prove it (nor,
+/// with TLS, to one without a certificate `tls` trusts). Returns the connection split into
+/// frames.
 ///
 /// # Errors
 ///
 /// [`Io`](crate::ErrorKind::Io) when nothing listens at `addr`;
-/// [`Auth`](crate::ErrorKind::Auth) when the listener refuses `key` or cannot prove it.
+/// [`Auth`](crate::ErrorKind::Auth) when the listener refuses `key` or cannot prove it, or
+/// the TLS handshake fails (see [`tls::connect`]).
+///
+/// # Cancel safety
+///
+/// Cancel safe: nothing has been sent that needs undoing.
 pub(crate) async fn connect_authenticated(
     addr: SocketAddr,
     key: &[u8],
     max_frame_len: usize,
-) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter)> {
+    tls: Option<&TlsClientConfig>,
+) -> Result<(FrameReader<TcpReader>, FrameWriter)> {
     let mut stream = connect(addr).await?;
-    auth::client_handshake(&mut stream, key).await?;
-    Ok(split(stream, max_frame_len))
+    let Some(tls) = tls else {
+        auth::client_handshake(&mut stream, key).await?;
+        return Ok(split(stream, max_frame_len));
+    };
+    let mut stream = tls::connect(stream, addr, tls).await?;
+    auth::client_handshake(&mut stream, key)
+        .await
+        .map_err(|error| tls::key_proof_failed(&addr.to_string(), error))?;
+    Ok(split_tls(stream.into(), max_frame_len))
 }
 
-/// The listener's side of an [accepted](accept) connection: makes the peer prove `key` and
-/// proves it back ([`auth::server_handshake`]), within [`auth::HANDSHAKE_TIMEOUT`]. Returns
-/// the connection split into frames.
+/// The listener's side of an [accepted](accept) connection: starts TLS with `tls` if given,
+/// then makes the peer prove `key` and proves it back ([`auth::server_handshake`]), each
+/// within [`auth::HANDSHAKE_TIMEOUT`]. Returns the connection split into frames.
 ///
 /// # Errors
 ///
 /// [`Auth`](crate::ErrorKind::Auth) when the peer does not prove `key`, refuses this side's
-/// proof, or does not complete the handshake in time.
+/// proof, fails the TLS handshake (see [`tls::accept`]) or does not complete either in time.
 ///
 /// # Cancel safety
 ///
@@ -79,14 +100,60 @@ pub(crate) async fn authenticate(
     mut stream: TcpStream,
     key: &[u8],
     max_frame_len: usize,
-) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter)> {
-    auth::server_handshake_in_time(&mut stream, key).await?;
-    Ok(split(stream, max_frame_len))
+    tls: Option<&TlsServerConfig>,
+) -> Result<(FrameReader<TcpReader>, FrameWriter)> {
+    let Some(tls) = tls else {
+        auth::server_handshake_in_time(&mut stream, key).await?;
+        return Ok(split(stream, max_frame_len));
+    };
+    let mut stream = tls::accept(stream, tls).await?;
+    auth::server_handshake_in_time(&mut stream, key)
+        .await
+        .map_err(|error| tls::key_proof_failed("the peer", error))?;
+    Ok(split_tls(stream.into(), max_frame_len))
 }
 
-/// An authenticated stream, as frames.
-fn split(stream: TcpStream, max_frame_len: usize) -> (FrameReader<OwnedReadHalf>, FrameWriter) {
+/// The reading half of an authenticated TCP connection, bare or inside TLS.
+#[derive(Debug)]
+pub(crate) enum TcpReader {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for TcpReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            TcpReader::Plain(read) => Pin::new(read).poll_read(cx, buf),
+            TcpReader::Tls(read) => Pin::new(read).poll_read(cx, buf),
+        }
+    }
+}
+
+/// An authenticated bare stream, as frames.
+fn split(stream: TcpStream, max_frame_len: usize) -> (FrameReader<TcpReader>, FrameWriter) {
     let (read, write) = stream.into_split();
+    frames(TcpReader::Plain(read), write, max_frame_len)
+}
+
+/// An authenticated TLS stream, as frames. Its halves share the TLS session behind a lock
+/// held only while one of them is polled.
+fn split_tls(
+    stream: TlsStream<TcpStream>,
+    max_frame_len: usize,
+) -> (FrameReader<TcpReader>, FrameWriter) {
+    let (read, write) = tokio::io::split(stream);
+    frames(TcpReader::Tls(read), write, max_frame_len)
+}
+
+fn frames(
+    read: TcpReader,
+    write: impl AsyncWrite + Unpin + Send + 'static,
+    max_frame_len: usize,
+) -> (FrameReader<TcpReader>, FrameWriter) {
     let (writer, _writer_task) = FrameWriter::spawn(write, max_frame_len);
     (FrameReader::new(read, max_frame_len), writer)
 }
