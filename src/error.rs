@@ -231,6 +231,12 @@ struct Inner {
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
+thread_local! {
+    /// The error the last refusal of a `Deserialize` impl on this thread carried (see
+    /// [`Error::refuse`]).
+    static REFUSAL: std::cell::RefCell<Option<Error>> = const { std::cell::RefCell::new(None) };
+}
+
 impl Error {
     /// A new error of `kind` with a message saying what happened and what the caller can do.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -303,6 +309,35 @@ impl Error {
             format!("could not serialize or deserialize {what}: {source}"),
         )
         .with_source(source)
+    }
+
+    /// The serde error with which a `Deserialize` impl refuses a value, for this error (a
+    /// shared-memory handle that cannot be mapped here). postcard keeps no message of a
+    /// custom error, so the error is kept aside for [`decoding`](Self::decoding) to report,
+    /// with its kind.
+    pub(crate) fn refuse<E: serde::de::Error>(self) -> E {
+        let custom = E::custom(&self);
+        REFUSAL.with(|refusal| refusal.replace(Some(self)));
+        custom
+    }
+
+    /// Forgets a refusal made outside of [`decoding`](Self::decoding)'s watch (a value
+    /// deserialized by other means), so that it is never reported for a later failure.
+    pub(crate) fn forget_refusal() {
+        REFUSAL.with(|refusal| drop(refusal.take()));
+    }
+
+    /// The error for `what` whose decoding failed with `source`: the error a `Deserialize`
+    /// impl [refused](Self::refuse) it with, if it did, else a serialization error.
+    pub(crate) fn decoding(what: &str, source: postcard::Error) -> Self {
+        let refusal = REFUSAL.with(|refusal| refusal.take());
+        match refusal {
+            Some(refusal) if source == postcard::Error::SerdeDeCustom => Error::new(
+                refusal.kind(),
+                format!("could not deserialize {what}: {}", refusal.message()),
+            ),
+            _ => Error::serialization(what, source),
+        }
     }
 
     pub(crate) fn io(doing: &str, source: std::io::Error) -> Self {

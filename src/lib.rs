@@ -62,6 +62,11 @@
 //! | `q.qsize()`, `q.empty()`, `q.full()`, `maxsize` | [`q.len()`](Queue::len), [`q.is_empty()`](Queue::is_empty), [`q.full()`](Queue::full) (`false` when unbounded, as in Python), [`q.capacity()`](Queue::capacity) |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
 //! | `Barrier(n, action=f)`, `barrier.broken` | [`Barrier::with_action(n, f)`](Barrier::with_action) (`f` a `#[worker]` of no arguments, run by the last party to arrive), [`barrier.is_broken()`](Barrier::is_broken) |
+//! | `Value('Q', 0)`, `v.get_lock()`, `with v.get_lock(): v.value += 1`, `v.value` | [`SharedValue::new(0u64)?`](SharedValue::new), [`v.get_lock()`](SharedValue::get_lock), [`*v.lock().await? += 1`](SharedValue::lock), [`v.get().await?`](SharedValue::get) / [`v.set(x)`](SharedValue::set): any [`bytemuck::Pod`] type |
+//! | `Array('d', n)`, `RawValue(...)`, `RawArray(...)` | [`SharedArray::<f64>::new(n)?`](SharedArray::new) ([`lock`](SharedArray::lock) gives a `&mut [f64]`), [`RawValue`], [`RawArray`] (copies without a lock, `unsafe` slices) |
+//! | (a counter in a `Value`, under its lock) | [`AtomicValue::new(0u64)?`](AtomicValue::new): an `AtomicU64` in shared memory, `fetch_add` without a lock |
+//! | `shared_memory.SharedMemory(create=True, size=n)`, `SharedMemory(name=...)`, `buf` | [`SharedMemory::new(n)?`](SharedMemory::new), [`SharedMemory::open(&name)?`](SharedMemory::open), [`shm.lock().await?`](SharedMemory::lock) (`&mut [u8]` under its lock), [`read_at`](SharedMemory::read_at) / [`write_at`](SharedMemory::write_at), [`atomics`](SharedMemory::atomics), `unsafe` [`as_mut_slice`](SharedMemory::as_mut_slice) |
+//! | `shm.close()`, `shm.unlink()` | drop the handle; nothing to unlink: the kernel frees the memory with its last user (see [`SharedMemory`]) |
 //! | `BaseManager(address, authkey).get_server()`, `.connect()` | [`Manager::serve`], [`Manager::connect`]; with TLS (Python has none): [`Manager::serve_tls`], [`Manager::connect_tls`] with a [`TlsServerConfig`] and a [`TlsClientConfig`] read from PEM |
 //! | `multiprocessing.connection`: `Listener`, `Client`, `wait` | [`connection::Listener`], [`connection::client`], [`connection::wait`]: typed messages between processes that share only an address (local or TCP) and a key |
 //! | `current_process()`, `active_children()` | [`current_process`], [`active_children`] |
@@ -183,6 +188,11 @@ mod transport;
 mod worker;
 
 pub use async_trait::async_trait;
+/// The plain-data traits a [`SharedValue`] or [`SharedArray`] needs of its type (`Pod`), for
+/// deriving them on your own `repr(C)` types without a dependency of your own:
+/// `#[derive(Clone, Copy, multiproc::bytemuck::Pod, multiproc::bytemuck::Zeroable)]` with
+/// `#[bytemuck(crate = "multiproc::bytemuck")]`.
+pub use bytemuck;
 pub use child::init;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -202,9 +212,10 @@ pub use pool::{PoolStats, RunningCall, WorkerStats};
 pub use process::{Process, ProcessBuilder};
 pub use reaper::active_children;
 pub use shared::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, JoinableQueue, Lock, LockGuard,
-    PipeEnd, PipeReceiver, PipeSender, Queue, RLock, RLockGuard, Semaphore, SemaphorePermit, pipe,
-    pipe_one_way,
+    AtomicPrimitive, AtomicValue, Barrier, BoundedSemaphore, Condition, ConditionGuard, Event,
+    JoinableQueue, Lock, LockGuard, PipeEnd, PipeReceiver, PipeSender, Queue, RLock, RLockGuard,
+    RawArray, RawValue, Semaphore, SemaphorePermit, SharedArray, SharedGuard, SharedMemory,
+    SharedValue, pipe, pipe_one_way,
 };
 pub use spawn::DEFAULT_START_TIMEOUT;
 pub use transport::DEFAULT_MAX_FRAME_LEN;

@@ -87,5 +87,6 @@ pub(crate) fn encode_list<L: Serialize + ?Sized, T: Serialize>(
 
 /// Decodes a frame's payload; `what` names it in the error.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> crate::Result<T> {
-    postcard::from_bytes(bytes).map_err(|source| crate::Error::serialization(what, source))
+    crate::Error::forget_refusal();
+    postcard::from_bytes(bytes).map_err(|source| crate::Error::decoding(what, source))
 }

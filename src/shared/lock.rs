@@ -323,9 +323,19 @@ struct MemoryGrant {
 impl MemoryLock {
     /// A free lock whose waiters park at this process's hub.
     fn new() -> Result<Self> {
-        let cell = Cell::<LockCell>::new()?;
-        let (segment, offset) = cell.place();
-        let handle = Handle::create(Box::new(Waiters::new(segment.clone(), offset)))?;
+        Self::in_cell(Cell::<LockCell>::new()?, None)
+    }
+
+    /// A lock whose state is `cell` (in a segment of the caller's), its waiters parking at
+    /// `waiters`, or at a new object on this process's hub (`None`).
+    fn in_cell(cell: Cell<LockCell>, waiters: Option<Handle>) -> Result<Self> {
+        let handle = match waiters {
+            Some(handle) => handle,
+            None => {
+                let (segment, offset) = cell.place();
+                Handle::create(Box::new(Waiters::new(segment.clone(), offset)))?
+            }
+        };
         Ok(MemoryLock(Arc::new(LockPlace { cell, handle })))
     }
 
@@ -573,6 +583,28 @@ macro_rules! lock_handle {
             }
         }
     };
+}
+
+impl Lock {
+    /// The lock whose state is `cell`, a lock word in a segment of the caller's (a
+    /// [`SharedMemory`](crate::SharedMemory)'s header), its waiters parking at `waiters` (a
+    /// handle an earlier call made), or at a new object on this process's hub (`None`).
+    ///
+    /// # Errors
+    ///
+    /// If this process cannot start its hub.
+    pub(crate) fn in_cell(cell: Cell<LockCell>, waiters: Option<Handle>) -> Result<Lock> {
+        let memory = MemoryLock::in_cell(cell, waiters)?;
+        Ok(Lock {
+            handle: memory.handle.clone(),
+            memory: Some(memory),
+        })
+    }
+
+    /// Where this lock's waiters park.
+    pub(crate) fn waiters(&self) -> &Handle {
+        &self.handle
+    }
 }
 
 /// A lock shared between processes: Python's `multiprocessing.Lock`.

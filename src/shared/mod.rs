@@ -1,9 +1,11 @@
 //! Queues and synchronisation primitives shared between processes.
 //!
 //! Python coordinates processes with `multiprocessing.Queue`, `JoinableQueue`, `Lock`,
-//! `Event`, `Semaphore`, ...; these are the async Rust equivalents: [`Queue`],
-//! [`JoinableQueue`], [`pipe`] and [`pipe_one_way`], [`Event`], [`Lock`], [`RLock`],
-//! [`Semaphore`], [`BoundedSemaphore`], [`Condition`] and [`Barrier`].
+//! `Event`, `Semaphore`, ..., and shares data with `Value`, `Array` and `SharedMemory`; these
+//! are the async Rust equivalents: [`Queue`], [`JoinableQueue`], [`pipe`] and
+//! [`pipe_one_way`], [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`],
+//! [`Condition`] and [`Barrier`]; [`SharedValue`], [`SharedArray`], [`RawValue`],
+//! [`RawArray`], [`AtomicValue`] and [`SharedMemory`].
 //!
 //! ```no_run
 //! use multiproc::{worker, Event, Process, Queue};
@@ -60,9 +62,32 @@
 //! (proving the process tree's key, like every connection of this crate) and multiplexes all
 //! its requests over it, whatever task or runtime they come from.
 //!
-//! A handle of an object in shared memory opens only on the same machine, while some process
-//! holding the memory is alive: through a TCP manager or the cluster it fails to decode with
-//! a clear error (use the manager's own `lock()`, `event()`, ... across machines).
+//! # Data in shared memory
+//!
+//! [`SharedValue`], [`SharedArray`], [`RawValue`], [`RawArray`], [`AtomicValue`] and
+//! [`SharedMemory`] keep a user's plain data in shared memory, as Python's `Value`, `Array`,
+//! `RawValue`, `RawArray` and `shared_memory` do: a read or a write is a memory access in
+//! whichever process, and a worker reads an array in place, with no copy through a socket.
+//! Their locks are [`Lock`]s in shared memory, as above; an [`AtomicValue`] needs none.
+//!
+//! What still takes a round trip to the creating process's hub, and why: waiting for a lock
+//! (or an event, a permit) that is taken, because a tokio task cannot sleep on a futex
+//! without a thread of its own per waiter, while a socket wakes it like any other I/O and a
+//! dropped future simply stops waiting; releasing or setting what some process waits for
+//! (one message, sent without waiting for an answer); and every object served by a hub.
+//!
+//! The memory is a `memfd` (an anonymous file with no name in `/dev/shm`), mode 0600: the
+//! kernel frees it when the last process that holds it lets go, even if the whole tree is
+//! `SIGKILL`ed, so there is nothing to `unlink` and nothing to leak. A handle names it by
+//! processes that hold it (pid and descriptor) and the random token in its name; a receiver
+//! opens it through `/proc/<pid>/fd/<n>`, which the kernel allows to the same user only, and
+//! checks the token, the owner and the length. So a handle of anything in shared memory
+//! (these types, and a lock, event or semaphore made by `new`) opens only on the same machine
+//! while one of the processes it names still holds the memory. Anywhere else (another
+//! machine, through a TCP manager or the cluster, or once they have all exited) it fails to
+//! deserialize with [`NotFound`](crate::ErrorKind::NotFound), saying why; there is no
+//! fallback through a socket (memory that cannot be mapped has nothing to offer but copies;
+//! across machines, use the manager's own `lock()`, `event()`, `value()`, ...).
 //!
 //! # What is different from Python
 //!
@@ -85,6 +110,7 @@
 //!   object's process is stopped; what that process grants after the caller gave up (an
 //!   item, a lock, a permit) is given back, never kept by nobody.
 
+mod array;
 pub(crate) mod barrier;
 pub(crate) mod client;
 pub(crate) mod condition;
@@ -93,20 +119,25 @@ pub(crate) mod hub;
 pub(crate) mod hub_name;
 mod joinable;
 pub(crate) mod lock;
+mod memory;
 mod pipe;
 pub(crate) mod put_ring;
 pub(crate) mod queue;
 pub(crate) mod semaphore;
+mod value;
 pub(crate) mod waiters;
 
+pub use array::{RawArray, SharedArray, SharedGuard};
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
 pub use joinable::JoinableQueue;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use memory::SharedMemory;
 pub use pipe::{PipeEnd, PipeReceiver, PipeSender, pipe, pipe_one_way};
 pub use queue::Queue;
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};
+pub use value::{AtomicPrimitive, AtomicValue, RawValue, SharedValue};
 
 /// Called by a child once its job is done, before it exits: waits (at most a second) until the
 /// hubs it used have applied what it sent, so guards dropped at the end of a worker arrive as

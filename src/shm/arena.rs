@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::segment::{Segment, SegmentHandle, SharedPlain};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The size of one arena.
 const ARENA_LEN: usize = 64 * 1024;
@@ -23,6 +23,35 @@ const LINE: usize = 64;
 
 /// The arena cells are carved from now, and where its free space starts.
 static CURRENT: Mutex<Option<(Segment, usize)>> = Mutex::new(None);
+
+/// `len` bytes (at least one line, whole lines) carved from the current arena, or from a new
+/// one when it is full: the arena and the offset of the first byte, aligned to a line.
+///
+/// # Errors
+///
+/// As [`Segment::create`], when a new arena is needed.
+///
+/// # Panics
+///
+/// If `len` is larger than an arena ([`MAX_CARVED`]).
+pub(crate) fn carve(len: usize) -> Result<(Segment, usize)> {
+    let len = len.div_ceil(LINE).max(1) * LINE;
+    assert!(len <= MAX_CARVED, "carved memory fits an arena");
+    let mut current = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+    if current
+        .as_ref()
+        .is_none_or(|(_, free)| free + len > ARENA_LEN)
+    {
+        *current = Some((Segment::create(ARENA_LEN)?, 0));
+    }
+    let (segment, free) = current.as_mut().expect("an arena");
+    let offset = *free;
+    *free += len;
+    Ok((segment.clone(), offset))
+}
+
+/// The most [`carve`] gives at once.
+pub(crate) const MAX_CARVED: usize = ARENA_LEN;
 
 /// A `T` in shared memory, reachable from every process that receives this handle. Cloning
 /// shares the cell.
@@ -58,26 +87,30 @@ impl<T: SharedPlain> Cell<T> {
     ///
     /// As [`Segment::create`], when a new arena is needed.
     pub(crate) fn new() -> Result<Self> {
-        let len = std::mem::size_of::<T>().div_ceil(LINE).max(1) * LINE;
         assert!(
-            len <= ARENA_LEN && std::mem::align_of::<T>() <= LINE,
+            std::mem::align_of::<T>() <= LINE,
             "a cell fits an arena line"
         );
-        let mut current = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
-        if current
-            .as_ref()
-            .is_none_or(|(_, free)| free + len > ARENA_LEN)
-        {
-            *current = Some((Segment::create(ARENA_LEN)?, 0));
-        }
-        let (segment, free) = current.as_mut().expect("an arena");
-        let cell = Cell {
-            segment: segment.clone(),
-            offset: *free,
+        let (segment, offset) = carve(std::mem::size_of::<T>())?;
+        Ok(Cell {
+            segment,
+            offset,
             kind: PhantomData,
-        };
-        *free += len;
-        Ok(cell)
+        })
+    }
+
+    /// The cell at `offset` in a segment of the caller's (a header it keeps for a cell).
+    ///
+    /// # Panics
+    ///
+    /// If a `T` does not fit there, or `offset` is not aligned for it.
+    pub(crate) fn in_segment(segment: Segment, offset: usize) -> Self {
+        let _ = segment.at::<T>(offset);
+        Cell {
+            segment,
+            offset,
+            kind: PhantomData,
+        }
     }
 
     /// Where the cell is: its segment and its offset there.
@@ -103,7 +136,7 @@ impl<T> Serialize for Cell<T> {
 impl<'de, T: SharedPlain> Deserialize<'de> for Cell<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let (handle, offset) = <(SegmentHandle, u64)>::deserialize(deserializer)?;
-        let segment = Segment::open(&handle).map_err(serde::de::Error::custom)?;
+        let segment = Segment::open(&handle).map_err(Error::refuse)?;
         let offset = usize::try_from(offset).map_err(serde::de::Error::custom)?;
         if offset + std::mem::size_of::<T>() > segment.len() || !offset.is_multiple_of(LINE) {
             return Err(serde::de::Error::custom(

@@ -281,7 +281,7 @@ impl Serialize for Segment {
 impl<'de> Deserialize<'de> for Segment {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let handle = SegmentHandle::deserialize(deserializer)?;
-        Segment::open(&handle).map_err(serde::de::Error::custom)
+        Segment::open(&handle).map_err(Error::refuse)
     }
 }
 
