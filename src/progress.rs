@@ -17,7 +17,7 @@
 //! parent falls back on the order of calls: the oldest call not answered is taken for the
 //! running one.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -73,16 +73,9 @@ pub(crate) enum Started {
 }
 
 impl Progress {
-    /// A new page in the parent, or `None` if the system has no `memfd`.
+    /// A new page in the parent, or `None` if the system refuses one.
     pub(crate) fn create() -> Option<Progress> {
-        // SAFETY: memfd_create takes a valid C string; the descriptor is owned from here on.
-        let fd = unsafe {
-            let fd = libc::memfd_create(c"multiproc-progress".as_ptr(), libc::MFD_CLOEXEC);
-            if fd < 0 {
-                return None;
-            }
-            OwnedFd::from_raw_fd(fd)
-        };
+        let fd = crate::shm::segment::anonymous_file("multiproc-progress").ok()?;
         // SAFETY: ftruncate on a descriptor this function owns.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE_LEN as libc::off_t) } != 0 {
             return None;

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::protocol::hub::{Answer, EventOp, Failure, Op};
 use crate::shm::arena::Cell;
 use crate::shm::event_cell::EventCell;
+use crate::shm::segment::SHAREABLE;
 
 /// An event's state on its hub.
 struct EventState {
@@ -101,6 +102,13 @@ impl Event {
     /// or descriptors).
     #[allow(clippy::new_without_default)] // creating an event starts a server; keep it explicit
     pub fn new() -> Self {
+        if !SHAREABLE {
+            let handle = expect_started(Handle::create(state()));
+            return Event {
+                handle,
+                memory: None,
+            };
+        }
         let cell = expect_started(Cell::<EventCell>::new());
         let (segment, offset) = cell.place();
         let handle = expect_started(Handle::create(Box::new(Waiters::new(

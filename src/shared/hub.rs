@@ -104,8 +104,13 @@ impl Reply {
 pub(crate) enum Replier {
     /// A caller in this process, waiting on a channel.
     Local(oneshot::Sender<Reply>),
-    /// A caller in another process: the answer goes out on its connection.
-    Remote { writer: FrameWriter, id: u64 },
+    /// A caller in another process (`peer_pid`, 0 if unknown): the answer goes out on its
+    /// connection.
+    Remote {
+        writer: FrameWriter,
+        id: u64,
+        peer_pid: u32,
+    },
     /// Nobody waits (a guard released on drop).
     Discard,
 }
@@ -117,7 +122,7 @@ impl Replier {
     pub(crate) fn send(self, reply: Reply) -> std::result::Result<(), Reply> {
         match self {
             Replier::Local(sender) => sender.send(reply),
-            Replier::Remote { writer, id } => {
+            Replier::Remote { writer, id, .. } => {
                 let payload = if reply.items.is_empty() {
                     Vec::new()
                 } else {
@@ -141,6 +146,18 @@ impl Replier {
         match self {
             Replier::Local(sender) => !sender.is_closed(),
             Replier::Remote { .. } | Replier::Discard => true,
+        }
+    }
+
+    /// Whether the caller's process has ended, though its connection may not have been seen
+    /// closing yet (it was killed a moment ago). Reads `/proc`: a few microseconds, against
+    /// the round trip a remote request costs anyway.
+    pub(crate) fn caller_has_ended(&self) -> bool {
+        match self {
+            Replier::Remote { peer_pid, .. } if *peer_pid != 0 => {
+                crate::shm::owner::has_ended(*peer_pid)
+            }
+            _ => false,
         }
     }
 }
@@ -483,6 +500,7 @@ async fn serve_connection<R: AsyncRead + Unpin>(
                 let replier = Replier::Remote {
                     writer: writer.clone(),
                     id,
+                    peer_pid,
                 };
                 dispatch_call(&hub, Caller { conn, task }, object, op, frame, replier, id);
             }
@@ -491,6 +509,7 @@ async fn serve_connection<R: AsyncRead + Unpin>(
                 let replier = Replier::Remote {
                     writer: writer.clone(),
                     id,
+                    peer_pid,
                 };
                 let _ = replier.send(Reply::ok(Answer::Done));
             }

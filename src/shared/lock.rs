@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::protocol::hub::{Answer, Failure, LockOp, Op};
 use crate::shm::arena::Cell;
 use crate::shm::lock_cell::{Attempt, LockCell, NotReleased};
+use crate::shm::segment::SHAREABLE;
 
 /// A lock's state on its hub; `recursive` for an [`RLock`]. Also the lock inside a
 /// [`Condition`](super::Condition).
@@ -416,6 +417,10 @@ macro_rules! lock_handle {
             /// memory or descriptors).
             #[allow(clippy::new_without_default)] // creating a lock starts a server
             pub fn new() -> Self {
+                if !SHAREABLE {
+                    let state = Box::new(LockState::new($recursive));
+                    return $lock { handle: expect_started(Handle::create(state)), memory: None };
+                }
                 let lock = expect_started(MemoryLock::new());
                 $lock { handle: lock.handle.clone(), memory: Some(lock) }
             }

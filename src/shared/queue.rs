@@ -126,7 +126,10 @@ impl QueueState {
             while !self.items.is_empty()
                 && let Some(getter) = self.getters.pop_front()
             {
-                if !getter.request.replier.is_waiting() {
+                // An item never goes to a process that has ended, though its connection may
+                // not have been seen closing yet (it was killed while its get waited).
+                if !getter.request.replier.is_waiting() || getter.request.replier.caller_has_ended()
+                {
                     continue;
                 }
                 let count = (getter.max as usize).min(self.items.len());

@@ -13,6 +13,7 @@ use super::waiters::{self, Waiters};
 use crate::error::{Error, Result};
 use crate::protocol::hub::{Answer, Failure, Op, SemaphoreOp};
 use crate::shm::arena::Cell;
+use crate::shm::segment::SHAREABLE;
 use crate::shm::semaphore_cell::{SemaphoreCell, Take};
 
 /// A semaphore's state on its hub.
@@ -269,6 +270,10 @@ macro_rules! semaphore_handle {
             /// If this process cannot create shared memory or bind its hub's socket (out of
             /// memory or descriptors).
             pub fn new(permits: u64) -> Self {
+                if !SHAREABLE {
+                    let handle = expect_started(Handle::create(state(permits, $bounded)));
+                    return $name { handle, memory: None };
+                }
                 let semaphore = expect_started(MemorySemaphore::new(permits, $bounded));
                 $name { handle: semaphore.handle.clone(), memory: Some(semaphore) }
             }

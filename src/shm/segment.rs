@@ -130,15 +130,8 @@ impl Segment {
             ));
         }
         let token: Token = random_bytes();
-        let name = std::ffi::CString::new(memfd_name(&token)).expect("a name without NUL");
-        // SAFETY: a valid C string; the descriptor is owned from here on.
-        let fd = unsafe {
-            let fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC);
-            if fd < 0 {
-                return Err(last_error("creating a shared memory segment"));
-            }
-            OwnedFd::from_raw_fd(fd)
-        };
+        let fd = anonymous_file(&memfd_name(&token))
+            .map_err(|error| Error::io("creating a shared memory segment", error))?;
         // SAFETY: plain system calls on a descriptor this function owns.
         unsafe {
             if libc::fchmod(fd.as_raw_fd(), 0o600) != 0
@@ -283,6 +276,41 @@ impl<'de> Deserialize<'de> for Segment {
         let handle = SegmentHandle::deserialize(deserializer)?;
         Segment::open(&handle).map_err(Error::refuse)
     }
+}
+
+/// Whether a segment created here can be opened by another process (through
+/// `/proc/<pid>/fd/<n>`, which only Linux has). Elsewhere segments stay in their process, and
+/// the shared objects that would use them are served by their creator's hub instead.
+pub(crate) const SHAREABLE: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// A new file of shared memory with no name anywhere, close-on-exec, freed with its last
+/// descriptor and mapping: a `memfd` called `name` where the system has them; elsewhere a
+/// POSIX shared memory object unlinked the moment it is created (as CPython's heap arenas are).
+pub(crate) fn anonymous_file(name: &str) -> std::io::Result<OwnedFd> {
+    let name = std::ffi::CString::new(name).expect("a name without NUL");
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: a valid C string; the descriptor is owned from here on.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    // SAFETY: valid C strings; the name is unlinked at once, so only the descriptor remains,
+    // and it is owned from here on.
+    let fd = unsafe {
+        let fd = libc::shm_open(
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+            0o600 as libc::c_uint,
+        );
+        if fd >= 0 {
+            libc::shm_unlink(name.as_ptr());
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        fd
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The `memfd` name of the segment with `token`.
