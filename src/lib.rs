@@ -61,6 +61,7 @@
 //! | `Pipe(duplex=False)`, `conn.poll(timeout)` | [`pipe_one_way`] (a [`PipeReceiver`] with no `send`, a [`PipeSender`] with no `recv`), [`end.poll(timeout)`](PipeEnd::poll); ends are also a `Stream` and a `Sink` |
 //! | `q.qsize()`, `q.empty()`, `q.full()`, `maxsize` | [`q.len()`](Queue::len), [`q.is_empty()`](Queue::is_empty), [`q.full()`](Queue::full) (`false` when unbounded, as in Python), [`q.capacity()`](Queue::capacity) |
 //! | `Event`, `Lock`, `RLock`, `Semaphore`, `Condition`, `Barrier` | [`Event`], [`Lock`], [`RLock`], [`Semaphore`], [`Condition`], [`Barrier`] |
+//! | `Condition(lock)` | [`Condition::with_lock(&lock)`](Condition::with_lock), [`Condition::with_rlock`] |
 //! | `Barrier(n, action=f)`, `barrier.broken` | [`Barrier::with_action(n, f)`](Barrier::with_action) (`f` a `#[worker]` of no arguments, run by the last party to arrive), [`barrier.is_broken()`](Barrier::is_broken) |
 //! | `Value('Q', 0)`, `v.get_lock()`, `with v.get_lock(): v.value += 1`, `v.value` | [`SharedValue::new(0u64)?`](SharedValue::new), [`v.get_lock()`](SharedValue::get_lock), [`*v.lock().await? += 1`](SharedValue::lock), [`v.get().await?`](SharedValue::get) / [`v.set(x)`](SharedValue::set): any [`bytemuck::Pod`] type |
 //! | `Array('d', n)`, `RawValue(...)`, `RawArray(...)` | [`SharedArray::<f64>::new(n)?`](SharedArray::new) ([`lock`](SharedArray::lock) gives a `&mut [f64]`), [`RawValue`], [`RawArray`] (copies without a lock, `unsafe` slices) |

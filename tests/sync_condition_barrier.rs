@@ -311,3 +311,93 @@ async fn a_wait_that_gives_up_during_the_action_breaks_the_barrier() {
     })
     .await;
 }
+
+/// Waits on a condition built on `lock`; reports whether it was notified, and that it held
+/// the lock again when the wait returned.
+#[worker]
+async fn wait_on_a_lock(
+    condition: Condition,
+    lock: multiproc::Lock,
+    waiting: Queue<u32>,
+) -> (bool, bool) {
+    let mut guard = condition.acquire().await.unwrap();
+    waiting.put(1).await.unwrap();
+    let notified = guard.wait_timeout(Duration::from_secs(10)).await.unwrap();
+    let held_again = lock.try_acquire().await.unwrap().is_none();
+    (notified, held_again)
+}
+
+#[tokio::test]
+async fn a_condition_on_an_existing_lock_gives_it_back_while_it_waits() {
+    let lock = multiproc::Lock::new();
+    let condition = Condition::with_lock(&lock).unwrap();
+    let waiting = Queue::new();
+    let child = within(
+        Process::new(
+            wait_on_a_lock,
+            (condition.clone(), lock.clone(), waiting.clone()),
+        )
+        .start(),
+    )
+    .await
+    .unwrap();
+    within(waiting.get()).await.unwrap();
+    // The waiter gave the lock back: this process takes it, through the lock itself.
+    let guard = within(lock.acquire()).await.unwrap();
+    drop(guard);
+    let guard = within(condition.acquire()).await.unwrap();
+    within(guard.notify(1)).await.unwrap();
+    drop(guard);
+    assert_eq!(within(child.join()).await.unwrap(), (true, true));
+    // Notify needs the lock, as in Python.
+    let error = within(condition.notify(1)).await.unwrap_err();
+    assert_eq!(error.kind(), multiproc::ErrorKind::InvalidState, "{error}");
+}
+
+#[tokio::test]
+async fn a_condition_on_an_rlock_gives_back_every_level_and_takes_them_all_again() {
+    let lock = multiproc::RLock::new();
+    let condition = Condition::with_rlock(&lock).unwrap();
+    let outer = within(lock.acquire()).await.unwrap();
+    let mut guard = within(condition.acquire()).await.unwrap();
+    let other_task = tokio::spawn({
+        let lock = lock.clone();
+        async move { lock.try_acquire().await.unwrap().is_some() }
+    });
+    assert!(!within(other_task).await.unwrap(), "held, by another task");
+    // While this task waits (and times out), another task can take the lock.
+    let taker = tokio::spawn({
+        let lock = lock.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            lock.try_acquire().await.unwrap().is_some()
+        }
+    });
+    assert!(
+        !within(guard.wait_timeout(Duration::from_millis(300)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        within(taker).await.unwrap(),
+        "the wait gave back both levels"
+    );
+    drop(guard);
+    let held = tokio::spawn({
+        let lock = lock.clone();
+        async move { lock.try_acquire().await.unwrap().is_some() }
+    });
+    assert!(
+        !within(held).await.unwrap(),
+        "the outer level is held again"
+    );
+    drop(outer);
+}
+
+#[tokio::test]
+async fn a_condition_on_a_managers_lock_is_refused() {
+    let manager = within(multiproc::Manager::start()).await.unwrap();
+    let lock = within(manager.lock()).await.unwrap();
+    let error = Condition::with_lock(&lock).unwrap_err();
+    assert_eq!(error.kind(), multiproc::ErrorKind::InvalidInput, "{error}");
+}

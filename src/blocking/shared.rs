@@ -400,6 +400,24 @@ impl Condition {
         crate::Condition::new().into()
     }
 
+    /// A condition on an existing lock: [`crate::Condition::with_lock`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Condition::with_lock`].
+    pub fn with_lock(lock: &Lock) -> crate::Result<Self> {
+        crate::Condition::with_lock(lock.as_async()).map(Self::from)
+    }
+
+    /// A condition on an existing recursive lock: [`crate::Condition::with_rlock`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Condition::with_rlock`].
+    pub fn with_rlock(lock: &RLock) -> crate::Result<Self> {
+        crate::Condition::with_rlock(lock.as_async()).map(Self::from)
+    }
+
     /// Takes the condition's lock.
     ///
     /// The blocking form of [`crate::Condition::acquire`].

@@ -879,7 +879,8 @@ impl Manager {
             | Hosted::RLock
             | Hosted::Event
             | Hosted::Semaphore(_)
-            | Hosted::BoundedSemaphore(_) => encode(&(handle, None::<()>), "a hosted object")?,
+            | Hosted::BoundedSemaphore(_)
+            | Hosted::Condition => encode(&(handle, None::<()>), "a hosted object")?,
             _ => encode(&handle, "a hosted object")?,
         };
         decode(&encoded, "a hosted object")

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{self, Handle};
 use super::hub::{ConnId, Items, Object, Reply, Request, take_parked};
-use super::lock::{Held, LockState, acquire};
+use super::lock::{Held, Lock, LockState, MemoryGrant, MemoryLock, RLock, acquire};
 use super::queue::expect_started;
-use crate::error::{Error, Result};
+use super::waiters::{self, Waiters};
+use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::hub::{Answer, ConditionOp, Failure, Op};
+use crate::shm::arena::Cell;
+use crate::shm::condition_cell::ConditionCell;
 
 /// A condition's state on its hub: its lock and the requests sleeping in `wait`.
 struct ConditionState {
@@ -106,15 +109,36 @@ impl Object for ConditionState {
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Condition {
+    /// The condition itself (served by a hub), or where the waiters of one built on a lock
+    /// in shared memory park.
     handle: Handle,
+    memory: Option<MemoryCondition>,
+}
+
+/// A condition built on a lock in shared memory ([`Condition::with_lock`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MemoryCondition {
+    lock: MemoryLock,
+    /// Whether the lock is an [`RLock`], owned by a task.
+    recursive: bool,
+    cell: Cell<ConditionCell>,
 }
 
 /// Holds a [`Condition`]'s lock until dropped.
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ConditionGuard {
-    held: Held,
+    inner: GuardInner,
     handle: Handle,
+}
+
+#[derive(Debug)]
+enum GuardInner {
+    Hub(Held),
+    Memory {
+        grant: MemoryGrant,
+        condition: MemoryCondition,
+    },
 }
 
 fn describe(handle: &Handle) -> String {
@@ -153,7 +177,72 @@ impl Condition {
     #[allow(clippy::new_without_default)] // creating a condition starts a server
     pub fn new() -> Self {
         let handle = expect_started(Handle::create(state()));
-        Condition { handle }
+        Condition {
+            handle,
+            memory: None,
+        }
+    }
+
+    /// A condition on an existing [`Lock`] (Python's `Condition(lock)`): acquiring the
+    /// condition acquires `lock`, and a wait gives it back while it sleeps. The lock and the
+    /// sleepers are in shared memory; only a wait parks at this process's hub.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](ErrorKind::InvalidInput) for a lock served by a hub (a manager's, or
+    /// any lock on a system without shared memory between processes): use
+    /// [`Manager::condition`](crate::Manager::condition) there.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let lock = multiproc::Lock::new();
+    /// let changed = multiproc::Condition::with_lock(&lock)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_lock(lock: &Lock) -> Result<Self> {
+        Self::on(lock.in_memory().map(|(lock, _)| lock.clone()), false)
+    }
+
+    /// A condition on an existing [`RLock`], as [`with_lock`](Self::with_lock): a wait gives
+    /// back every level the waiting task holds, and takes them all back.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_lock`](Self::with_lock).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> multiproc::Result<()> {
+    /// let lock = multiproc::RLock::new();
+    /// let changed = multiproc::Condition::with_rlock(&lock)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_rlock(lock: &RLock) -> Result<Self> {
+        Self::on(lock.in_memory().map(|(lock, _)| lock.clone()), true)
+    }
+
+    fn on(lock: Option<MemoryLock>, recursive: bool) -> Result<Self> {
+        let Some(lock) = lock else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a condition on a lock served by a hub (a manager's) is not supported: use \
+                 the manager's own condition()",
+            ));
+        };
+        let cell = Cell::<ConditionCell>::new()?;
+        let (segment, offset) = cell.place();
+        let handle = Handle::create(Box::new(Waiters::new(segment.clone(), offset)))?;
+        Ok(Condition {
+            handle,
+            memory: Some(MemoryCondition {
+                lock,
+                recursive,
+                cell,
+            }),
+        })
     }
 
     /// Takes the condition's lock.
@@ -175,12 +264,26 @@ impl Condition {
     /// # Ok(()) }
     /// ```
     pub async fn acquire(&self) -> Result<ConditionGuard> {
+        if let Some(condition) = &self.memory {
+            let task = condition.recursive.then(client::current_task);
+            let grant = condition
+                .lock
+                .acquire_grant(task, || describe(&self.handle))
+                .await?;
+            return Ok(ConditionGuard {
+                inner: GuardInner::Memory {
+                    grant,
+                    condition: condition.clone(),
+                },
+                handle: self.handle.clone(),
+            });
+        }
         let op = Op::Condition(ConditionOp::Acquire { wait: true });
         let held = acquire(&self.handle, op, None, &describe(&self.handle))
             .await?
             .expect("a waiting acquire is granted");
         Ok(ConditionGuard {
-            held,
+            inner: GuardInner::Hub(held),
             handle: self.handle.clone(),
         })
     }
@@ -206,6 +309,10 @@ impl Condition {
     /// # Ok(()) }
     /// ```
     pub async fn notify(&self, n: usize) -> Result<()> {
+        if let Some(condition) = &self.memory {
+            let task = condition.recursive.then(client::current_task);
+            return condition.notify(condition.lock.is_held_by(task), n as u64, &self.handle);
+        }
         notify(&self.handle, n as u64, client::current_task()).await
     }
 
@@ -228,22 +335,85 @@ impl Condition {
     /// # Ok(()) }
     /// ```
     pub async fn notify_all(&self) -> Result<()> {
-        notify(&self.handle, u64::MAX, client::current_task()).await
+        self.notify(usize::MAX).await
+    }
+}
+
+impl MemoryCondition {
+    /// Notifies up to `n` sleepers if the caller holds the lock (`held`), as Python requires.
+    fn notify(&self, held: bool, n: u64, handle: &Handle) -> Result<()> {
+        if !held {
+            return Err(Error::invalid_state(format!(
+                "{}: notify by a task that does not hold its lock",
+                describe(handle)
+            )));
+        }
+        if self.cell.notify(n) {
+            waiters::wake(handle, true);
+        }
+        Ok(())
+    }
+
+    /// Registers, gives the lock back, waits for a notify (at most until `deadline`), and
+    /// takes the lock back. Returns whether it was notified.
+    async fn wait(
+        &self,
+        grant: &mut MemoryGrant,
+        handle: &Handle,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        self.cell.register();
+        let levels = match grant.release_all() {
+            Ok(levels) => levels,
+            Err(error) => {
+                self.cell.give_up();
+                return Err(error);
+            }
+        };
+        let notified = loop {
+            if self.cell.take_ticket() {
+                break true;
+            }
+            let Some(slice) = waiters::next_slice(deadline) else {
+                break self.cell.give_up();
+            };
+            let expect = self.cell.announce_waiter();
+            if self.cell.take_ticket() {
+                break true;
+            }
+            if let Err(error) = waiters::park(handle, expect, slice, &describe(handle)).await {
+                self.cell.give_up();
+                grant.retake(levels, || describe(handle)).await?;
+                return Err(error);
+            }
+        };
+        grant.retake(levels, || describe(handle)).await?;
+        Ok(notified)
     }
 }
 
 impl ConditionGuard {
     /// Whether the previous holder's process died holding the lock.
     pub fn owner_died(&self) -> bool {
-        self.held.owner_died()
+        match &self.inner {
+            GuardInner::Hub(held) => held.owner_died(),
+            GuardInner::Memory { grant, .. } => grant.owner_died(),
+        }
     }
 
     async fn wait_inner(&mut self, timeout: Option<Duration>) -> Result<bool> {
-        let task = self.held.task;
+        let held = match &mut self.inner {
+            GuardInner::Memory { grant, condition } => {
+                return condition.wait(grant, &self.handle, timeout).await;
+            }
+            GuardInner::Hub(held) => held,
+        };
+        let task = held.task;
         let what = describe(&self.handle);
         // The hub takes the lock back for the wait: until it grants it again this guard must
         // not release it, and a grant that reaches nobody is released by the client.
-        let armed = self.held.disarm();
+        let armed = held.disarm();
         let op = Op::Condition(ConditionOp::Wait);
         let reply = client::call_as(&self.handle, op, Vec::new(), timeout, task).await?;
         let notified = match reply.outcome {
@@ -263,12 +433,12 @@ impl ConditionGuard {
             Err(failure) => {
                 // Refused without waiting: the lock is as it was.
                 if armed {
-                    self.held.rearm();
+                    held.rearm();
                 }
                 return Err(failure.into_error(&what));
             }
         };
-        self.held.rearm();
+        held.rearm();
         Ok(notified)
     }
 
@@ -387,7 +557,12 @@ impl ConditionGuard {
     /// # Ok(()) }
     /// ```
     pub async fn notify(&self, n: usize) -> Result<()> {
-        notify(&self.handle, n as u64, self.held.task).await
+        match &self.inner {
+            GuardInner::Hub(held) => notify(&self.handle, n as u64, held.task).await,
+            GuardInner::Memory { grant, condition } => {
+                condition.notify(grant.is_held(), n as u64, &self.handle)
+            }
+        }
     }
 
     /// Wakes every waiter.
@@ -408,12 +583,15 @@ impl ConditionGuard {
     /// # Ok(()) }
     /// ```
     pub async fn notify_all(&self) -> Result<()> {
-        notify(&self.handle, u64::MAX, self.held.task).await
+        self.notify(usize::MAX).await
     }
 }
 
 impl Drop for ConditionGuard {
     fn drop(&mut self) {
-        self.held.release_with(Op::Condition(ConditionOp::Release));
+        match &mut self.inner {
+            GuardInner::Hub(held) => held.release_with(Op::Condition(ConditionOp::Release)),
+            GuardInner::Memory { grant, .. } => grant.release(),
+        }
     }
 }

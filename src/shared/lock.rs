@@ -264,14 +264,7 @@ impl Grant {
 
     fn release(&mut self) {
         match self {
-            Grant::Memory(grant) => {
-                if std::mem::take(&mut grant.armed) {
-                    // A plain lock someone else released meanwhile is left alone.
-                    if let Ok(true) = grant.lock.cell.release(grant.task, true) {
-                        waiters::wake(&grant.lock.handle, false);
-                    }
-                }
-            }
+            Grant::Memory(grant) => grant.release(),
             Grant::Hub(held) => held.release_with(Op::Lock(LockOp::Release)),
         }
     }
@@ -314,11 +307,79 @@ impl<'de> Deserialize<'de> for MemoryLock {
 /// A held [`MemoryLock`]: the task that took it (for a recursive lock) and whether its last
 /// holder had died.
 #[derive(Debug)]
-struct MemoryGrant {
+pub(crate) struct MemoryGrant {
     lock: MemoryLock,
     task: Option<u64>,
     owner_died: bool,
     armed: bool,
+}
+
+impl MemoryGrant {
+    pub(crate) fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
+    /// Gives the lock back, once.
+    pub(crate) fn release(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            // A plain lock someone else released meanwhile is left alone.
+            if let Ok(true) = self.lock.cell.release(self.task, true) {
+                waiters::wake(&self.lock.handle, false);
+            }
+        }
+    }
+
+    /// Whether the lock is held as this grant says: by this process and, for a recursive
+    /// lock, by its task.
+    pub(crate) fn is_held(&self) -> bool {
+        self.armed && self.lock.cell.is_held_by(self.task)
+    }
+
+    /// Gives back every level held (a condition's wait); returns them for [`retake`].
+    ///
+    /// [`retake`]: Self::retake
+    pub(crate) fn release_all(&mut self) -> Result<u64> {
+        let (levels, wake) = self.lock.cell.release_all(self.task).map_err(|_| {
+            Error::invalid_state("wait on a condition whose lock this task does not hold")
+        })?;
+        self.armed = false;
+        if wake {
+            waiters::wake(&self.lock.handle, false);
+        }
+        Ok(levels)
+    }
+
+    /// Takes the lock again after [`release_all`](Self::release_all), with its levels,
+    /// waiting as long as it takes.
+    pub(crate) async fn retake(&mut self, levels: u64, what: impl Fn() -> String) -> Result<()> {
+        let grant = self.lock.take(self.task, true, None, what).await?;
+        let mut grant = grant.expect("a waiting take is granted");
+        self.lock.cell.restore_depth(levels);
+        self.owner_died = grant.owner_died;
+        self.armed = true;
+        grant.armed = false;
+        Ok(())
+    }
+}
+
+impl MemoryLock {
+    /// Whether this process (and, for a recursive lock, `task`) holds the lock.
+    pub(crate) fn is_held_by(&self, task: Option<u64>) -> bool {
+        self.cell.is_held_by(task)
+    }
+
+    /// Takes the lock for a [`Condition`](super::Condition)'s guard, as `task` for a
+    /// recursive lock.
+    pub(crate) async fn acquire_grant(
+        &self,
+        task: Option<u64>,
+        what: impl Fn() -> String,
+    ) -> Result<MemoryGrant> {
+        Ok(self
+            .take(task, true, None, what)
+            .await?
+            .expect("a waiting take is granted"))
+    }
 }
 
 impl MemoryLock {
@@ -427,6 +488,12 @@ macro_rules! lock_handle {
 
             fn describe(&self) -> String {
                 format!("{} {}", $noun, self.handle.object)
+            }
+
+            /// The lock in shared memory, with the task that would own it; `None` for a
+            /// lock served by a hub.
+            pub(crate) fn in_memory(&self) -> Option<(&MemoryLock, Option<u64>)> {
+                self.memory.as_ref().map(|lock| (lock, self.owner()))
             }
 
             fn owner(&self) -> Option<u64> {

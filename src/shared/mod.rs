@@ -48,9 +48,12 @@
 //! After the creator exits, the objects keep working between the processes that hold them:
 //! waiters then look every few milliseconds instead of parking.
 //!
-//! **Served by a hub.** Queues, pipes, conditions and barriers, and every object a
-//! [`Manager`](crate::Manager) hosts (which must work across machines), live in the hub of
-//! the process that created them: a small server that the first object creation starts,
+//! A [`Condition`] built on such a lock ([`Condition::with_lock`]) keeps its sleepers in
+//! shared memory too; only a wait parks at the hub.
+//!
+//! **Served by a hub.** Queues, pipes, conditions made by [`Condition::new`], barriers, and
+//! every object a [`Manager`](crate::Manager) hosts (which must work across machines), live
+//! in the hub of the process that created them: a small server that the first object creation starts,
 //! listening on a random abstract-namespace socket and serving from a dedicated thread (so
 //! objects stay served while that process's own runtime is blocked by a sync worker, or after
 //! a `#[tokio::test]` runtime has ended). A handle is the pair (hub socket name, object id),

@@ -152,6 +152,32 @@ impl LockCell {
         }
     }
 
+    /// Gives back every level `task` holds (one for a plain lock, which this process must
+    /// hold), for a condition's wait. Returns the levels, to [`restore_depth`] after taking
+    /// the lock again, and whether a waiter must be woken.
+    ///
+    /// [`restore_depth`]: Self::restore_depth
+    pub(crate) fn release_all(&self, task: Option<u64>) -> Result<(u64, bool), NotReleased> {
+        let levels = match task {
+            Some(_) if self.is_held_by(task) => self.depth.swap(1, Ordering::Relaxed),
+            Some(_) => return Err(NotReleased::NotOwner),
+            None => 1,
+        };
+        self.release(task, true).map(|wake| (levels, wake))
+    }
+
+    /// After a [`release_all`](Self::release_all) and a new take: the levels held before.
+    pub(crate) fn restore_depth(&self, levels: u64) {
+        self.depth.store(levels, Ordering::Relaxed);
+    }
+
+    /// Whether this process (and, for a recursive lock, `task`) holds the lock.
+    pub(crate) fn is_held_by(&self, task: Option<u64>) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        holder_of(word) == owner::me()
+            && task.is_none_or(|task| self.task.load(Ordering::Acquire) == task)
+    }
+
     /// Whether someone holds the lock.
     pub(crate) fn is_locked(&self) -> bool {
         holder_of(self.word.load(Ordering::Acquire)) != 0

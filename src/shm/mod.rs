@@ -21,6 +21,7 @@
 //! when the cell says someone is parked.
 
 pub(crate) mod arena;
+pub(crate) mod condition_cell;
 pub(crate) mod event_cell;
 pub(crate) mod lock_cell;
 pub(crate) mod owner;
